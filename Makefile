@@ -1,0 +1,38 @@
+# The two commands: `make dev` serves the portal with demo data; `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+DAAS := target/debug/daas
+# The private PostgreSQL of the tests, apart from the development one in .daas/.
+TEST_DEV_DIR := .daas/test
+
+.PHONY: dev test deps build lint fmt stop help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+deps: ## install what is missing (Debian packages, tools); idempotent
+	@scripts/install-deps.sh
+
+build: deps ## build the daas binary
+	$(CARGO) build --bin daas
+
+dev: build ## serve the portal with demo data at http://localhost:8080
+	$(DAAS) dev
+
+test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
+	@set -euo pipefail; \
+	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
+	status=0; $(CARGO) nextest run --workspace --no-fail-fast || status=$$?; \
+	if [ -n "$${CI:-}" ]; then $(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db --stop || true; fi; \
+	exit $$status
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+stop: build ## stop the private PostgreSQL clusters
+	$(DAAS) dev-db --stop
+	$(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db --stop

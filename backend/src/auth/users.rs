@@ -1,0 +1,102 @@
+//! User accounts as the CLI manages them (`daas user ...`).
+
+use anyhow::{bail, Context};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::Role;
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub email: Option<&'a str>,
+    pub affiliation: Option<&'a str>,
+    pub role: Role,
+    pub password: Option<&'a str>,
+}
+
+pub fn check_username(username: &str) -> anyhow::Result<()> {
+    let ok = !username.is_empty()
+        && username.len() <= 64
+        && username.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !ok {
+        bail!("username {username:?}: use 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+pub async fn add(db: &PgPool, user: NewUser<'_>) -> anyhow::Result<Uuid> {
+    check_username(user.username)?;
+    let hash = user.password.map(super::password::hash).transpose()?;
+    let mut tx = db.begin().await?;
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "insert into users (username, display_name, email, affiliation, role, password_hash)
+         values ($1, $2, $3, $4, $5, $6) on conflict (username) do nothing returning id",
+    )
+    .bind(user.username)
+    .bind(user.display_name)
+    .bind(user.email)
+    .bind(user.affiliation)
+    .bind(user.role.as_str())
+    .bind(hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else { bail!("user {:?} already exists", user.username) };
+    crate::audit::record_cli(
+        &mut *tx,
+        "user.create",
+        "user",
+        &id.to_string(),
+        serde_json::json!({"username": user.username, "role": user.role}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn find(db: &PgPool, username: &str) -> anyhow::Result<Uuid> {
+    sqlx::query_scalar("select id from users where username = $1")
+        .bind(username)
+        .fetch_optional(db)
+        .await?
+        .with_context(|| format!("no user {username:?}"))
+}
+
+pub async fn set_role(db: &PgPool, username: &str, role: Role) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let id: Uuid =
+        sqlx::query_scalar("update users set role = $2, updated_at = now() where username = $1 returning id")
+            .bind(username)
+            .bind(role.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .with_context(|| format!("no user {username:?}"))?;
+    crate::audit::record_cli(&mut *tx, "user.set_role", "user", &id.to_string(), serde_json::json!({"role": role}))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Enables or disables an account. Disabling ends its browser sessions at once; its API
+/// tokens are refused because every lookup checks `enabled`.
+pub async fn set_enabled(db: &PgPool, username: &str, enabled: bool) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let id: Uuid =
+        sqlx::query_scalar("update users set enabled = $2, updated_at = now() where username = $1 returning id")
+            .bind(username)
+            .bind(enabled)
+            .fetch_optional(&mut *tx)
+            .await?
+            .with_context(|| format!("no user {username:?}"))?;
+    if !enabled {
+        sqlx::query("update browser_sessions set ended_at = now() where user_id = $1 and ended_at is null")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let action = if enabled { "user.enable" } else { "user.disable" };
+    crate::audit::record_cli(&mut *tx, action, "user", &id.to_string(), serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}

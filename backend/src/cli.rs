@@ -1,0 +1,199 @@
+//! What each subcommand does.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::config::{Cli, Command, DbArgs, ImportCommand, ImportFormat, ServeArgs, TokenCommand, UserCommand};
+use crate::devdb::DevCluster;
+use crate::proposals::import;
+use crate::state::{AppState, Config};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let db = &cli.db;
+    match cli.command {
+        Command::Serve(args) => {
+            let pool = crate::db::connect(db).await?;
+            crate::db::check_migrated(&pool).await?;
+            serve(pool, args).await
+        }
+        Command::Migrate => {
+            let pool = crate::db::connect(db).await?;
+            crate::db::MIGRATOR.run(&pool).await.context("migration failed")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Dev(args) => dev(db, args).await,
+        Command::DevDb { stop } => {
+            let cluster = DevCluster::new(&db.dev_dir)?;
+            if stop {
+                cluster.stop()
+            } else {
+                println!("{}", cluster.ensure().await?);
+                Ok(())
+            }
+        }
+        Command::Import(ImportCommand::Proposals { file, format }) => {
+            let format = match format {
+                Some(ImportFormat::Json) => import::Format::Json,
+                Some(ImportFormat::Csv) => import::Format::Csv,
+                None => match file.extension().and_then(|e| e.to_str()) {
+                    Some(e) if e.eq_ignore_ascii_case("json") => import::Format::Json,
+                    Some(e) if e.eq_ignore_ascii_case("csv") => import::Format::Csv,
+                    _ => bail!("cannot tell the format of {} from its name; pass --format json|csv", file.display()),
+                },
+            };
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let proposals = import::parse(&text, format)
+                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was imported", file.display()))?;
+            let pool = migrated_pool(db).await?;
+            let mut tx = pool.begin().await?;
+            let summary = import::apply(&mut tx, &proposals).await?;
+            crate::audit::record_cli(
+                &mut *tx,
+                "proposal.import",
+                "file",
+                &file.display().to_string(),
+                serde_json::to_value(&summary)?,
+            )
+            .await?;
+            tx.commit().await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { user, name, expires_in }) => {
+            let pool = migrated_pool(db).await?;
+            let user_id = crate::auth::users::find(&pool, &user).await?;
+            let expires_at = expires_in
+                .map(|d| time::Duration::try_from(d).map(|d| OffsetDateTime::now_utc() + d))
+                .transpose()
+                .context("--expires-in is too long")?;
+            let mut tx = pool.begin().await?;
+            let (id, token) = crate::auth::tokens::create(&mut *tx, user_id, &name, expires_at).await?;
+            crate::audit::record_cli(
+                &mut *tx,
+                "token.create",
+                "api_token",
+                &id.to_string(),
+                serde_json::json!({"user": user, "name": name}),
+            )
+            .await?;
+            tx.commit().await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::User(command) => {
+            let pool = migrated_pool(db).await?;
+            match command {
+                UserCommand::Add { username, name, email, affiliation, role, password } => {
+                    let password = if password { Some(read_password()?) } else { None };
+                    let user = crate::auth::users::NewUser {
+                        username: &username,
+                        display_name: name.as_deref().unwrap_or(&username),
+                        email: email.as_deref(),
+                        affiliation: affiliation.as_deref(),
+                        role,
+                        password: password.as_deref(),
+                    };
+                    crate::auth::users::add(&pool, user).await?;
+                    println!("user {username} added");
+                }
+                UserCommand::SetRole { username, role } => {
+                    crate::auth::users::set_role(&pool, &username, role).await?;
+                    println!("user {username} is now {}", role.as_str());
+                }
+                UserCommand::Disable { username } => {
+                    crate::auth::users::set_enabled(&pool, &username, false).await?;
+                    println!("user {username} disabled");
+                }
+                UserCommand::Enable { username } => {
+                    crate::auth::users::set_enabled(&pool, &username, true).await?;
+                    println!("user {username} enabled");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A pool on a migrated database: the development cluster is migrated on the spot (it is
+/// ours); a configured database must have been migrated with `daas migrate`.
+async fn migrated_pool(db: &DbArgs) -> anyhow::Result<PgPool> {
+    let pool = crate::db::connect(db).await?;
+    if db.database_url.is_none() {
+        crate::db::MIGRATOR.run(&pool).await.context("migration failed")?;
+    }
+    crate::db::check_migrated(&pool).await?;
+    Ok(pool)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    Ok(password)
+}
+
+async fn dev(db: &DbArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let pool = migrated_pool(db).await?;
+    if let Some(logins) = crate::demo::load_if_empty(&pool, &args.data_root).await? {
+        let text: String = logins.0.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
+        let path = db.dev_dir.join("demo-logins.txt");
+        std::fs::write(&path, &text)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    if let Ok(text) = std::fs::read_to_string(db.dev_dir.join("demo-logins.txt")) {
+        println!("Demo accounts (username password), also in {}:", db.dev_dir.join("demo-logins.txt").display());
+        for line in text.lines() {
+            println!("  {line}");
+        }
+    }
+    println!("daas is at http://localhost:{}/", args.listen.port());
+    serve(pool, args).await
+}
+
+async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config { data_root: args.data_root.clone(), metrics_on_main: args.metrics_listen.is_none() };
+    let state = AppState::new(pool, config);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "serving");
+    if let Some(addr) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let app = crate::router::metrics_app(state.clone());
+        tokio::spawn(async move { axum::serve(metrics, app).await });
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!(grace_s = grace.as_secs(), "shutting down");
+        let _ = tx.send(true);
+    });
+    let mut rx = rx;
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        _ = async { let _ = rx.wait_for(|v| *v).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("open requests did not finish within the grace period");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,182 @@
+//! Command line and configuration: one clap tree, every flag with its `DAAS_*` variable,
+//! so `daas <command> --help` is the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "daas", version, about = "Data analysis as a service for light sources", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "DAAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the database is.
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL. When unset, daas uses (and starts if needed) the private
+    /// development cluster under --dev-dir.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Folder of the development cluster and other local state of `daas dev`.
+    #[arg(long, env = "DAAS_DEV_DIR", default_value = ".daas", global = true)]
+    pub dev_dir: PathBuf,
+    /// Most connections daas opens to PostgreSQL.
+    #[arg(long, env = "DAAS_DB_MAX_CONNECTIONS", default_value_t = 20, global = true)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the portal and the API over HTTP.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Zero-setup development mode: start (or reuse) the private PostgreSQL under
+    /// --dev-dir, migrate, load demo data if the database is empty, and serve.
+    Dev(ServeArgs),
+    /// Print the URL of the development database, starting the cluster if needed
+    /// (used by `make test`); `--stop` stops it instead.
+    DevDb {
+        /// Stop the development cluster.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Load data from the user office.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "DAAS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve /metrics on this address instead of the main listener (keeps it off the
+    /// public ingress).
+    #[arg(long, env = "DAAS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Folder below which datasets live (dataset locations are relative to it).
+    #[arg(long, env = "DAAS_DATA_ROOT", default_value = ".daas/data")]
+    pub data_root: PathBuf,
+    /// Seconds to let open requests finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "DAAS_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Upsert proposals, members and experiments from a user office export (JSON or CSV).
+    /// Importing the same file twice changes nothing; a malformed file is rejected whole.
+    Proposals {
+        /// The export; `.json` or `.csv` (see README for the columns).
+        file: PathBuf,
+        /// Format of the file, when its extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token for a user and print it (only this once).
+    Create {
+        /// The user's username.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime, e.g. `30d`, `12h`; no expiry when unset.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a local account.
+    Add {
+        /// Login name: lower-case letters, digits, `.`, `_`, `-`.
+        username: String,
+        /// Full name shown in the portal; defaults to the username.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        affiliation: Option<String>,
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
+        /// Read a password from standard input (one line) so the account can log in
+        /// with the local form.
+        #[arg(long)]
+        password: bool,
+    },
+    /// Change a user's role.
+    SetRole { username: String, role: Role },
+    /// Disable an account: its browser sessions and tokens stop working at once.
+    Disable { username: String },
+    /// Enable a disabled account again.
+    Enable { username: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Scientist,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Scientist => "scientist",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(Role::User),
+            "scientist" => Some(Role::Scientist),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}

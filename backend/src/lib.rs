@@ -1,0 +1,21 @@
+//! daas: data analysis as a service for light sources. The library holds everything; the
+//! binary in `main.rs` only parses the command line and calls in.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod devdb;
+pub mod error;
+pub mod proposals;
+pub mod router;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+pub use router::app;
+pub use state::AppState;

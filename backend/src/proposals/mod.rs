@@ -1,0 +1,5 @@
+//! Proposals, their members, experiments and datasets, as the user office gives them.
+
+pub mod db;
+pub mod import;
+pub mod routes;

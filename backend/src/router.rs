@@ -1,0 +1,138 @@
+//! Every URL of daas in one place, and the layers around them.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{CurrentUser, Json};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "daas", description = "Data analysis as a service for light sources"),
+    modifiers(&BearerScheme),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The API routes with their OpenAPI description.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(get_me))
+        .merge(crate::proposals::routes::routes())
+        .merge(crate::catalogue::routes::routes())
+}
+
+/// The whole application. Tests call this; `main` serves it.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    let openapi_json = openapi.to_pretty_json().expect("the OpenAPI document serialises");
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut router = Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { ([("content-type", "application/json")], openapi_json) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if state.config.metrics_on_main {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
+        .fallback(|| async { AppError::NotFound })
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::telemetry::record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
+                    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    if request.uri().path() == "/healthz" {
+                        tracing::debug_span!("request", http.method = %request.method(), http.route = route, request_id, user.id = tracing::field::Empty)
+                    } else {
+                        tracing::info_span!("request", http.method = %request.method(), http.route = route, request_id, user.id = tracing::field::Empty)
+                    }
+                })
+                .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::debug!(http.status = response.status().as_u16(), duration_ms = latency.as_millis() as u64, "answered");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Ready when the database answers and has every migration this binary knows.
+async fn readyz(state: AppState) -> Response {
+    let check = tokio::time::timeout(Duration::from_secs(2), crate::db::check_migrated(&state.db)).await;
+    match check {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) => AppError::Unavailable(format!("database not ready: {err}")).into_response(),
+        Err(_) => AppError::Unavailable("database not ready: no answer within 2 s".into()).into_response(),
+    }
+}
+
+/// `/metrics` alone, for a listener of its own.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn metrics(state: AppState) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub id: uuid::Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub affiliation: Option<String>,
+    /// `user`, `scientist` or `admin`.
+    pub role: String,
+    /// The beamlines a scientist looks after.
+    pub beamlines: Vec<String>,
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_me(state: AppState, user: CurrentUser) -> Result<Json<Me>> {
+    let (email, affiliation): (Option<String>, Option<String>) =
+        sqlx::query_as("select email, affiliation from users where id = $1").bind(user.id).fetch_one(&state.db).await?;
+    let beamlines = sqlx::query_scalar("select beamline from beamline_staff where user_id = $1 order by beamline")
+        .bind(user.id)
+        .fetch_all(&state.db)
+        .await?;
+    Ok(Json(Me {
+        id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        email,
+        affiliation,
+        role: user.role.as_str().to_owned(),
+        beamlines,
+    }))
+}

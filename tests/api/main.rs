@@ -1,0 +1,11 @@
+//! Integration tests of the HTTP API against a real PostgreSQL: each `#[sqlx::test]` gets
+//! its own migrated database, loaded with the demo facility. Modules mirror the routes.
+
+mod common;
+
+mod catalogue;
+mod health;
+mod import;
+mod me;
+mod model;
+mod proposals;

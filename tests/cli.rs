@@ -1,0 +1,256 @@
+//! The `daas` binary as an operator uses it: tokens, imports, users, start-up failures, and
+//! the development cluster (stop and start keep data; `/readyz` follows the database).
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+const DAAS: &str = env!("CARGO_BIN_EXE_daas");
+
+/// The URL of the test's own database: `DATABASE_URL` (the server) with its database name.
+fn url_of(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let name = db.connect_options().get_database().expect("a database name").to_string();
+    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
+    format!("{server}/{name}")
+}
+
+fn daas(db: &PgPool, args: &[&str]) -> Output {
+    Command::new(DAAS).args(args).env("DATABASE_URL", url_of(db)).env_remove("DAAS_LOG").output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "daas failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+async fn demo(db: &PgPool) -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    daas::demo::load_if_empty(db, data.path()).await.unwrap();
+    data
+}
+
+/// Plain HTTP/1.0 GET on loopback: the status code and body.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `check` holds, or panics after `secs`.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(url: &str, port: u16) -> Server {
+    let child = Command::new(DAAS)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(30, "daas serve", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    Server(child)
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn token_create_prints_a_working_token(db: PgPool) {
+    let _data = demo(&db).await;
+    let token = stdout(&daas(&db, &["token", "create", "--user", "alice", "--expires-in", "1h"])).trim().to_string();
+    assert!(token.starts_with("daas_"), "{token}");
+    let port = free_port();
+    let _server = serve(&url_of(&db), port);
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_get(port, "/api/v1/proposals", Some(&token))).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("20180101") && !body.contains("I-20191502"), "{body}");
+
+    let expires: bool = sqlx::query_scalar(
+        "select expires_at between now() + interval '59 minutes' and now() + interval '61 minutes' from api_tokens",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(expires);
+    let unknown = daas(&db, &["token", "create", "--user", "nobody-here"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"nobody-here\""));
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn import_twice_then_a_broken_file(db: PgPool) {
+    let _data = demo(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("export.csv");
+    std::fs::write(
+        &good,
+        "proposal,title,beamline,member,member_role,experiment,start,end\n\
+         20240001,Strain in welded joints,BL11,erin,pi,S1001,2024-02-01,2024-02-03\n",
+    )
+    .unwrap();
+    let good = good.to_str().unwrap();
+    let first = stdout(&daas(&db, &["import", "proposals", good]));
+    assert!(first.starts_with("proposals: 1 created"), "{first}");
+    let second = stdout(&daas(&db, &["import", "proposals", good]));
+    assert!(second.starts_with("proposals: 0 created, 0 updated, 1 unchanged; users: 0 created; members: 0 added, 0 changed; experiments: 0 created, 0 updated"), "{second}");
+
+    let bad = dir.path().join("broken.csv");
+    std::fs::write(
+        &bad,
+        "proposal,title,beamline,member,member_role\n20240002,New,BL11,frank,pi\n20240003,Newer,BL11,gina,chief\n",
+    )
+    .unwrap();
+    let before: i64 = sqlx::query_scalar("select count(*) from proposals").fetch_one(&db).await.unwrap();
+    let output = daas(&db, &["import", "proposals", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 3: role:") && stderr.contains("nothing was imported"), "{stderr}");
+    let after: i64 = sqlx::query_scalar("select count(*) from proposals").fetch_one(&db).await.unwrap();
+    assert_eq!(before, after);
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn user_add_set_role_and_disable(db: PgPool) {
+    let mut child = Command::new(DAAS)
+        .args(["user", "add", "erin", "--name", "Erin Park", "--role", "scientist", "--password"])
+        .env("DATABASE_URL", url_of(&db))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (role, hash): (String, String) =
+        sqlx::query_as("select role, password_hash from users where username = 'erin'").fetch_one(&db).await.unwrap();
+    assert_eq!(role, "scientist");
+    assert!(daas::auth::password::verify("correct horse battery", &hash));
+    assert!(!daas::auth::password::verify("wrong", &hash));
+
+    stdout(&daas(&db, &["user", "set-role", "erin", "admin"]));
+    stdout(&daas(&db, &["user", "disable", "erin"]));
+    let (role, enabled): (String, bool) =
+        sqlx::query_as("select role, enabled from users where username = 'erin'").fetch_one(&db).await.unwrap();
+    assert_eq!((role.as_str(), enabled), ("admin", false));
+    assert!(!daas(&db, &["user", "add", "erin"]).status.success(), "a duplicate is refused");
+    assert!(!daas(&db, &["user", "add", "Not Valid"]).status.success());
+    let audited: i64 = sqlx::query_scalar("select count(*) from audit_events where action like 'user.%'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(audited, 3);
+}
+
+#[test]
+fn serve_against_an_unreachable_database_exits_with_one_clear_line() {
+    let port = free_port();
+    let output = Command::new(DAAS)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", format!("postgres://daas@127.0.0.1:{port}/daas"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to PostgreSQL") && stderr.contains("refused"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_documents_its_flags_and_variables() {
+    for args in [
+        &["serve", "--help"][..],
+        &["dev", "--help"],
+        &["token", "create", "--help"],
+        &["import", "proposals", "--help"],
+    ] {
+        let output = Command::new(DAAS).args(args).output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("DATABASE_URL"), "{args:?}: {help}");
+        if args[0] == "serve" {
+            for env in ["DAAS_LISTEN", "DAAS_METRICS_LISTEN", "DAAS_DATA_ROOT", "DAAS_LOG_FORMAT"] {
+                assert!(help.contains(env), "{env} missing from serve --help");
+            }
+        }
+    }
+}
+
+/// The development cluster of `daas dev`: created from nothing under a folder of its own,
+/// stopped and started again with its data; a server on it answers `/readyz` 503 while it
+/// is down and 200 once it is back, without a restart.
+#[test]
+fn dev_cluster_keeps_data_and_readyz_follows_it() {
+    // Under target/, not /tmp: when the tests run as root, postgres runs as another user
+    // that must be able to reach the folder.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dev_dir = dir.path().join("dev");
+    let cluster = |extra: &[&str]| {
+        let output = Command::new(DAAS)
+            .arg("--dev-dir")
+            .arg(&dev_dir)
+            .arg("dev-db")
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        stdout(&output).trim().to_string()
+    };
+    let url = cluster(&[]);
+    assert!(url.starts_with("postgres://daas:") && url.contains("@127.0.0.1:"), "loopback only");
+    assert!(url.ends_with("/daas"), "{url}");
+    assert!(dev_dir.join("postgres/data/PG_VERSION").exists(), "the cluster lives under --dev-dir");
+    let migrate = Command::new(DAAS).arg("migrate").env("DATABASE_URL", &url).output().unwrap();
+    stdout(&migrate);
+
+    let port = free_port();
+    let _server = serve(&url, port);
+    assert_eq!(http_get(port, "/readyz", None).0, 200);
+
+    // Data written before a stop is there after the next start.
+    let psql = |sql: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = PgPool::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        });
+    };
+    psql("create table keep_me (x int); insert into keep_me values (42)");
+    cluster(&["--stop"]);
+    wait_for(20, "/readyz 503", || http_get(port, "/readyz", None).0 == 503);
+    assert_eq!(cluster(&[]), url, "the same cluster, port and password");
+    wait_for(20, "/readyz 200", || http_get(port, "/readyz", None).0 == 200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kept: i32 = rt.block_on(async {
+        let pool = PgPool::connect(&url).await.unwrap();
+        sqlx::query_scalar("select x from keep_me").fetch_one(&pool).await.unwrap()
+    });
+    assert_eq!(kept, 42);
+    cluster(&["--stop"]);
+}

@@ -13,6 +13,7 @@ pub mod devdb;
 pub mod error;
 pub mod proposals;
 pub mod router;
+pub mod runtime;
 pub mod state;
 pub mod telemetry;
 pub mod web;

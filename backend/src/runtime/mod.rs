@@ -1,0 +1,141 @@
+//! The runtime: what really runs sessions. One trait, several engines chosen by
+//! configuration: `local` (processes on this machine) and `kubernetes` (pods).
+//!
+//! The runtime knows nothing of users, quotas or Postgres: daas resolves everything at
+//! launch into a `LaunchSpec`, stores the `Handle` the runtime returns in
+//! `sessions.runtime_handle`, and the reconciler compares what Postgres believes with what
+//! `list` and `observe` report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The label (local: a file; kubernetes: a label) carrying the session id.
+pub const SESSION_LABEL: &str = "daas.io/session-id";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Desktop,
+    Notebook,
+    Job,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Desktop => "desktop",
+            Kind::Notebook => "notebook",
+            Kind::Job => "job",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "desktop" => Some(Kind::Desktop),
+            "notebook" => Some(Kind::Notebook),
+            "job" => Some(Kind::Job),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a runtime needs to start a session, resolved from Postgres at launch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub session_id: Uuid,
+    pub kind: Kind,
+    /// The owner's username (for the home folder / volume and the pod's labels).
+    pub owner: String,
+    pub image: ImageSpec,
+    pub resources: Resources,
+    /// The proposal's user office identifier and the experiment's code, e.g. for sub-paths.
+    pub proposal: String,
+    pub experiment: String,
+    /// Datasets mounted read-only.
+    pub datasets: Vec<DatasetMount>,
+    /// The VNC password (desktop) or the Jupyter token (notebook); daas's secret.
+    pub secret: String,
+    /// The base URL path a notebook serves under, e.g. `/` or `/sessions/{id}/`.
+    pub base_url: String,
+    /// Job parameters, validated against the image's schema.
+    pub parameters: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub name: String,
+    /// OCI reference for Kubernetes.
+    pub reference: String,
+    /// What the local runtime runs (`images.local_command`), e.g. `{"argv": [...]}`.
+    pub local_command: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    pub gpu_type: Option<String>,
+    pub disk_gib: i32,
+    /// Kubernetes only.
+    pub node_selector: BTreeMap<String, String>,
+    /// Kubernetes only: tolerations as Kubernetes JSON objects.
+    pub tolerations: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetMount {
+    pub name: String,
+    /// Relative to the data root (or a URI, which runtimes may refuse).
+    pub location: String,
+}
+
+/// The runtime's resolved names and ids for one session (pids and start times, pod and
+/// service names...), stored as JSON in `sessions.runtime_handle` so a restart of daas
+/// finds everything again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Handle(pub serde_json::Value);
+
+/// What a runtime sees of a session now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Observed {
+    /// Not ready yet; the message says what is happening ("pulling image").
+    Pending { message: String },
+    /// Ready: the proxy reaches it at `endpoint` (`host:port`).
+    Running { endpoint: String },
+    /// Ended by itself (a job finished, a process exited).
+    Exited { exit_code: Option<i32>, message: String },
+    /// Cannot succeed; the reason is for the user ("no node with a free GPU").
+    Failed { reason: String },
+    /// Nothing of it exists any more.
+    Gone,
+}
+
+/// A session the runtime really runs, as found by its labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub session_id: Uuid,
+    pub handle: Handle,
+}
+
+pub type RuntimeResult<T> = anyhow::Result<T>;
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `local` or `kubernetes`, as stored in `sessions.runtime`.
+    fn name(&self) -> &'static str;
+    /// Starts the session; returns as soon as it is started, not when it is ready.
+    /// Launching an id that already runs adopts it (idempotent).
+    async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle>;
+    /// Its state now, with a progress message.
+    async fn observe(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<Observed>;
+    /// Stops it and removes what it leaves behind (except the user's home). Stopping what
+    /// is already gone succeeds.
+    async fn stop(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<()>;
+    /// Every session this runtime runs, found by label, whether daas knows it or not.
+    async fn list(&self) -> RuntimeResult<Vec<Found>>;
+    /// The last `lines` lines of its output.
+    async fn logs(&self, session_id: Uuid, handle: &Handle, lines: usize) -> RuntimeResult<String>;
+}

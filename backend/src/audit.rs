@@ -1,20 +1,56 @@
 //! The audit log: who did what to which object, from where. Rows are only ever inserted
 //! (a trigger refuses updates and deletes).
 
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-/// Who acted, as the audit log records it.
-pub struct Actor<'a> {
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::CurrentUser;
+
+/// Who acted, as the audit log records it. As an extractor it is the logged-in caller
+/// (401 otherwise) with their address and the request id.
+#[derive(Clone, Debug)]
+pub struct Actor {
     pub user_id: Option<Uuid>,
-    pub name: &'a str,
+    pub name: String,
     pub remote_addr: Option<String>,
     pub request_id: Option<String>,
 }
 
+impl Actor {
+    /// Someone running `daas` on the server.
+    pub fn cli() -> Self {
+        Actor { user_id: None, name: "cli".into(), remote_addr: Some("local".into()), request_id: None }
+    }
+
+    /// The request's origin without a user (for example a failed login).
+    pub fn anonymous(parts: &Parts, name: &str) -> Self {
+        Actor {
+            user_id: None,
+            name: name.into(),
+            remote_addr: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+            request_id: parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(String::from),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        Ok(Actor { user_id: Some(user.id), name: user.username, ..Actor::anonymous(parts, "") })
+    }
+}
+
 pub async fn record(
     db: impl PgExecutor<'_>,
-    actor: &Actor<'_>,
+    actor: &Actor,
     action: &str,
     object_type: &str,
     object_id: &str,
@@ -45,6 +81,5 @@ pub async fn record_cli(
     object_id: &str,
     details: serde_json::Value,
 ) -> sqlx::Result<()> {
-    let actor = Actor { user_id: None, name: "cli", remote_addr: Some("local".into()), request_id: None };
-    record(db, &actor, action, object_type, object_id, details).await
+    record(db, &Actor::cli(), action, object_type, object_id, details).await
 }

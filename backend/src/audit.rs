@@ -61,7 +61,7 @@ pub async fn record(
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(actor.user_id)
-    .bind(actor.name)
+    .bind(&actor.name)
     .bind(action)
     .bind(object_type)
     .bind(object_id)

@@ -32,8 +32,7 @@ impl TestApp {
     pub async fn with_config(db: PgPool, change: impl FnOnce(&mut daas::state::Config)) -> Self {
         let data = tempfile::tempdir().unwrap();
         daas::demo::load_if_empty(&db, data.path()).await.unwrap().expect("an empty database");
-        let mut config = daas::state::Config::default();
-        config.data_root = data.path().to_owned();
+        let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
         config.web.local_login = true;
         // The workspace's frontend/, wherever the test runs from.
         config.web.frontend_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend");

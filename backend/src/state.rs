@@ -1,6 +1,8 @@
 //! The shared state every handler sees.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -15,6 +17,15 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Settings handlers read.
     pub config: Config,
+    /// The engine that runs sessions.
+    pub runtime: Arc<dyn crate::runtime::Runtime>,
+    /// Wakes the reconciler at once (a launch or a stop was committed).
+    pub reconcile: tokio::sync::Notify,
+    /// Session ids whose `runtime.launch` is under way in this process, so the reconciler
+    /// and the launch task never start the same session twice.
+    pub launching: Mutex<HashSet<uuid::Uuid>>,
+    /// Fans out Postgres notifications of new session events to the event streams.
+    pub events: crate::sessions::events::Hub,
 }
 
 /// The settings of a running server that handlers need.
@@ -24,11 +35,40 @@ pub struct Config {
     pub data_root: std::path::PathBuf,
     /// Serve `/metrics` on the main listener (false when it has a listener of its own).
     pub metrics_on_main: bool,
+    /// Session lifetimes, idle limits and the reconciler's pace.
+    pub sessions: SessionPolicy,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { data_root: ".daas/data".into(), metrics_on_main: true }
+        Self { data_root: ".daas/data".into(), metrics_on_main: true, sessions: SessionPolicy::default() }
+    }
+}
+
+/// Limits on how long sessions live, and how often the reconciler looks.
+#[derive(Clone, Debug)]
+pub struct SessionPolicy {
+    /// Lifetime when the role's quota sets none.
+    pub lifetime: Duration,
+    /// Idle limit when the role's quota sets none (desktops and notebooks).
+    pub idle_limit: Duration,
+    /// Warn this long before a session is stopped for expiry or idleness.
+    pub warning: Duration,
+    /// Fail a session that does not answer on its port within this long.
+    pub startup_timeout: Duration,
+    /// The reconciler's period.
+    pub reconcile_interval: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(24 * 3600),
+            idle_limit: Duration::from_secs(2 * 3600),
+            warning: Duration::from_secs(15 * 60),
+            startup_timeout: Duration::from_secs(120),
+            reconcile_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -41,8 +81,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: PgPool, config: Config) -> Self {
-        Self(Arc::new(App { db, metrics: crate::telemetry::metrics_handle(), config }))
+    pub fn new(db: PgPool, config: Config, runtime: Arc<dyn crate::runtime::Runtime>) -> Self {
+        Self(Arc::new(App {
+            events: crate::sessions::events::Hub::new(db.clone()),
+            db,
+            metrics: crate::telemetry::metrics_handle(),
+            config,
+            runtime,
+            reconcile: tokio::sync::Notify::new(),
+            launching: Mutex::new(HashSet::new()),
+        }))
     }
 }
 

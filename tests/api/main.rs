@@ -9,3 +9,4 @@ mod import;
 mod me;
 mod model;
 mod proposals;
+mod sessions;

@@ -382,3 +382,11 @@ async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
         assert_eq!(group(*pgid), Vec::new(), "processes remain after the stop");
     }
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn serve_with_the_kubernetes_runtime_says_it_is_not_there_yet(db: PgPool) {
+    let output = daas(&db, &["serve", "--listen", "127.0.0.1:0", "--runtime", "kubernetes"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("daas: the kubernetes runtime is not part of this build yet"), "{stderr}");
+}

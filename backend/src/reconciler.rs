@@ -53,6 +53,9 @@ struct Row {
 /// One pass over every live session of this runtime.
 #[tracing::instrument(skip_all)]
 pub async fn reconcile_once(state: &AppState) -> anyhow::Result<()> {
+    // What runs, listed before reading Postgres: a session started after the read would
+    // otherwise look like an orphan (its row is committed before anything of it runs).
+    let running = state.runtime.list().await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select s.id, s.kind, s.state, s.runtime_handle, s.progress, s.created_at, s.expires_at, s.last_activity_at,
                 s.warned_at,
@@ -81,7 +84,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
 
     // Orphans: running, but no live session in Postgres says so.
-    for found in state.runtime.list().await? {
+    for found in running {
         if !live.contains(&found.session_id) && !busy.contains(&found.session_id) {
             tracing::info!(session.id = %found.session_id, "removing an orphan");
             state.runtime.stop(found.session_id, &found.handle).await?;

@@ -553,3 +553,44 @@ async fn an_expiring_session_is_warned_then_stopped(db: PgPool) {
             .unwrap();
     assert_eq!(last, "Stopping: idle for 30 min");
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    let data_root = app.data_path().display().to_string();
+    // The venv and the tools are visible at their paths; nothing else of the repository
+    // (the test database below .daas/test) nor of root's home (.cargo).
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().display().to_string();
+    let script = format!(
+        "echo data: $(ls /data); echo homes: $(ls /home); echo tmp: $(ls -A /tmp); echo uid: $(id -u); \
+         echo pids: $(ls /proc | grep -c '^[0-9]'); touch /data/tomo_scan_0001/x 2>/dev/null || echo data read-only; \
+         touch ~/mine && echo home writable; test -e {data_root} && echo LEAK data root; \
+         test -e {repo}/.daas/test && echo LEAK database; test -e {repo}/Cargo.toml && echo LEAK repository; \
+         test -e /root/.cargo && echo LEAK cargo; echo end"
+    );
+    sqlx::query(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
+         values ('Inspect', 'job', 'example/inspect:1', 'none', 100, 64, $1)",
+    )
+    .bind(json!({"argv": ["sh", "-c", script]}))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let alice = app.token("alice").await;
+    let mut body = launch_body(&app, "Inspect", "small", "S0011").await;
+    body["parameters"] = json!({});
+    let r = app.request(Method::POST, "/api/v1/jobs", Some(&alice), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let done = wait_state(&app, &alice, &id, 30, |s| matches!(s["state"].as_str(), Some("stopped" | "failed"))).await;
+    assert_eq!(done["state"], "stopped", "{done}");
+    let logs = app.get(&format!("/api/v1/jobs/{id}/logs"), Some(&alice)).await.text;
+    let expected = "data: tomo_scan_0001 tomo_scan_0002\nhomes: alice\ntmp:\nuid: 1000\n";
+    assert!(logs.starts_with(expected), "{logs}");
+    let pids: u32 = logs.lines().find_map(|l| l.strip_prefix("pids: ")).unwrap().parse().unwrap();
+    assert!(pids < 10, "the sandbox sees {pids} processes: {logs}");
+    assert!(logs.contains("data read-only\nhome writable\nend"), "{logs}");
+    assert!(!logs.contains("LEAK"), "{logs}");
+    assert!(app.data_path().join("_runtime/homes/alice/mine").exists());
+}

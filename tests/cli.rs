@@ -291,6 +291,22 @@ fn group(pgid: i64) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Kills the sessions left under a sessions folder when dropped (a failed test must not
+/// leave them running: they outlive daas by design).
+struct KillSessions(std::path::PathBuf);
+
+impl Drop for KillSessions {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
+            if let Some(pid) = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|h| h["pid"].as_i64()) {
+                let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            }
+        }
+    }
+}
+
 /// `daas serve` with its sessions under `dir` and a quick reconciler.
 fn serve_sessions(url: &str, port: u16, dir: &std::path::Path) -> Server {
     let child = Command::new(DAAS)
@@ -329,6 +345,7 @@ async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
         sqlx::query_scalar("select id from experiments where code = 'S0011'").fetch_one(&db).await.unwrap();
     let token = stdout(&daas(&db, &["token", "create", "--user", "sam"])).trim().to_string();
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = KillSessions(dir.path().join("sessions"));
     let port = free_port();
     let mut server = serve_sessions(&url_of(&db), port, dir.path());
 

@@ -231,11 +231,12 @@ async fn end(
     exit_code: Option<Option<i32>>,
 ) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
-    let current: Option<String> = sqlx::query_scalar("select state from sessions where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if current.as_deref().is_some_and(|c| from.contains(&c)) {
+    let current: Option<(String, Option<String>)> =
+        sqlx::query_as("select state, secret from sessions where id = $1 for update")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((_, secret)) = current.filter(|(c, _)| from.contains(&c.as_str())) {
         if let Some(code) = exit_code {
             sqlx::query("update jobs set exit_code = $2 where session_id = $1")
                 .bind(id)
@@ -243,8 +244,14 @@ async fn end(
                 .execute(&mut *tx)
                 .await?;
         }
-        transition(&mut tx, id, to, message).await?;
-        tracing::info!(session.id = %id, state = to, message, "session ended");
+        // The output quoted in a reason may hold the session's token (Jupyter prints its
+        // URL with it), and every member of the session reads the reason.
+        let message = match secret.filter(|s| !s.is_empty()) {
+            Some(secret) => message.replace(&secret, "[secret]"),
+            None => message.to_string(),
+        };
+        transition(&mut tx, id, to, &message).await?;
+        tracing::info!(session.id = %id, state = to, "session ended");
     }
     tx.commit().await?;
     state.runtime.stop(id, handle).await

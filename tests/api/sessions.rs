@@ -594,3 +594,26 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
     assert!(!logs.contains("LEAK"), "{logs}");
     assert!(app.data_path().join("_runtime/homes/alice/mine").exists());
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    sqlx::query(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
+         values ('Leaky', 'notebook', 'example/leaky:1', 'http', 100, 64, $1)",
+    )
+    .bind(json!({"argv": ["sh", "-c", "echo serving at http://127.0.0.1:{port}/?token=$JUPYTER_TOKEN; exit 3"]}))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let alice = app.token("alice").await;
+    let body = launch_body(&app, "Leaky", "small", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let failed = wait_state(&app, &alice, &id, 30, is("failed")).await;
+    let secret = runtime_of(&app.db, &id).await.secret.unwrap();
+    let reason = failed["failure_reason"].as_str().unwrap();
+    assert!(reason.starts_with("JupyterLab exited with code 3; last output:\nserving at"), "{reason}");
+    assert!(reason.contains("?token=[secret]") && !reason.contains(&secret), "{reason}");
+}

@@ -116,6 +116,10 @@ impl LocalRuntime {
         }
         std::fs::create_dir_all(config.sessions_dir.join("logs"))
             .with_context(|| format!("cannot create {}", config.sessions_dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.sessions_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         std::fs::create_dir_all(&config.homes_dir)
             .with_context(|| format!("cannot create {}", config.homes_dir.display()))?;
         let config = LocalConfig {
@@ -420,7 +424,9 @@ impl Runtime for LocalRuntime {
             Some(_) => String::new(),
             None => (i64::from(spec.resources.memory_mib) * 1024).to_string(),
         };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
+        // Only daas reads the output: it may show the server's URL with its token.
+        use std::os::unix::fs::OpenOptionsExt;
+        let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(self.log_path(id))?;
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
@@ -482,7 +488,11 @@ impl Runtime for LocalRuntime {
             let message = if last.is_empty() { what } else { format!("{what}; last output:\n{last}") };
             return Ok(Observed::Exited { exit_code: code, message });
         }
-        if probe(&handle).await {
+        // Probe until it first answers; after that the process being alive is enough (a
+        // probe every pass would fill the session's log with connections).
+        let ready = dir.join("ready");
+        if ready.exists() || probe(&handle).await {
+            let _ = std::fs::write(&ready, b"");
             let endpoint = if handle.port == 0 { String::new() } else { format!("127.0.0.1:{}", handle.port) };
             return Ok(Observed::Running { endpoint });
         }

@@ -12,5 +12,6 @@ mod model;
 mod oidc;
 mod pages;
 mod proposals;
-mod tokens;
+mod session_pages;
 mod sessions;
+mod tokens;

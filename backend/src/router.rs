@@ -42,6 +42,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_me))
         .merge(crate::proposals::routes::routes())
         .merge(crate::catalogue::routes::routes())
+        .merge(crate::datasets::routes::routes())
+        .merge(crate::admin::routes::routes())
 }
 
 /// The whole application. Tests call this; `main` serves it.

@@ -11,7 +11,8 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub db: PgPool,
     router: Router,
-    _data: tempfile::TempDir,
+    /// The data root (datasets live below it).
+    pub data: tempfile::TempDir,
 }
 
 pub struct Response {
@@ -28,7 +29,7 @@ impl TestApp {
         daas::demo::load_if_empty(&db, data.path()).await.unwrap().expect("an empty database");
         let config = daas::state::Config { data_root: data.path().to_owned(), metrics_on_main: true };
         let router = daas::app(daas::AppState::new(db.clone(), config));
-        Self { db, router, _data: data }
+        Self { db, router, data }
     }
 
     pub async fn token(&self, username: &str) -> String {
@@ -46,6 +47,11 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .unwrap();
+        self.send(request).await
+    }
+
+    /// Sends a request built by hand (other content types, headers).
+    pub async fn send(&self, request: Request<Body>) -> Response {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();

@@ -3,9 +3,12 @@
 
 mod common;
 
+mod admin;
 mod catalogue;
+mod datasets;
 mod health;
 mod import;
 mod me;
 mod model;
 mod proposals;
+mod usage;

@@ -1,8 +1,10 @@
 //! What every route uses: extractors that turn bad input into our 4xx shape, and the
 //! caller's identity.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
 
+pub use admin::AdminUser;
 pub use auth::CurrentUser;
 pub use extract::{Json, Path, Query};

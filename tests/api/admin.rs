@@ -179,6 +179,7 @@ async fn every_admin_change_leaves_exactly_one_audit_event(db: PgPool) {
         insert_session(db, "carol", "S0011", "JupyterLab", "starting", (2000, 0), (Some("2026-11-01T00:00:00Z"), None))
             .await;
     std::fs::create_dir_all(app.data.path().join("20180101/S0011/extra")).unwrap();
+    let dataset = id_of(db, "datasets", "tomo_scan_0031").await;
     let import = json!({"proposals": [{"identifier": "20261121", "title": "New", "beamline": "BL11",
                                        "members": [{"username": "erin", "role": "pi"}]}]});
     let later = (time::OffsetDateTime::now_utc() + time::Duration::days(2))
@@ -400,6 +401,14 @@ async fn every_admin_change_leaves_exactly_one_audit_event(db: PgPool) {
             Some(json!({"location": "20180101/S0011/extra"})),
             201,
             Some("dataset.link"),
+        ),
+        change(
+            M::DELETE,
+            "/api/v1/datasets/{id}",
+            format!("/api/v1/datasets/{dataset}"),
+            None,
+            204,
+            Some("dataset.unlink"),
         ),
     ];
 

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{filter, paginate, Page};
+use super::{filter, paginate, spreadsheet_safe, Page};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Query};
@@ -142,13 +142,13 @@ pub async fn export_audit_events(
         out.write_record([
             e.id.to_string(),
             e.at.format(&Rfc3339).map_err(anyhow::Error::from)?,
-            e.actor.unwrap_or_default(),
+            spreadsheet_safe(e.actor.unwrap_or_default()),
             e.action,
-            e.object_type.unwrap_or_default(),
-            e.object_id.unwrap_or_default(),
-            e.details.to_string(),
-            e.remote_addr.unwrap_or_default(),
-            e.request_id.unwrap_or_default(),
+            spreadsheet_safe(e.object_type.unwrap_or_default()),
+            spreadsheet_safe(e.object_id.unwrap_or_default()),
+            spreadsheet_safe(e.details.to_string()),
+            spreadsheet_safe(e.remote_addr.unwrap_or_default()),
+            spreadsheet_safe(e.request_id.unwrap_or_default()),
         ])
         .map_err(anyhow::Error::from)?;
     }

@@ -396,3 +396,30 @@ pub(crate) fn name_taken(err: sqlx::Error) -> AppError {
         _ => err.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check_parameter_schema;
+
+    #[test]
+    fn parameter_schemas_are_checked_against_their_meta_schema() {
+        assert!(check_parameter_schema(&json!({"type": "object", "properties": {"n": {"type": "integer"}}})).is_ok());
+        assert!(check_parameter_schema(&json!({
+            "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["a"]
+        }))
+        .is_ok());
+        for bad in [
+            json!({"type": "objekt"}),
+            json!({"type": "object", "required": "a"}),
+            json!({"type": "object", "properties": {"s": {"pattern": "("}}}),
+            json!({"type": "string"}),
+            json!({"$schema": "https://example.com/my-own-draft", "type": "object"}),
+            json!({"type": "object", "properties": {"x": {"$ref": "https://example.com/elsewhere.json"}}}),
+            json!([1, 2]),
+        ] {
+            assert!(check_parameter_schema(&bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

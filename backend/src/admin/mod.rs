@@ -68,3 +68,25 @@ pub(crate) fn like_pattern(s: &str) -> String {
 pub(crate) fn filter(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
+
+/// A CSV cell a spreadsheet will not run: text starting with `=`, `+`, `-`, `@` or a
+/// control character gets a leading `'` (OWASP's advice on CSV injection), since names,
+/// messages and metadata in exports come from users.
+pub(crate) fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spreadsheet_formulas_are_defused() {
+        assert_eq!(super::spreadsheet_safe("=HYPERLINK(\"x\")".into()), "'=HYPERLINK(\"x\")");
+        assert_eq!(super::spreadsheet_safe("@SUM(A1)".into()), "'@SUM(A1)");
+        assert_eq!(super::spreadsheet_safe("alice".into()), "alice");
+        assert_eq!(super::spreadsheet_safe("{\"a\": 1}".into()), "{\"a\": 1}");
+    }
+}

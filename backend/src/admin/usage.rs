@@ -146,7 +146,7 @@ pub async fn export_usage(
     for r in rows {
         let mut record = vec![r.month.clone()];
         if key_column.is_some() {
-            record.push(r.key.clone());
+            record.push(super::spreadsheet_safe(r.key.clone()));
         }
         record.extend([r.sessions.to_string(), format!("{:.3}", r.cpu_hours), format!("{:.3}", r.gpu_hours)]);
         out.write_record(&record).map_err(anyhow::Error::from)?;

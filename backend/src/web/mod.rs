@@ -4,7 +4,8 @@
 pub mod admin;
 pub mod auth;
 pub mod extract;
+pub mod page;
 
 pub use admin::AdminUser;
-pub use auth::CurrentUser;
+pub use auth::{ClientAddr, CurrentUser, MaybeUser};
 pub use extract::{Json, Path, Query};

@@ -11,6 +11,7 @@ mod import;
 mod login;
 mod me;
 mod model;
+mod oidc;
 mod pages;
 mod proposals;
 mod tokens;

@@ -106,7 +106,12 @@ impl Oidc {
             .set_redirect_uri(self.redirect.clone());
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            // 256-bit state and nonce (the crate's defaults are 128-bit).
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                || CsrfToken::new(super::tokens::generate("").0),
+                || Nonce::new(super::tokens::generate("").0),
+            )
             .add_scope(Scope::new("profile".into()))
             .add_scope(Scope::new("email".into()))
             .set_pkce_challenge(challenge)
@@ -213,16 +218,18 @@ impl Oidc {
         let role = self.role_of(claims).map(Role::as_str);
 
         let mut tx = db.begin().await?;
-        let existing: Option<(Uuid, bool)> = sqlx::query_as(
-            "select id, enabled from users where subject = $1
-             union all
-             select id, enabled from users where subject is null and username = $2
-             limit 1 for update",
-        )
-        .bind(subject)
-        .bind(&username)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let mut existing: Option<(Uuid, bool)> =
+            sqlx::query_as("select id, enabled from users where subject = $1 for update")
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if existing.is_none() {
+            existing =
+                sqlx::query_as("select id, enabled from users where subject is null and username = $1 for update")
+                    .bind(&username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+        }
         let id = match existing {
             Some((_, false)) => return Err(LoginError::Disabled),
             Some((id, true)) => {

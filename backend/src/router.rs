@@ -54,6 +54,8 @@ fn pages() -> Router<AppState> {
         .merge(crate::auth::routes::routes())
         .merge(crate::proposals::views::routes())
         .merge(crate::tokens::views::routes())
+        .merge(crate::admin::views::routes())
+        .merge(crate::datasets::views::routes())
 }
 
 /// Our CSS and JS, and the third-party browser code npm installed (never copied in).

@@ -4,6 +4,7 @@
 mod common;
 
 mod admin;
+mod admin_pages;
 mod catalogue;
 mod datasets;
 mod health;

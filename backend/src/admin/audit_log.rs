@@ -13,25 +13,25 @@ use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Query};
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// Who acted: a username (or `cli`).
-    actor: Option<String>,
+    pub actor: Option<String>,
     /// An action (`image.update`) or a prefix of whole words (`image`, `session`).
-    action: Option<String>,
+    pub action: Option<String>,
     /// The kind of object, e.g. `session`, `image`, `user`.
-    object_type: Option<String>,
+    pub object_type: Option<String>,
     /// The object's id.
-    object_id: Option<String>,
+    pub object_id: Option<String>,
     /// From this time on (RFC 3339).
-    from: Option<String>,
+    pub from: Option<String>,
     /// Before this time (RFC 3339).
-    to: Option<String>,
+    pub to: Option<String>,
     #[param(minimum = 1)]
-    page: Option<i64>,
+    pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
-    per_page: Option<i64>,
+    pub per_page: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -74,7 +74,13 @@ pub async fn list_audit_events(
     _admin: AdminUser,
     Query(f): Query<AuditFilter>,
 ) -> Result<Json<Page<AuditEvent>>> {
-    let (page, per_page, offset) = paginate(f.page, f.per_page)?;
+    Ok(Json(search(&state.db, &f, 20).await?))
+}
+
+/// A page of the events matching the filter, newest first (`per_page` when the filter
+/// does not say).
+pub async fn search(db: &sqlx::PgPool, f: &AuditFilter, per_page: i64) -> Result<Page<AuditEvent>> {
+    let (page, per_page, offset) = paginate(f.page, Some(f.per_page.unwrap_or(per_page)))?;
     let (from, to) = (time("from", &f.from)?, time("to", &f.to)?);
     let items = sqlx::query_as(&format!(
         "select {COLUMNS} from audit_events where {CONDITION} order by id desc limit $7 offset $8"
@@ -87,7 +93,7 @@ pub async fn list_audit_events(
     .bind(to)
     .bind(per_page)
     .bind(offset)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let total = sqlx::query_scalar(&format!("select count(*) from audit_events where {CONDITION}"))
         .bind(filter(&f.actor))
@@ -96,9 +102,42 @@ pub async fn list_audit_events(
         .bind(filter(&f.object_id))
         .bind(from)
         .bind(to)
-        .fetch_one(&state.db)
+        .fetch_one(db)
         .await?;
-    Ok(Json(Page { items, total, page, per_page }))
+    Ok(Page { items, total, page, per_page })
+}
+
+impl AuditFilter {
+    /// The filter (not the page) as a query string, for links to other pages and the CSV.
+    pub fn query_string(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("object_type", &self.object_type),
+            ("object_id", &self.object_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(v) = filter(value) {
+                q.append_pair(key, v);
+            }
+        }
+        q.finish()
+    }
+
+    /// A filter field for a form (empty when unset).
+    pub fn field(&self, key: &str) -> &str {
+        let value = match key {
+            "actor" => &self.actor,
+            "action" => &self.action,
+            "object_type" => &self.object_type,
+            "object_id" => &self.object_id,
+            "from" => &self.from,
+            _ => &self.to,
+        };
+        value.as_deref().unwrap_or("")
+    }
 }
 
 /// Most rows one CSV export holds; narrow the filter for more.

@@ -253,8 +253,13 @@ pub async fn create_image(
     actor: Actor,
     Json(input): Json<ImageInput>,
 ) -> Result<(axum::http::StatusCode, Json<AdminImage>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(create(&state.db, &actor, input).await?)))
+}
+
+/// Checks and stores a new image, with its audit event.
+pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: ImageInput) -> Result<AdminImage> {
     let Checked { input: i, protocol } = check(input)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let id: Uuid = sqlx::query_scalar(
         "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
                              default_disk_gib, enabled, description, icon, allowed_roles, parameter_schema, local_command)
@@ -280,7 +285,7 @@ pub async fn create_image(
     set_flavours(&mut tx, id, &i.flavours).await?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "image.create",
         "image",
         &id.to_string(),
@@ -289,7 +294,7 @@ pub async fn create_image(
     .await?;
     let image = find(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, Json(image)))
+    Ok(image)
 }
 
 /// Replaces an image's settings (send the whole image; `enabled: false` disables it).
@@ -306,8 +311,13 @@ pub async fn update_image(
     Path(id): Path<Uuid>,
     Json(input): Json<ImageInput>,
 ) -> Result<Json<AdminImage>> {
+    Ok(Json(update(&state.db, &actor, id, input).await?))
+}
+
+/// Checks and stores an image's new settings, with its audit event.
+pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: ImageInput) -> Result<AdminImage> {
     let Checked { input: i, protocol } = check(input)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let before = find(&mut *tx, id).await?;
     if before.kind != i.kind && before.total_sessions > 0 {
         return Err(AppError::invalid("kind", "sessions were launched from this image; its kind cannot change"));
@@ -344,7 +354,7 @@ pub async fn update_image(
     };
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         action,
         "image",
         &id.to_string(),
@@ -353,7 +363,7 @@ pub async fn update_image(
     .await?;
     let image = find(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok(Json(image))
+    Ok(image)
 }
 
 /// Deletes an image no session ever used (409 otherwise: disable it instead, since
@@ -368,7 +378,13 @@ pub async fn delete_image(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode> {
-    let mut tx = state.db.begin().await?;
+    delete(&state.db, &actor, id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Deletes an image no session refers to, with its audit event.
+pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
     let name: String = sqlx::query_scalar("select name from images where id = $1 for update")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -384,9 +400,32 @@ pub async fn delete_image(
         )));
     }
     sqlx::query("delete from images where id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut *tx, &actor, "image.delete", "image", &id.to_string(), json!({"name": name})).await?;
+    audit::record(&mut *tx, actor, "image.delete", "image", &id.to_string(), json!({"name": name})).await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+impl AdminImage {
+    /// The image as input again, to change one setting and save the rest unchanged.
+    pub fn to_input(&self) -> ImageInput {
+        ImageInput {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            reference: self.reference.clone(),
+            protocol: Some(self.protocol.clone()),
+            default_cpu_millis: self.default_cpu_millis,
+            default_memory_mib: self.default_memory_mib,
+            default_gpus: self.default_gpus,
+            default_disk_gib: self.default_disk_gib,
+            enabled: self.enabled,
+            description: self.description.clone(),
+            icon: self.icon.clone(),
+            allowed_roles: self.allowed_roles.clone(),
+            flavours: self.flavours.clone(),
+            parameter_schema: self.parameter_schema.clone(),
+            local_command: self.local_command.clone(),
+        }
+    }
 }
 
 /// A duplicate name is a conflict that says which name.

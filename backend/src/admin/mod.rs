@@ -13,6 +13,7 @@ pub mod routes;
 pub mod sessions;
 pub mod usage;
 pub mod users;
+pub mod views;
 
 use crate::error::{AppError, Result};
 

@@ -45,13 +45,18 @@ const COLUMNS: &str = "id, message, level, starts_at, expires_at";
     responses((status = 200, body = Vec<Notice>), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_notices(state: AppState, _user: CurrentUser) -> Result<Json<Vec<Notice>>> {
+    Ok(Json(active(&state.db).await?))
+}
+
+/// The notices showing now, most severe first.
+pub async fn active(db: &sqlx::PgPool) -> Result<Vec<Notice>> {
     let notices = sqlx::query_as(&format!(
         "select {COLUMNS} from notices where starts_at <= now() and expires_at > now()
          order by case level when 'outage' then 0 when 'warning' then 1 else 2 end, starts_at desc"
     ))
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    Ok(Json(notices))
+    Ok(notices)
 }
 
 /// Every notice not yet expired, and those expired in the last 30 days.
@@ -59,12 +64,17 @@ pub async fn list_notices(state: AppState, _user: CurrentUser) -> Result<Json<Ve
     responses((status = 200, body = Vec<Notice>), (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_admin_notices(state: AppState, _admin: AdminUser) -> Result<Json<Vec<Notice>>> {
+    Ok(Json(recent(&state.db).await?))
+}
+
+/// Notices not yet expired, and those expired in the last 30 days, newest first.
+pub async fn recent(db: &sqlx::PgPool) -> Result<Vec<Notice>> {
     let notices = sqlx::query_as(&format!(
         "select {COLUMNS} from notices where expires_at > now() - interval '30 days' order by starts_at desc"
     ))
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    Ok(Json(notices))
+    Ok(notices)
 }
 
 /// Posts a notice.
@@ -77,6 +87,11 @@ pub async fn create_notice(
     actor: Actor,
     Json(input): Json<NoticeInput>,
 ) -> Result<(axum::http::StatusCode, Json<Notice>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(create(&state.db, &actor, input).await?)))
+}
+
+/// Checks and stores a notice, with its audit event.
+pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: NoticeInput) -> Result<Notice> {
     let message = input.message.trim();
     if message.is_empty() || message.chars().count() > 2000 {
         return Err(AppError::invalid("message", "must be 1 to 2000 characters"));
@@ -90,7 +105,7 @@ pub async fn create_notice(
     if input.expires_at <= starts_at.max(now) {
         return Err(AppError::invalid("expires_at", "must be in the future and after starts_at"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let notice: Notice = sqlx::query_as(&format!(
         "insert into notices (message, level, starts_at, expires_at, created_by) values ($1, $2, $3, $4, $5)
          returning {COLUMNS}"
@@ -104,7 +119,7 @@ pub async fn create_notice(
     .await?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "notice.create",
         "notice",
         &notice.id.to_string(),
@@ -112,7 +127,7 @@ pub async fn create_notice(
     )
     .await?;
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, Json(notice)))
+    Ok(notice)
 }
 
 /// Withdraws a notice.
@@ -126,13 +141,19 @@ pub async fn delete_notice(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode> {
-    let mut tx = state.db.begin().await?;
+    delete(&state.db, &actor, id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Withdraws a notice, with its audit event.
+pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
     let message: String = sqlx::query_scalar("delete from notices where id = $1 returning message")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(AppError::NotFound)?;
-    audit::record(&mut *tx, &actor, "notice.delete", "notice", &id.to_string(), json!({"message": message})).await?;
+    audit::record(&mut *tx, actor, "notice.delete", "notice", &id.to_string(), json!({"message": message})).await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -84,7 +84,31 @@ pub async fn list_all_sessions(
     Query(f): Query<SessionFilter>,
 ) -> Result<Json<Page<AdminSession>>> {
     let (page, per_page, offset) = paginate(f.page, f.per_page)?;
-    let states: Option<Vec<&str>> = match filter(&f.state) {
+    let filter = Filter {
+        state: filter(&f.state).map(String::from),
+        user: filter(&f.user).map(String::from),
+        proposal: filter(&f.proposal).map(String::from),
+        image: filter(&f.image).map(String::from),
+        beamline: filter(&f.beamline).map(String::from),
+    };
+    let (items, total) = list(&state.db, filter, per_page, offset).await?;
+    Ok(Json(Page { items, total, page, per_page }))
+}
+
+/// What the sessions list is narrowed to; `None` is no filter.
+#[derive(Default)]
+pub struct Filter {
+    /// A state, or `active`.
+    pub state: Option<String>,
+    pub user: Option<String>,
+    pub proposal: Option<String>,
+    pub image: Option<String>,
+    pub beamline: Option<String>,
+}
+
+/// A page of sessions, newest first, and how many match in all.
+pub async fn list(db: &sqlx::PgPool, f: Filter, limit: i64, offset: i64) -> Result<(Vec<AdminSession>, i64)> {
+    let states: Option<Vec<&str>> = match f.state.as_deref() {
         None => None,
         Some("active") => Some(STATES[..4].to_vec()),
         Some(s) if STATES.contains(&s) => Some(vec![s]),
@@ -96,23 +120,23 @@ pub async fn list_all_sessions(
     let items =
         sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $6 offset $7"))
             .bind(&states)
-            .bind(filter(&f.user))
-            .bind(filter(&f.proposal))
-            .bind(filter(&f.image))
-            .bind(filter(&f.beamline))
-            .bind(per_page)
+            .bind(&f.user)
+            .bind(&f.proposal)
+            .bind(&f.image)
+            .bind(&f.beamline)
+            .bind(limit)
             .bind(offset)
-            .fetch_all(&state.db)
+            .fetch_all(db)
             .await?;
     let total = sqlx::query_scalar(&format!("select count(*) from ({SELECT} where {condition}) x"))
         .bind(&states)
-        .bind(filter(&f.user))
-        .bind(filter(&f.proposal))
-        .bind(filter(&f.image))
-        .bind(filter(&f.beamline))
-        .fetch_one(&state.db)
+        .bind(&f.user)
+        .bind(&f.proposal)
+        .bind(&f.image)
+        .bind(&f.beamline)
+        .fetch_one(db)
         .await?;
-    Ok(Json(Page { items, total, page, per_page }))
+    Ok((items, total))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -147,7 +171,7 @@ pub async fn stop_sessions(
     if input.ids.is_empty() || input.ids.len() > 500 {
         return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
     }
-    Ok(Json(stop(&state, &actor, &input.ids).await?))
+    Ok(Json(stop(&state.db, &actor, &input.ids).await?))
 }
 
 /// Asks for one session to stop.
@@ -161,11 +185,12 @@ pub async fn stop_session_as_admin(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<Json<StopResult>> {
-    Ok(Json(stop(&state, &actor, &[id]).await?))
+    Ok(Json(stop(&state.db, &actor, &[id]).await?))
 }
 
-async fn stop(state: &AppState, actor: &Actor, ids: &[Uuid]) -> Result<StopResult> {
-    let mut tx = state.db.begin().await?;
+/// Moves the active ones of `ids` to `stopping`, each with an event and an audit entry.
+pub async fn stop(db: &sqlx::PgPool, actor: &Actor, ids: &[Uuid]) -> Result<StopResult> {
+    let mut tx = db.begin().await?;
     // Locked in id order, as every multi-row lock should be, so two bulk stops cannot deadlock.
     let rows: Vec<(Uuid, String)> =
         sqlx::query_as("select id, state from sessions where id = any($1) order by id for update")
@@ -226,6 +251,12 @@ pub async fn extend_session(
     Path(id): Path<Uuid>,
     Json(input): Json<ExtendInput>,
 ) -> Result<Json<AdminSession>> {
+    Ok(Json(extend(&state.db, &actor, id, input.expires_at).await?))
+}
+
+/// Sets an active session's expiry, with its audit event.
+pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, expires_at: OffsetDateTime) -> Result<AdminSession> {
+    let input = ExtendInput { expires_at };
     let now = OffsetDateTime::now_utc();
     if input.expires_at <= now {
         return Err(AppError::invalid("expires_at", "must be in the future"));
@@ -233,7 +264,7 @@ pub async fn extend_session(
     if input.expires_at > now + time::Duration::days(90) {
         return Err(AppError::invalid("expires_at", "must be at most 90 days ahead"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let (from_state, before): (String, OffsetDateTime) =
         sqlx::query_as("select state, expires_at from sessions where id = $1 for update")
             .bind(id)
@@ -250,7 +281,7 @@ pub async fn extend_session(
         .await?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "session.extend",
         "session",
         &id.to_string(),
@@ -260,5 +291,5 @@ pub async fn extend_session(
     .await?;
     let session = sqlx::query_as(&format!("{SELECT} where s.id = $1")).bind(id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
-    Ok(Json(session))
+    Ok(session)
 }

@@ -66,29 +66,42 @@ pub async fn list_users(
     Query(f): Query<UserFilter>,
 ) -> Result<Json<Page<UserRow>>> {
     let (page, per_page, offset) = paginate(f.page, f.per_page)?;
-    let role = filter(&f.role);
+    let (items, total) = search(&state.db, filter(&f.q), filter(&f.role), f.enabled, per_page, offset).await?;
+    Ok(Json(Page { items, total, page, per_page }))
+}
+
+/// Users matching a search (username, name, email, affiliation), a role and a state, by
+/// username; and how many match in all.
+pub async fn search(
+    db: &sqlx::PgPool,
+    q: Option<&str>,
+    role: Option<&str>,
+    enabled: Option<bool>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<UserRow>, i64)> {
     if role.is_some_and(|r| Role::parse(r).is_none()) {
         return Err(AppError::invalid("role", "must be user, scientist or admin"));
     }
-    let q = filter(&f.q).map(like_pattern);
+    let q = q.map(like_pattern);
     let condition = "($1::text is null or u.username ilike $1 or u.display_name ilike $1 or u.email ilike $1
                       or u.affiliation ilike $1)
                      and ($2::text is null or u.role = $2) and ($3::bool is null or u.enabled = $3)";
     let items = sqlx::query_as(&format!("{SELECT} where {condition} order by u.username limit $4 offset $5"))
         .bind(&q)
         .bind(role)
-        .bind(f.enabled)
-        .bind(per_page)
+        .bind(enabled)
+        .bind(limit)
         .bind(offset)
-        .fetch_all(&state.db)
+        .fetch_all(db)
         .await?;
     let total = sqlx::query_scalar(&format!("select count(*) from users u where {condition}"))
         .bind(&q)
         .bind(role)
-        .bind(f.enabled)
-        .fetch_one(&state.db)
+        .bind(enabled)
+        .fetch_one(db)
         .await?;
-    Ok(Json(Page { items, total, page, per_page }))
+    Ok((items, total))
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -193,28 +206,32 @@ pub async fn set_user_role(
     Path(username): Path<String>,
     Json(input): Json<RoleInput>,
 ) -> Result<Json<UserRow>> {
-    let mut tx = state.db.begin().await?;
-    let (id, before, _) = lock(&mut tx, &username).await?;
-    if id == admin.id && input.role != Role::Admin {
+    Ok(Json(set_role(&state.db, &admin, &actor, &username, input.role).await?))
+}
+
+/// Changes a user's role, with its audit event.
+pub async fn set_role(
+    db: &sqlx::PgPool,
+    admin: &crate::web::CurrentUser,
+    actor: &Actor,
+    username: &str,
+    role: Role,
+) -> Result<UserRow> {
+    let mut tx = db.begin().await?;
+    let (id, before, _) = lock(&mut tx, username).await?;
+    if id == admin.id && role != Role::Admin {
         return Err(AppError::Conflict("you cannot take the admin role from yourself".into()));
     }
     sqlx::query("update users set role = $2, updated_at = now() where id = $1")
         .bind(id)
-        .bind(input.role.as_str())
+        .bind(role.as_str())
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut *tx,
-        &actor,
-        "user.set_role",
-        "user",
-        &id.to_string(),
-        json!({"from": before, "role": input.role}),
-    )
-    .await?;
-    let user = find(&mut *tx, &username).await?;
+    audit::record(&mut *tx, actor, "user.set_role", "user", &id.to_string(), json!({"from": before, "role": role}))
+        .await?;
+    let user = find(&mut *tx, username).await?;
     tx.commit().await?;
-    Ok(Json(user))
+    Ok(user)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -237,15 +254,26 @@ pub async fn set_user_enabled(
     Path(username): Path<String>,
     Json(input): Json<EnabledInput>,
 ) -> Result<Json<UserRow>> {
-    let mut tx = state.db.begin().await?;
-    let (id, _, _) = lock(&mut tx, &username).await?;
-    if id == admin.id && !input.enabled {
+    Ok(Json(set_enabled(&state.db, &admin, &actor, &username, input.enabled).await?))
+}
+
+/// Enables or disables an account, with its audit event.
+pub async fn set_enabled(
+    db: &sqlx::PgPool,
+    admin: &crate::web::CurrentUser,
+    actor: &Actor,
+    username: &str,
+    enabled: bool,
+) -> Result<UserRow> {
+    let mut tx = db.begin().await?;
+    let (id, _, _) = lock(&mut tx, username).await?;
+    if id == admin.id && !enabled {
         return Err(AppError::Conflict("you cannot disable your own account".into()));
     }
-    crate::auth::users::set_enabled_by(&mut tx, &actor, id, input.enabled).await?;
-    let user = find(&mut *tx, &username).await?;
+    crate::auth::users::set_enabled_by(&mut tx, actor, id, enabled).await?;
+    let user = find(&mut *tx, username).await?;
     tx.commit().await?;
-    Ok(Json(user))
+    Ok(user)
 }
 
 #[derive(Deserialize, ToSchema)]

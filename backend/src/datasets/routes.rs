@@ -98,18 +98,31 @@ pub async fn link_dataset(
     Path((identifier, code)): Path<(String, String)>,
     Json(input): Json<LinkInput>,
 ) -> Result<(axum::http::StatusCode, Json<DatasetRow>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(link(&state, &user, &actor, &identifier, &code, input).await?)))
+}
+
+/// Checks the caller's right and the location, measures it, and stores the link with its
+/// audit event.
+pub async fn link(
+    state: &AppState,
+    user: &CurrentUser,
+    actor: &Actor,
+    identifier: &str,
+    code: &str,
+    input: LinkInput,
+) -> Result<DatasetRow> {
     let experiment: Option<(Uuid, String)> = sqlx::query_as(&format!(
         "select e.id, e.beamline from experiments e join proposals p on p.id = e.proposal_id
          where p.identifier = $3 and e.code = $4 and {VISIBLE}"
     ))
     .bind(user.id)
     .bind(user.role.as_str())
-    .bind(&identifier)
-    .bind(&code)
+    .bind(identifier)
+    .bind(code)
     .fetch_optional(&state.db)
     .await?;
     let (experiment_id, beamline) = experiment.ok_or(AppError::NotFound)?;
-    if !may_link(&state.db, &user, &beamline).await? {
+    if !may_link(&state.db, user, &beamline).await? {
         return Err(refuse(&beamline));
     }
     let metadata = input.metadata.unwrap_or_else(|| json!({}));
@@ -158,7 +171,7 @@ pub async fn link_dataset(
     })?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "dataset.link",
         "dataset",
         &id.to_string(),
@@ -167,7 +180,7 @@ pub async fn link_dataset(
     .await?;
     let row = sqlx::query_as(&format!("{SELECT} where d.id = $1")).bind(id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, Json(row)))
+    Ok(row)
 }
 
 /// Removes a dataset's link (the files stay where they are).

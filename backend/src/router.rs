@@ -46,6 +46,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::datasets::routes::routes())
         .merge(crate::admin::routes::routes())
         .merge(crate::tokens::routes::routes())
+        .merge(crate::sessions::routes::routes())
+        .merge(crate::jobs::routes::routes())
 }
 
 /// The pages people use in a browser.

@@ -802,7 +802,7 @@ async fn import_preview_changes_nothing_and_apply_does(db: PgPool) {
                 .header("content-type", "text/csv")
                 .body(axum::body::Body::from(body))
                 .unwrap();
-            app.send(request).await
+            app.raw(request).await
         }
     };
     let proposals =

@@ -15,5 +15,6 @@ mod model;
 mod oidc;
 mod pages;
 mod proposals;
+mod sessions;
 mod tokens;
 mod usage;

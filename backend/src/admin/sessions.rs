@@ -171,7 +171,11 @@ pub async fn stop_sessions(
     if input.ids.is_empty() || input.ids.len() > 500 {
         return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
     }
-    Ok(Json(stop(&state.db, &actor, &input.ids).await?))
+    let result = stop(&state.db, &actor, &input.ids).await?;
+    if !result.stopping.is_empty() {
+        state.reconcile.notify_one();
+    }
+    Ok(Json(result))
 }
 
 /// Asks for one session to stop.
@@ -185,7 +189,11 @@ pub async fn stop_session_as_admin(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<Json<StopResult>> {
-    Ok(Json(stop(&state.db, &actor, &[id]).await?))
+    let result = stop(&state.db, &actor, &[id]).await?;
+    if !result.stopping.is_empty() {
+        state.reconcile.notify_one();
+    }
+    Ok(Json(result))
 }
 
 /// Moves the active ones of `ids` to `stopping`, each with an event and an audit entry.
@@ -202,19 +210,12 @@ pub async fn stop(db: &sqlx::PgPool, actor: &Actor, ids: &[Uuid]) -> Result<Stop
     }
     let mut result = StopResult { stopping: Vec::new(), unchanged: Vec::new() };
     for (id, from) in rows {
-        if !STATES[..3].contains(&from.as_str()) {
+        // The sessions' own stop contract: `stopping` plus an event, the reconciler the rest.
+        let message = format!("Stop requested by the administrator {}", actor.name);
+        if !crate::sessions::db::request_stop(&mut tx, id, &message).await? {
             result.unchanged.push(id);
             continue;
         }
-        sqlx::query("update sessions set state = 'stopping', progress = null where id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("insert into session_events (session_id, state, message) values ($1, 'stopping', $2)")
-            .bind(id)
-            .bind(format!("stopped by the administrator {}", actor.name))
-            .execute(&mut *tx)
-            .await?;
         audit::record(
             &mut *tx,
             actor,

@@ -295,6 +295,9 @@ async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Byte
         .await;
     }
     let result = super::sessions::stop(&state.db, &actor, &ids).await?;
+    if !result.stopping.is_empty() {
+        state.reconcile.notify_one();
+    }
     let done = format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len());
     sessions_view(&state, ctx, SessionFilter::default(), None, Some(done)).await
 }

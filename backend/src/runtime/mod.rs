@@ -6,6 +6,9 @@
 //! `sessions.runtime_handle`, and the reconciler compares what Postgres believes with what
 //! `list` and `observe` report.
 
+pub mod local;
+pub mod vnc;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

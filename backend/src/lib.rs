@@ -2,11 +2,13 @@
 //! binary in `main.rs` only parses the command line and calls in.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod db;
 pub mod demo;
 pub mod devdb;

@@ -43,6 +43,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_me))
         .merge(crate::proposals::routes::routes())
         .merge(crate::catalogue::routes::routes())
+        .merge(crate::datasets::routes::routes())
+        .merge(crate::admin::routes::routes())
         .merge(crate::tokens::routes::routes())
         .merge(crate::sessions::routes::routes())
         .merge(crate::jobs::routes::routes())
@@ -55,6 +57,8 @@ fn pages() -> Router<AppState> {
         .merge(crate::proposals::views::routes())
         .merge(crate::tokens::views::routes())
         .merge(crate::sessions::views::routes())
+        .merge(crate::admin::views::routes())
+        .merge(crate::datasets::views::routes())
 }
 
 /// Our CSS and JS, and the third-party browser code npm installed (never copied in).

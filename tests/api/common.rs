@@ -12,7 +12,8 @@ pub struct TestApp {
     pub db: PgPool,
     router: Router,
     pub state: daas::AppState,
-    _data: tempfile::TempDir,
+    /// The data root (datasets live below it).
+    pub data: tempfile::TempDir,
 }
 
 pub struct Response {
@@ -42,7 +43,7 @@ impl TestApp {
         let runtime = crate::sessions::test_runtime(data.path());
         let state = daas::AppState::new(db.clone(), config, runtime);
         let router = daas::app(state.clone());
-        Self { db, router, state, _data: data }
+        Self { db, router, state, data }
     }
 
     pub async fn token(&self, username: &str) -> String {
@@ -51,7 +52,7 @@ impl TestApp {
     }
 
     pub fn data_path(&self) -> &std::path::Path {
-        self._data.path()
+        self.data.path()
     }
 
     /// Runs the reconciler for the rest of the test.
@@ -99,13 +100,7 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Response { status, headers, body, text }
+        self.raw(request).await
     }
 
     /// A logged-in browser: the session cookie's value and the session's CSRF token.
@@ -165,7 +160,7 @@ impl TestApp {
 /// session folder's handle names its process group.
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self._data.path().join("_runtime/sessions")) else { return };
+        let Ok(entries) = std::fs::read_dir(self.data.path().join("_runtime/sessions")) else { return };
         for entry in entries.flatten() {
             let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
             let Ok(handle) = serde_json::from_str::<Value>(&text) else { continue };

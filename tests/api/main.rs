@@ -3,7 +3,10 @@
 
 mod common;
 
+mod admin;
+mod admin_pages;
 mod catalogue;
+mod datasets;
 mod health;
 mod import;
 mod login;
@@ -15,3 +18,4 @@ mod proposals;
 mod session_pages;
 mod sessions;
 mod tokens;
+mod usage;

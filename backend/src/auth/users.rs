@@ -82,13 +82,29 @@ pub async fn set_role(db: &PgPool, username: &str, role: Role) -> anyhow::Result
 /// tokens are refused because every lookup checks `enabled`.
 pub async fn set_enabled(db: &PgPool, username: &str, enabled: bool) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
-    let id: Uuid =
-        sqlx::query_scalar("update users set enabled = $2, updated_at = now() where username = $1 returning id")
-            .bind(username)
-            .bind(enabled)
-            .fetch_optional(&mut *tx)
-            .await?
-            .with_context(|| format!("no user {username:?}"))?;
+    let id: Uuid = sqlx::query_scalar("select id from users where username = $1 for update")
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?
+        .with_context(|| format!("no user {username:?}"))?;
+    set_enabled_by(&mut tx, &crate::audit::Actor::cli(), id, enabled).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `set_enabled` inside the caller's transaction, recording `actor` in the audit log
+/// (the admin API calls this).
+pub async fn set_enabled_by(
+    tx: &mut sqlx::PgConnection,
+    actor: &crate::audit::Actor,
+    id: Uuid,
+    enabled: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("update users set enabled = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(enabled)
+        .execute(&mut *tx)
+        .await?;
     if !enabled {
         sqlx::query("update browser_sessions set ended_at = now() where user_id = $1 and ended_at is null")
             .bind(id)
@@ -96,7 +112,5 @@ pub async fn set_enabled(db: &PgPool, username: &str, enabled: bool) -> anyhow::
             .await?;
     }
     let action = if enabled { "user.enable" } else { "user.disable" };
-    crate::audit::record_cli(&mut *tx, action, "user", &id.to_string(), serde_json::json!({})).await?;
-    tx.commit().await?;
-    Ok(())
+    crate::audit::record(&mut *tx, actor, action, "user", &id.to_string(), serde_json::json!({})).await
 }

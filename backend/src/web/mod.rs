@@ -1,9 +1,11 @@
 //! What every route uses: extractors that turn bad input into our 4xx shape, and the
 //! caller's identity.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod page;
 
+pub use admin::AdminUser;
 pub use auth::{ClientAddr, CurrentUser, MaybeUser};
 pub use extract::{Json, Path, Query};

@@ -1,0 +1,202 @@
+//! Reading the audit log: search and filter by actor, action, object and time, page by
+//! page or as CSV. There is no route that changes it (and the table refuses changes).
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{filter, paginate, spreadsheet_safe, Page};
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{AdminUser, Json, Query};
+
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct AuditFilter {
+    /// Who acted: a username (or `cli`).
+    pub actor: Option<String>,
+    /// An action (`image.update`) or a prefix of whole words (`image`, `session`).
+    pub action: Option<String>,
+    /// The kind of object, e.g. `session`, `image`, `user`.
+    pub object_type: Option<String>,
+    /// The object's id.
+    pub object_id: Option<String>,
+    /// From this time on (RFC 3339).
+    pub from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub to: Option<String>,
+    #[param(minimum = 1)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The username at the time (or `cli`).
+    pub actor: Option<String>,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Where the request came from.
+    pub remote_addr: Option<String>,
+    pub request_id: Option<String>,
+}
+
+fn time(field: &str, s: &Option<String>) -> Result<Option<OffsetDateTime>> {
+    filter(s)
+        .map(|s| OffsetDateTime::parse(s, &Rfc3339).map_err(|_| AppError::invalid(field, "must be an RFC 3339 time")))
+        .transpose()
+}
+
+const CONDITION: &str = "($1::text is null or actor_name = $1)
+    and ($2::text is null or action = $2 or action like replace(replace($2, '_', '\\_'), '%', '\\%') || '.%')
+    and ($3::text is null or object_type = $3) and ($4::text is null or object_id = $4)
+    and ($5::timestamptz is null or at >= $5) and ($6::timestamptz is null or at < $6)";
+
+const COLUMNS: &str = "id, at, actor_name as actor, action, object_type, object_id, details, remote_addr, request_id";
+
+/// Audit events, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditFilter),
+    responses((status = 200, body = Page<AuditEvent>), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_audit_events(
+    state: AppState,
+    _admin: AdminUser,
+    Query(f): Query<AuditFilter>,
+) -> Result<Json<Page<AuditEvent>>> {
+    Ok(Json(search(&state.db, &f, 20).await?))
+}
+
+/// A page of the events matching the filter, newest first (`per_page` when the filter
+/// does not say).
+pub async fn search(db: &sqlx::PgPool, f: &AuditFilter, per_page: i64) -> Result<Page<AuditEvent>> {
+    let (page, per_page, offset) = paginate(f.page, Some(f.per_page.unwrap_or(per_page)))?;
+    let (from, to) = (time("from", &f.from)?, time("to", &f.to)?);
+    let items = sqlx::query_as(&format!(
+        "select {COLUMNS} from audit_events where {CONDITION} order by id desc limit $7 offset $8"
+    ))
+    .bind(filter(&f.actor))
+    .bind(filter(&f.action))
+    .bind(filter(&f.object_type))
+    .bind(filter(&f.object_id))
+    .bind(from)
+    .bind(to)
+    .bind(per_page)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from audit_events where {CONDITION}"))
+        .bind(filter(&f.actor))
+        .bind(filter(&f.action))
+        .bind(filter(&f.object_type))
+        .bind(filter(&f.object_id))
+        .bind(from)
+        .bind(to)
+        .fetch_one(db)
+        .await?;
+    Ok(Page { items, total, page, per_page })
+}
+
+impl AuditFilter {
+    /// The filter (not the page) as a query string, for links to other pages and the CSV.
+    pub fn query_string(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("object_type", &self.object_type),
+            ("object_id", &self.object_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(v) = filter(value) {
+                q.append_pair(key, v);
+            }
+        }
+        q.finish()
+    }
+
+    /// A filter field for a form (empty when unset).
+    pub fn field(&self, key: &str) -> &str {
+        let value = match key {
+            "actor" => &self.actor,
+            "action" => &self.action,
+            "object_type" => &self.object_type,
+            "object_id" => &self.object_id,
+            "from" => &self.from,
+            _ => &self.to,
+        };
+        value.as_deref().unwrap_or("")
+    }
+}
+
+/// Most rows one CSV export holds; narrow the filter for more.
+const CSV_MAX: i64 = 100_000;
+
+/// The matching events as CSV, oldest first (at most 100 000 rows).
+#[utoipa::path(get, path = "/api/v1/admin/audit.csv", tag = "admin", params(AuditFilter),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export_audit_events(
+    state: AppState,
+    _admin: AdminUser,
+    Query(f): Query<AuditFilter>,
+) -> Result<impl IntoResponse> {
+    let (from, to) = (time("from", &f.from)?, time("to", &f.to)?);
+    let events: Vec<AuditEvent> =
+        sqlx::query_as(&format!("select {COLUMNS} from audit_events where {CONDITION} order by id limit $7"))
+            .bind(filter(&f.actor))
+            .bind(filter(&f.action))
+            .bind(filter(&f.object_type))
+            .bind(filter(&f.object_id))
+            .bind(from)
+            .bind(to)
+            .bind(CSV_MAX)
+            .fetch_all(&state.db)
+            .await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "id",
+        "at",
+        "actor",
+        "action",
+        "object_type",
+        "object_id",
+        "details",
+        "remote_addr",
+        "request_id",
+    ])
+    .map_err(anyhow::Error::from)?;
+    for e in events {
+        out.write_record([
+            e.id.to_string(),
+            e.at.format(&Rfc3339).map_err(anyhow::Error::from)?,
+            spreadsheet_safe(e.actor.unwrap_or_default()),
+            e.action,
+            spreadsheet_safe(e.object_type.unwrap_or_default()),
+            spreadsheet_safe(e.object_id.unwrap_or_default()),
+            spreadsheet_safe(e.details.to_string()),
+            spreadsheet_safe(e.remote_addr.unwrap_or_default()),
+            spreadsheet_safe(e.request_id.unwrap_or_default()),
+        ])
+        .map_err(anyhow::Error::from)?;
+    }
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
+        ],
+        bytes,
+    ))
+}

@@ -1,0 +1,351 @@
+//! Flavours: the sizes sessions run at (CPU, memory, GPUs), with the Kubernetes node
+//! selector and tolerations that place them, and the roles that may use them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::images::{all_roles, name_taken};
+use super::{check_name, check_non_negative, check_positive, check_roles};
+use crate::audit::{self, Actor};
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{AdminUser, Json, Path};
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AdminFlavour {
+    pub id: Uuid,
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    /// e.g. `nvidia-a100`; only with GPUs.
+    pub gpu_type: Option<String>,
+    pub disk_gib: i32,
+    /// Kubernetes node labels a pod of this flavour must land on.
+    #[schema(value_type = Object)]
+    pub node_selector: Value,
+    /// Kubernetes tolerations of its pods.
+    #[schema(value_type = Vec<Object>)]
+    pub tolerations: Value,
+    pub allowed_roles: Vec<String>,
+    pub enabled: bool,
+    /// Sessions of it not yet stopped.
+    pub active_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+const SELECT: &str = "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type, f.disk_gib,
+        f.node_selector, f.tolerations, f.allowed_roles, f.enabled,
+        (select count(*) from sessions s where s.flavour_id = f.id
+          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
+        f.created_at
+    from flavours f";
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavourInput {
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    #[serde(default)]
+    pub gpus: i32,
+    pub gpu_type: Option<String>,
+    #[serde(default)]
+    pub disk_gib: i32,
+    /// Label name to value, e.g. `{"nvidia.com/gpu.present": "true"}`.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub node_selector: Value,
+    /// Kubernetes tolerations: `[{"key", "operator": "Exists"|"Equal", "value", "effect"}]`.
+    #[serde(default = "empty_array")]
+    #[schema(value_type = Vec<Object>)]
+    pub tolerations: Value,
+    #[serde(default = "all_roles")]
+    pub allowed_roles: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+fn empty_array() -> Value {
+    json!([])
+}
+fn yes() -> bool {
+    true
+}
+
+/// A Kubernetes label key: an optional DNS prefix and `/`, then a name of up to 63.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    name_ok && prefix_ok
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+}
+
+fn check_node_selector(selector: &Value) -> Result<(), String> {
+    let Some(map) = selector.as_object() else { return Err("must be an object of label names to values".into()) };
+    for (key, value) in map {
+        if !is_label_key(key) {
+            return Err(format!("{key:?} is not a Kubernetes label name"));
+        }
+        let Some(value) = value.as_str().filter(|v| is_label_value(v)) else {
+            return Err(format!("the value of {key:?} must be a Kubernetes label value (a string)"));
+        };
+        let _ = value;
+    }
+    Ok(())
+}
+
+fn check_tolerations(tolerations: &Value) -> Result<(), String> {
+    let Some(list) = tolerations.as_array() else { return Err("must be a list of tolerations".into()) };
+    for (n, t) in list.iter().enumerate() {
+        let Some(t) = t.as_object() else { return Err(format!("item {n} must be an object")) };
+        for key in t.keys() {
+            if !["key", "operator", "value", "effect", "tolerationSeconds"].contains(&key.as_str()) {
+                return Err(format!("item {n}: unknown field {key:?}"));
+            }
+        }
+        let text = |k: &str| t.get(k).map(|v| v.as_str().ok_or(format!("item {n}: {k} must be a string"))).transpose();
+        let key = text("key")?;
+        let operator = text("operator")?.unwrap_or("Equal");
+        let value = text("value")?;
+        let effect = text("effect")?;
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
+            if !is_label_key(key) {
+                return Err(format!("item {n}: {key:?} is not a valid key"));
+            }
+        }
+        match operator {
+            "Exists" if value.is_some_and(|v| !v.is_empty()) => {
+                return Err(format!("item {n}: operator Exists takes no value"))
+            }
+            "Exists" => {}
+            "Equal" if key.is_none_or(str::is_empty) => return Err(format!("item {n}: operator Equal needs a key")),
+            "Equal" => {}
+            other => return Err(format!("item {n}: operator {other:?} is not Exists or Equal")),
+        }
+        if let Some(effect) = effect.filter(|e| !e.is_empty()) {
+            if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                return Err(format!("item {n}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"));
+            }
+        }
+        if t.get("tolerationSeconds").is_some_and(|s| !s.is_i64()) {
+            return Err(format!("item {n}: tolerationSeconds must be an integer"));
+        }
+    }
+    Ok(())
+}
+
+fn check(mut f: FlavourInput) -> Result<FlavourInput> {
+    f.name = check_name("name", &f.name)?;
+    check_positive("cpu_millis", f.cpu_millis)?;
+    check_positive("memory_mib", f.memory_mib)?;
+    check_non_negative("gpus", f.gpus)?;
+    check_non_negative("disk_gib", f.disk_gib)?;
+    f.gpu_type = f.gpu_type.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    if f.gpus == 0 && f.gpu_type.is_some() {
+        return Err(AppError::invalid("gpu_type", "only a flavour with GPUs has a GPU type"));
+    }
+    if f.gpu_type.as_ref().is_some_and(|t| t.len() > 100) {
+        return Err(AppError::invalid("gpu_type", "must be at most 100 characters"));
+    }
+    check_node_selector(&f.node_selector).map_err(|m| AppError::invalid("node_selector", m))?;
+    check_tolerations(&f.tolerations).map_err(|m| AppError::invalid("tolerations", m))?;
+    f.allowed_roles = check_roles("allowed_roles", std::mem::take(&mut f.allowed_roles))?;
+    Ok(f)
+}
+
+async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminFlavour> {
+    sqlx::query_as(&format!("{SELECT} where f.id = $1")).bind(id).fetch_optional(db).await?.ok_or(AppError::NotFound)
+}
+
+/// Every flavour, enabled or not.
+#[utoipa::path(get, path = "/api/v1/admin/flavours", tag = "admin",
+    responses((status = 200, body = Vec<AdminFlavour>), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_admin_flavours(state: AppState, _admin: AdminUser) -> Result<Json<Vec<AdminFlavour>>> {
+    let flavours = sqlx::query_as(&format!("{SELECT} order by f.gpus, f.cpu_millis, f.memory_mib, f.name"))
+        .fetch_all(&state.db)
+        .await?;
+    Ok(Json(flavours))
+}
+
+/// Adds a flavour.
+#[utoipa::path(post, path = "/api/v1/admin/flavours", tag = "admin", request_body = FlavourInput,
+    responses((status = 201, body = AdminFlavour), (status = 400, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_flavour(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Json(input): Json<FlavourInput>,
+) -> Result<(axum::http::StatusCode, Json<AdminFlavour>)> {
+    let f = check(input)?;
+    let mut tx = state.db.begin().await?;
+    let id: Uuid = sqlx::query_scalar(
+        "insert into flavours (name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations,
+                               allowed_roles, enabled)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+    )
+    .bind(&f.name)
+    .bind(f.cpu_millis)
+    .bind(f.memory_mib)
+    .bind(f.gpus)
+    .bind(&f.gpu_type)
+    .bind(f.disk_gib)
+    .bind(&f.node_selector)
+    .bind(&f.tolerations)
+    .bind(&f.allowed_roles)
+    .bind(f.enabled)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(name_taken)?;
+    audit::record(
+        &mut *tx,
+        &actor,
+        "flavour.create",
+        "flavour",
+        &id.to_string(),
+        json!({"name": f.name, "cpu_millis": f.cpu_millis, "memory_mib": f.memory_mib, "gpus": f.gpus}),
+    )
+    .await?;
+    let flavour = find(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok((axum::http::StatusCode::CREATED, Json(flavour)))
+}
+
+/// Replaces a flavour's settings; sessions already running keep what they were given.
+#[utoipa::path(put, path = "/api/v1/admin/flavours/{id}", tag = "admin", request_body = FlavourInput,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = AdminFlavour), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_flavour(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(input): Json<FlavourInput>,
+) -> Result<Json<AdminFlavour>> {
+    let f = check(input)?;
+    let mut tx = state.db.begin().await?;
+    let updated = sqlx::query(
+        "update flavours set name = $2, cpu_millis = $3, memory_mib = $4, gpus = $5, gpu_type = $6, disk_gib = $7,
+             node_selector = $8, tolerations = $9, allowed_roles = $10, enabled = $11
+         where id = $1",
+    )
+    .bind(id)
+    .bind(&f.name)
+    .bind(f.cpu_millis)
+    .bind(f.memory_mib)
+    .bind(f.gpus)
+    .bind(&f.gpu_type)
+    .bind(f.disk_gib)
+    .bind(&f.node_selector)
+    .bind(&f.tolerations)
+    .bind(&f.allowed_roles)
+    .bind(f.enabled)
+    .execute(&mut *tx)
+    .await
+    .map_err(name_taken)?;
+    if updated.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut *tx,
+        &actor,
+        "flavour.update",
+        "flavour",
+        &id.to_string(),
+        json!({"name": f.name, "cpu_millis": f.cpu_millis, "memory_mib": f.memory_mib, "gpus": f.gpus, "enabled": f.enabled}),
+    )
+    .await?;
+    let flavour = find(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(flavour))
+}
+
+/// Deletes a flavour no session ever used (409 otherwise: disable it instead).
+#[utoipa::path(delete, path = "/api/v1/admin/flavours/{id}", tag = "admin",
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_flavour(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::http::StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let name: String = sqlx::query_scalar("select name from flavours where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let sessions: i64 =
+        sqlx::query_scalar("select count(*) from sessions where flavour_id = $1").bind(id).fetch_one(&mut *tx).await?;
+    if sessions > 0 {
+        return Err(AppError::Conflict(format!(
+            "{sessions} session(s) refer to flavour {name:?}; disable it instead of deleting it"
+        )));
+    }
+    sqlx::query("delete from flavours where id = $1").bind(id).execute(&mut *tx).await?;
+    audit::record(&mut *tx, &actor, "flavour.delete", "flavour", &id.to_string(), json!({"name": name})).await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_selectors_and_tolerations_follow_kubernetes() {
+        assert!(check_node_selector(&json!({"nvidia.com/gpu.present": "true", "zone": ""})).is_ok());
+        assert!(check_node_selector(&json!({"bad key!": "x"})).is_err());
+        assert!(check_node_selector(&json!({"a": 1})).is_err());
+        assert!(check_node_selector(&json!(["a"])).is_err());
+        assert!(check_tolerations(&json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]))
+            .is_ok());
+        assert!(check_tolerations(
+            &json!([{"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 60}])
+        )
+        .is_ok());
+        assert!(check_tolerations(&json!([{"key": "k", "operator": "Exists", "value": "v"}])).is_err());
+        assert!(check_tolerations(&json!([{"operator": "Equal", "value": "v"}])).is_err());
+        assert!(check_tolerations(&json!([{"key": "k", "effect": "Sometimes"}])).is_err());
+        assert!(check_tolerations(&json!([{"key": "k", "colour": "red"}])).is_err());
+    }
+}

@@ -1,0 +1,464 @@
+//! The image catalogue: create, edit, disable, and delete when no session refers to it.
+//! References are checked as OCI references and a job's parameter schema against the JSON
+//! Schema meta-schema before anything is written.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{check_name, check_non_negative, check_positive, check_roles};
+use crate::audit::{self, Actor};
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{AdminUser, Json, Path};
+
+/// An image as the admin sees it: everything, enabled or not.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AdminImage {
+    pub id: Uuid,
+    pub name: String,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// OCI reference the Kubernetes runtime pulls.
+    pub reference: String,
+    /// `vnc`, `http` or `none` (follows from the kind).
+    pub protocol: String,
+    pub default_cpu_millis: i32,
+    pub default_memory_mib: i32,
+    pub default_gpus: i32,
+    pub default_disk_gib: i32,
+    /// A disabled image cannot be launched; its running sessions keep running.
+    pub enabled: bool,
+    pub description: String,
+    pub icon: Option<String>,
+    /// Roles that may launch it.
+    pub allowed_roles: Vec<String>,
+    /// Flavours it may run on; empty means any.
+    pub flavours: Vec<Uuid>,
+    /// For jobs: the JSON Schema of the parameters.
+    #[schema(value_type = Option<Object>)]
+    pub parameter_schema: Option<Value>,
+    /// What the local runtime runs, e.g. `{"argv": ["python3", "recon.py"]}`.
+    #[schema(value_type = Option<Object>)]
+    pub local_command: Option<Value>,
+    /// Sessions of it not yet stopped.
+    pub active_sessions: i64,
+    /// Sessions ever launched from it (an image with any cannot be deleted).
+    pub total_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+const SELECT: &str = "select i.id, i.name, i.kind, i.reference, i.protocol, i.default_cpu_millis, i.default_memory_mib,
+        i.default_gpus, i.default_disk_gib, i.enabled, i.description, i.icon, i.allowed_roles,
+        array(select f.flavour_id from image_flavours f where f.image_id = i.id order by f.flavour_id) as flavours,
+        i.parameter_schema, i.local_command,
+        (select count(*) from sessions s where s.image_id = i.id
+          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
+        (select count(*) from sessions s where s.image_id = i.id) as total_sessions,
+        i.created_at, i.updated_at
+    from images i";
+
+/// What an admin sends to create or replace an image.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInput {
+    pub name: String,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// OCI image reference, e.g. `registry.example/daas/desktop:1.0`.
+    pub reference: String,
+    /// `vnc` (desktop), `http` (notebook) or `none` (job); follows from the kind when left out.
+    pub protocol: Option<String>,
+    pub default_cpu_millis: i32,
+    pub default_memory_mib: i32,
+    #[serde(default)]
+    pub default_gpus: i32,
+    #[serde(default)]
+    pub default_disk_gib: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub description: String,
+    /// A URL or a short name of an icon.
+    pub icon: Option<String>,
+    /// Default: every role.
+    #[serde(default = "all_roles")]
+    pub allowed_roles: Vec<String>,
+    /// Flavour ids it may run on; empty means any.
+    #[serde(default)]
+    pub flavours: Vec<Uuid>,
+    /// For job images: the JSON Schema of their parameters.
+    #[schema(value_type = Option<Object>)]
+    pub parameter_schema: Option<Value>,
+    /// For the local runtime: `{"argv": ["program", "arg", ...], "env": {"NAME": "value"}}`.
+    #[schema(value_type = Option<Object>)]
+    pub local_command: Option<Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) fn all_roles() -> Vec<String> {
+    vec!["user".into(), "scientist".into(), "admin".into()]
+}
+
+/// The input once checked, ready to write.
+struct Checked {
+    input: ImageInput,
+    protocol: String,
+}
+
+/// Every check, each naming its field, before anything is written.
+fn check(mut input: ImageInput) -> Result<Checked> {
+    input.name = check_name("name", &input.name)?;
+    let protocol = match input.kind.as_str() {
+        "desktop" => "vnc",
+        "notebook" => "http",
+        "job" => "none",
+        other => return Err(AppError::invalid("kind", format!("unknown kind {other:?} (desktop, notebook or job)"))),
+    };
+    if let Some(given) = &input.protocol {
+        if given != protocol {
+            return Err(AppError::invalid(
+                "protocol",
+                format!("a {} image speaks {protocol}, not {given:?}", input.kind),
+            ));
+        }
+    }
+    input.reference = input.reference.trim().to_owned();
+    super::oci::check_reference(&input.reference).map_err(|m| AppError::invalid("reference", m))?;
+    check_positive("default_cpu_millis", input.default_cpu_millis)?;
+    check_positive("default_memory_mib", input.default_memory_mib)?;
+    check_non_negative("default_gpus", input.default_gpus)?;
+    check_non_negative("default_disk_gib", input.default_disk_gib)?;
+    if input.description.chars().count() > 2000 {
+        return Err(AppError::invalid("description", "must be at most 2000 characters"));
+    }
+    input.icon = input.icon.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
+    if input.icon.as_ref().is_some_and(|i| i.len() > 2048) {
+        return Err(AppError::invalid("icon", "must be at most 2048 characters"));
+    }
+    input.allowed_roles = check_roles("allowed_roles", std::mem::take(&mut input.allowed_roles))?;
+    input.flavours.sort();
+    input.flavours.dedup();
+    if let Some(schema) = &input.parameter_schema {
+        if input.kind != "job" {
+            return Err(AppError::invalid("parameter_schema", "only job images have a parameter schema"));
+        }
+        check_parameter_schema(schema).map_err(|m| AppError::invalid("parameter_schema", m))?;
+    }
+    if let Some(command) = &input.local_command {
+        check_local_command(command).map_err(|m| AppError::invalid("local_command", m))?;
+    }
+    Ok(Checked { input, protocol: protocol.to_owned() })
+}
+
+/// A job's parameter schema must be a JSON Schema (checked against its draft's
+/// meta-schema) that compiles, describing an object, since parameters are an object.
+pub fn check_parameter_schema(schema: &Value) -> Result<(), String> {
+    if !schema.is_object() {
+        return Err("must be a JSON Schema object".into());
+    }
+    if let Err(err) = jsonschema::meta::validate(schema) {
+        let at = err.instance_path().to_string();
+        let at = if at.is_empty() { String::new() } else { format!(" at {at}") };
+        return Err(format!("not a valid JSON Schema{at}: {err}"));
+    }
+    // The meta-schema does not catch everything (a `$ref` to nowhere, a bad regex).
+    jsonschema::validator_for(schema).map_err(|err| format!("not a usable JSON Schema: {err}"))?;
+    if schema.get("type").is_some_and(|t| t != "object") {
+        return Err("must describe an object (\"type\": \"object\"): job parameters are named".into());
+    }
+    Ok(())
+}
+
+/// `{"argv": [...], "env": {...}, "cwd": "..."}`: what the local runtime runs.
+fn check_local_command(command: &Value) -> Result<(), String> {
+    let Some(object) = command.as_object() else { return Err("must be an object with \"argv\"".into()) };
+    for key in object.keys() {
+        if !["argv", "env", "cwd"].contains(&key.as_str()) {
+            return Err(format!("unknown key {key:?} (argv, env, cwd)"));
+        }
+    }
+    let argv = object.get("argv").and_then(Value::as_array).ok_or("needs \"argv\": a list of strings")?;
+    if argv.is_empty() || !argv.iter().all(|a| a.as_str().is_some_and(|s| !s.is_empty())) {
+        return Err("\"argv\" must be a non-empty list of non-empty strings".into());
+    }
+    if let Some(env) = object.get("env") {
+        let ok = env.as_object().is_some_and(|e| e.values().all(Value::is_string));
+        if !ok {
+            return Err("\"env\" must map names to strings".into());
+        }
+    }
+    if object.get("cwd").is_some_and(|c| !c.is_string()) {
+        return Err("\"cwd\" must be a string".into());
+    }
+    Ok(())
+}
+
+async fn set_flavours(tx: &mut PgConnection, image: Uuid, flavours: &[Uuid]) -> Result<()> {
+    let known: i64 = sqlx::query_scalar("select count(*) from flavours where id = any($1)")
+        .bind(flavours)
+        .fetch_one(&mut *tx)
+        .await?;
+    if known != flavours.len() as i64 {
+        return Err(AppError::invalid("flavours", "names a flavour that does not exist"));
+    }
+    sqlx::query("delete from image_flavours where image_id = $1").bind(image).execute(&mut *tx).await?;
+    sqlx::query("insert into image_flavours (image_id, flavour_id) select $1, unnest($2::uuid[])")
+        .bind(image)
+        .bind(flavours)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminImage> {
+    sqlx::query_as(&format!("{SELECT} where i.id = $1")).bind(id).fetch_optional(db).await?.ok_or(AppError::NotFound)
+}
+
+/// Every image, enabled or not.
+#[utoipa::path(get, path = "/api/v1/admin/images", tag = "admin",
+    responses((status = 200, body = Vec<AdminImage>), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_admin_images(state: AppState, _admin: AdminUser) -> Result<Json<Vec<AdminImage>>> {
+    let images = sqlx::query_as(&format!("{SELECT} order by i.kind, i.name")).fetch_all(&state.db).await?;
+    Ok(Json(images))
+}
+
+/// One image.
+#[utoipa::path(get, path = "/api/v1/admin/images/{id}", tag = "admin",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = AdminImage), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_admin_image(state: AppState, _admin: AdminUser, Path(id): Path<Uuid>) -> Result<Json<AdminImage>> {
+    Ok(Json(find(&state.db, id).await?))
+}
+
+/// Adds an image to the catalogue.
+#[utoipa::path(post, path = "/api/v1/admin/images", tag = "admin", request_body = ImageInput,
+    responses((status = 201, body = AdminImage), (status = 400, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_image(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Json(input): Json<ImageInput>,
+) -> Result<(axum::http::StatusCode, Json<AdminImage>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(create(&state.db, &actor, input).await?)))
+}
+
+/// Checks and stores a new image, with its audit event.
+pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: ImageInput) -> Result<AdminImage> {
+    let Checked { input: i, protocol } = check(input)?;
+    let mut tx = db.begin().await?;
+    let id: Uuid = sqlx::query_scalar(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
+                             default_disk_gib, enabled, description, icon, allowed_roles, parameter_schema, local_command)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) returning id",
+    )
+    .bind(&i.name)
+    .bind(&i.kind)
+    .bind(&i.reference)
+    .bind(&protocol)
+    .bind(i.default_cpu_millis)
+    .bind(i.default_memory_mib)
+    .bind(i.default_gpus)
+    .bind(i.default_disk_gib)
+    .bind(i.enabled)
+    .bind(&i.description)
+    .bind(&i.icon)
+    .bind(&i.allowed_roles)
+    .bind(&i.parameter_schema)
+    .bind(&i.local_command)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(name_taken)?;
+    set_flavours(&mut tx, id, &i.flavours).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "image.create",
+        "image",
+        &id.to_string(),
+        json!({"name": i.name, "kind": i.kind, "reference": i.reference, "enabled": i.enabled}),
+    )
+    .await?;
+    let image = find(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(image)
+}
+
+/// Replaces an image's settings (send the whole image; `enabled: false` disables it).
+/// Running sessions of a disabled image keep running.
+#[utoipa::path(put, path = "/api/v1/admin/images/{id}", tag = "admin", request_body = ImageInput,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = AdminImage), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_image(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ImageInput>,
+) -> Result<Json<AdminImage>> {
+    Ok(Json(update(&state.db, &actor, id, input).await?))
+}
+
+/// Checks and stores an image's new settings, with its audit event.
+pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: ImageInput) -> Result<AdminImage> {
+    let Checked { input: i, protocol } = check(input)?;
+    let mut tx = db.begin().await?;
+    let before = find(&mut *tx, id).await?;
+    if before.kind != i.kind && before.total_sessions > 0 {
+        return Err(AppError::invalid("kind", "sessions were launched from this image; its kind cannot change"));
+    }
+    sqlx::query(
+        "update images set name = $2, kind = $3, reference = $4, protocol = $5, default_cpu_millis = $6,
+             default_memory_mib = $7, default_gpus = $8, default_disk_gib = $9, enabled = $10, description = $11,
+             icon = $12, allowed_roles = $13, parameter_schema = $14, local_command = $15, updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(&i.name)
+    .bind(&i.kind)
+    .bind(&i.reference)
+    .bind(&protocol)
+    .bind(i.default_cpu_millis)
+    .bind(i.default_memory_mib)
+    .bind(i.default_gpus)
+    .bind(i.default_disk_gib)
+    .bind(i.enabled)
+    .bind(&i.description)
+    .bind(&i.icon)
+    .bind(&i.allowed_roles)
+    .bind(&i.parameter_schema)
+    .bind(&i.local_command)
+    .execute(&mut *tx)
+    .await
+    .map_err(name_taken)?;
+    set_flavours(&mut tx, id, &i.flavours).await?;
+    let action = match (before.enabled, i.enabled) {
+        (true, false) => "image.disable",
+        (false, true) => "image.enable",
+        _ => "image.update",
+    };
+    audit::record(
+        &mut *tx,
+        actor,
+        action,
+        "image",
+        &id.to_string(),
+        json!({"name": i.name, "reference": i.reference, "enabled": i.enabled}),
+    )
+    .await?;
+    let image = find(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(image)
+}
+
+/// Deletes an image no session ever used (409 otherwise: disable it instead, since
+/// sessions and usage refer to it).
+#[utoipa::path(delete, path = "/api/v1/admin/images/{id}", tag = "admin",
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_image(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::http::StatusCode> {
+    delete(&state.db, &actor, id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Deletes an image no session refers to, with its audit event.
+pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let name: String = sqlx::query_scalar("select name from images where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    // A launch racing this delete cannot orphan a session: its insert holds a key-share
+    // lock on the image through the foreign key, so the delete waits and then fails (409).
+    let sessions: i64 =
+        sqlx::query_scalar("select count(*) from sessions where image_id = $1").bind(id).fetch_one(&mut *tx).await?;
+    if sessions > 0 {
+        return Err(AppError::Conflict(format!(
+            "{sessions} session(s) refer to image {name:?}; disable it instead of deleting it"
+        )));
+    }
+    sqlx::query("delete from images where id = $1").bind(id).execute(&mut *tx).await?;
+    audit::record(&mut *tx, actor, "image.delete", "image", &id.to_string(), json!({"name": name})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+impl AdminImage {
+    /// The image as input again, to change one setting and save the rest unchanged.
+    pub fn to_input(&self) -> ImageInput {
+        ImageInput {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            reference: self.reference.clone(),
+            protocol: Some(self.protocol.clone()),
+            default_cpu_millis: self.default_cpu_millis,
+            default_memory_mib: self.default_memory_mib,
+            default_gpus: self.default_gpus,
+            default_disk_gib: self.default_disk_gib,
+            enabled: self.enabled,
+            description: self.description.clone(),
+            icon: self.icon.clone(),
+            allowed_roles: self.allowed_roles.clone(),
+            flavours: self.flavours.clone(),
+            parameter_schema: self.parameter_schema.clone(),
+            local_command: self.local_command.clone(),
+        }
+    }
+}
+
+/// A duplicate name is a conflict that says which name.
+pub(crate) fn name_taken(err: sqlx::Error) -> AppError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict("the name is already taken".into()),
+        _ => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check_parameter_schema;
+
+    #[test]
+    fn parameter_schemas_are_checked_against_their_meta_schema() {
+        assert!(check_parameter_schema(&json!({"type": "object", "properties": {"n": {"type": "integer"}}})).is_ok());
+        assert!(check_parameter_schema(&json!({
+            "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["a"]
+        }))
+        .is_ok());
+        for bad in [
+            json!({"type": "objekt"}),
+            json!({"type": "object", "required": "a"}),
+            json!({"type": "object", "properties": {"s": {"pattern": "("}}}),
+            json!({"type": "string"}),
+            json!({"$schema": "https://example.com/my-own-draft", "type": "object"}),
+            json!({"type": "object", "properties": {"x": {"$ref": "https://example.com/elsewhere.json"}}}),
+            json!([1, 2]),
+        ] {
+            assert!(check_parameter_schema(&bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

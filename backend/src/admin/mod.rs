@@ -1,0 +1,93 @@
+//! The admin console's API (`/api/v1/admin/...`): the catalogue, quotas, users, every
+//! session, usage, the audit log, notices and proposal imports. Every handler takes
+//! `AdminUser`, and every change writes one audit event in the change's transaction.
+
+pub mod audit_log;
+pub mod flavours;
+pub mod images;
+pub mod import;
+pub mod notices;
+pub mod oci;
+pub mod quotas;
+pub mod routes;
+pub mod sessions;
+pub mod usage;
+pub mod users;
+pub mod views;
+
+use crate::error::{AppError, Result};
+
+/// Checks a list of roles (`user`, `scientist`, `admin`) and removes repeats.
+pub(crate) fn check_roles(field: &str, roles: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for role in roles {
+        if crate::config::Role::parse(&role).is_none() {
+            return Err(AppError::invalid(field, format!("unknown role {role:?} (user, scientist or admin)")));
+        }
+        if !out.contains(&role) {
+            out.push(role);
+        }
+    }
+    Ok(out)
+}
+
+/// A trimmed name of 1 to 100 characters.
+pub(crate) fn check_name(field: &str, name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::invalid(field, "must be 1 to 100 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A count that must not be negative.
+pub(crate) fn check_non_negative(field: &str, value: i32) -> Result<i32> {
+    if value < 0 {
+        return Err(AppError::invalid(field, "must not be negative"));
+    }
+    Ok(value)
+}
+
+/// A size that must be positive.
+pub(crate) fn check_positive(field: &str, value: i32) -> Result<i32> {
+    if value <= 0 {
+        return Err(AppError::invalid(field, "must be more than 0"));
+    }
+    Ok(value)
+}
+
+/// Reads `page`/`per_page` like the public lists do.
+pub(crate) use crate::proposals::routes::paginate;
+pub(crate) use crate::proposals::routes::Page;
+
+/// `%` and `_` typed in a search are literal characters, not wildcards.
+pub(crate) fn like_pattern(s: &str) -> String {
+    format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
+/// An optional text filter: blank means no filter.
+pub(crate) fn filter(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A CSV cell a spreadsheet will not run: text starting with `=`, `+`, `-`, `@` or a
+/// control character gets a leading `'` (OWASP's advice on CSV injection), since names,
+/// messages and metadata in exports come from users.
+pub(crate) fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spreadsheet_formulas_are_defused() {
+        assert_eq!(super::spreadsheet_safe("=HYPERLINK(\"x\")".into()), "'=HYPERLINK(\"x\")");
+        assert_eq!(super::spreadsheet_safe("@SUM(A1)".into()), "'@SUM(A1)");
+        assert_eq!(super::spreadsheet_safe("alice".into()), "alice");
+        assert_eq!(super::spreadsheet_safe("{\"a\": 1}".into()), "{\"a\": 1}");
+    }
+}

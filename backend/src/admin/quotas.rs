@@ -1,0 +1,253 @@
+//! Quotas: defaults per role, overrides per user and per proposal, each shown with what is
+//! in use now (sessions not yet stopped) and the GPU-hours of the current month (UTC).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{AdminUser, Json, Path};
+
+/// Limits; `null` is unlimited for a role or a proposal, and "as the role says" for a user.
+#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_sessions: Option<i32>,
+    #[serde(default)]
+    pub max_cpu_millis: Option<i32>,
+    #[serde(default)]
+    pub max_memory_mib: Option<i32>,
+    #[serde(default)]
+    pub max_gpus: Option<i32>,
+    #[serde(default)]
+    pub max_gpu_hours_month: Option<i32>,
+}
+
+/// What is in use against a quota now.
+#[derive(Serialize, ToSchema, sqlx::FromRow, Default)]
+pub struct Use {
+    /// Sessions not yet stopped.
+    pub sessions: i64,
+    pub cpu_millis: i64,
+    pub memory_mib: i64,
+    pub gpus: i64,
+    /// GPU-hours used since the start of this month (UTC).
+    pub gpu_hours_month: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Quota {
+    pub id: Uuid,
+    /// `role`, `user` or `proposal`.
+    pub scope: String,
+    /// The role, username or proposal identifier the quota is for.
+    pub subject: String,
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// For a role: the sum over all its users (the limit applies to each of them).
+    pub in_use: Use,
+}
+
+#[derive(sqlx::FromRow)]
+struct QuotaRow {
+    id: Uuid,
+    scope: String,
+    subject: String,
+    #[sqlx(flatten)]
+    limits: Limits,
+    #[sqlx(flatten)]
+    in_use: Use,
+}
+
+/// Active sessions and this month's GPU-hours, for the sessions matching `{cond}` on `s`.
+fn use_columns(cond: &str) -> String {
+    format!(
+        "(select count(*) from sessions s where {cond} and s.state in ('requested', 'starting', 'running', 'stopping')) as sessions,
+         (select coalesce(sum(s.cpu_millis), 0)::bigint from sessions s where {cond}
+            and s.state in ('requested', 'starting', 'running', 'stopping')) as cpu_millis,
+         (select coalesce(sum(s.memory_mib), 0)::bigint from sessions s where {cond}
+            and s.state in ('requested', 'starting', 'running', 'stopping')) as memory_mib,
+         (select coalesce(sum(s.gpus), 0)::bigint from sessions s where {cond}
+            and s.state in ('requested', 'starting', 'running', 'stopping')) as gpus,
+         (select coalesce(sum(s.gpus * extract(epoch from
+              least(coalesce(s.stopped_at, now()), now()) - greatest(s.started_at, date_trunc('month', now(), 'UTC'))) / 3600), 0)::float8
+            from sessions s where {cond} and s.gpus > 0 and s.started_at is not null
+            and coalesce(s.stopped_at, now()) > date_trunc('month', now(), 'UTC')) as gpu_hours_month"
+    )
+}
+
+/// Every quota with its current use: roles first, then users, then proposals.
+#[utoipa::path(get, path = "/api/v1/admin/quotas", tag = "admin",
+    responses((status = 200, body = Vec<Quota>), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_quotas(state: AppState, _admin: AdminUser) -> Result<Json<Vec<Quota>>> {
+    let limits = "q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, q.max_gpu_hours_month";
+    let sql = format!(
+        "select * from (
+         select q.id, q.scope, q.role as subject, {limits}, {role_use} from quotas q where q.scope = 'role'
+         union all
+         select q.id, q.scope, u.username, {limits}, {user_use} from quotas q join users u on u.id = q.user_id
+         where q.scope = 'user'
+         union all
+         select q.id, q.scope, p.identifier, {limits}, {proposal_use} from quotas q join proposals p on p.id = q.proposal_id
+         where q.scope = 'proposal'
+         ) q order by case q.scope when 'role' then 0 when 'user' then 1 else 2 end, q.subject",
+        role_use = use_columns("s.owner_id in (select id from users where role = q.role)"),
+        user_use = use_columns("s.owner_id = q.user_id"),
+        proposal_use = use_columns("s.experiment_id in (select id from experiments where proposal_id = q.proposal_id)"),
+    );
+    let rows: Vec<QuotaRow> = sqlx::query_as(&sql).fetch_all(&state.db).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| Quota { id: r.id, scope: r.scope, subject: r.subject, limits: r.limits, in_use: r.in_use })
+            .collect(),
+    ))
+}
+
+fn check(limits: &Limits) -> Result<()> {
+    for (field, value) in [
+        ("max_sessions", limits.max_sessions),
+        ("max_cpu_millis", limits.max_cpu_millis),
+        ("max_memory_mib", limits.max_memory_mib),
+        ("max_gpus", limits.max_gpus),
+        ("max_gpu_hours_month", limits.max_gpu_hours_month),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(AppError::invalid(field, "must not be negative (leave it null for no limit)"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a quota applies.
+enum Subject {
+    Role(String),
+    User(Uuid),
+    Proposal(Uuid),
+}
+
+async fn resolve(db: &sqlx::PgPool, scope: &str, subject: &str) -> Result<Subject> {
+    match scope {
+        "roles" => {
+            crate::config::Role::parse(subject).map(|r| Subject::Role(r.as_str().into())).ok_or(AppError::NotFound)
+        }
+        "users" => sqlx::query_scalar("select id from users where username = $1")
+            .bind(subject)
+            .fetch_optional(db)
+            .await?
+            .map(Subject::User)
+            .ok_or(AppError::NotFound),
+        "proposals" => sqlx::query_scalar("select id from proposals where identifier = $1")
+            .bind(subject)
+            .fetch_optional(db)
+            .await?
+            .map(Subject::Proposal)
+            .ok_or(AppError::NotFound),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// Sets the limits of a role (`roles/user`), a user (`users/alice`) or a proposal
+/// (`proposals/20180101`), creating the override if there was none.
+#[utoipa::path(put, path = "/api/v1/admin/quotas/{scope}/{subject}", tag = "admin", request_body = Limits,
+    params(("scope" = String, Path, description = "`roles`, `users` or `proposals`"),
+           ("subject" = String, Path, description = "a role, a username or a proposal identifier")),
+    responses((status = 200, body = Limits), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_quota(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path((scope, subject)): Path<(String, String)>,
+    Json(limits): Json<Limits>,
+) -> Result<Json<Limits>> {
+    check(&limits)?;
+    let target = resolve(&state.db, &scope, &subject).await?;
+    let (kind, role, user_id, proposal_id, conflict) = match &target {
+        Subject::Role(r) => ("role", Some(r.clone()), None, None, "(role) where scope = 'role'"),
+        Subject::User(u) => ("user", None, Some(*u), None, "(user_id) where scope = 'user'"),
+        Subject::Proposal(p) => ("proposal", None, None, Some(*p), "(proposal_id) where scope = 'proposal'"),
+    };
+    let mut tx = state.db.begin().await?;
+    let id: Uuid = sqlx::query_scalar(&format!(
+        "insert into quotas (scope, role, user_id, proposal_id, max_sessions, max_cpu_millis, max_memory_mib, max_gpus,
+                             max_gpu_hours_month)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         on conflict {conflict} do update set max_sessions = excluded.max_sessions,
+             max_cpu_millis = excluded.max_cpu_millis, max_memory_mib = excluded.max_memory_mib,
+             max_gpus = excluded.max_gpus, max_gpu_hours_month = excluded.max_gpu_hours_month, updated_at = now()
+         returning id"
+    ))
+    .bind(kind)
+    .bind(role)
+    .bind(user_id)
+    .bind(proposal_id)
+    .bind(limits.max_sessions)
+    .bind(limits.max_cpu_millis)
+    .bind(limits.max_memory_mib)
+    .bind(limits.max_gpus)
+    .bind(limits.max_gpu_hours_month)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        &actor,
+        "quota.set",
+        "quota",
+        &id.to_string(),
+        json!({"scope": kind, "subject": subject, "limits": limits}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(limits))
+}
+
+/// Removes a user's or a proposal's override (a role's defaults cannot be removed, only
+/// set to unlimited).
+#[utoipa::path(delete, path = "/api/v1/admin/quotas/{scope}/{subject}", tag = "admin",
+    params(("scope" = String, Path, description = "`users` or `proposals`"),
+           ("subject" = String, Path, description = "a username or a proposal identifier")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_quota(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path((scope, subject)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode> {
+    let target = resolve(&state.db, &scope, &subject).await?;
+    let (kind, user_id, proposal_id) = match target {
+        Subject::Role(_) => {
+            return Err(AppError::invalid("scope", "a role's defaults cannot be removed; set them to null instead"))
+        }
+        Subject::User(u) => ("user", Some(u), None),
+        Subject::Proposal(p) => ("proposal", None, Some(p)),
+    };
+    let mut tx = state.db.begin().await?;
+    let id: Uuid = sqlx::query_scalar(
+        "delete from quotas where scope = $1 and user_id is not distinct from $2 and proposal_id is not distinct from $3
+         returning id",
+    )
+    .bind(kind)
+    .bind(user_id)
+    .bind(proposal_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        &actor,
+        "quota.delete",
+        "quota",
+        &id.to_string(),
+        json!({"scope": kind, "subject": subject}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,368 @@
+//! Users: list and search, change a role, enable or disable (a disabled user's browser
+//! sessions end and their tokens stop working at once), the beamlines a scientist looks
+//! after, and each user's sessions and tokens.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{filter, like_pattern, paginate, Page};
+use crate::audit::{self, Actor};
+use crate::config::Role;
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{AdminUser, Json, Path, Query};
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub affiliation: Option<String>,
+    /// `user`, `scientist` or `admin`.
+    pub role: String,
+    pub enabled: bool,
+    /// Local password login possible (otherwise only single sign-on).
+    pub has_password: bool,
+    pub beamlines: Vec<String>,
+    /// Sessions not yet stopped.
+    pub active_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+const SELECT: &str = "select u.id, u.username, u.display_name, u.email, u.affiliation, u.role, u.enabled,
+        u.password_hash is not null as has_password,
+        array(select b.beamline from beamline_staff b where b.user_id = u.id order by b.beamline) as beamlines,
+        (select count(*) from sessions s where s.owner_id = u.id
+          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
+        u.created_at
+    from users u";
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserFilter {
+    /// Matches the username, name, email or affiliation (case-insensitive, anywhere).
+    q: Option<String>,
+    /// `user`, `scientist` or `admin`.
+    role: Option<String>,
+    enabled: Option<bool>,
+    #[param(minimum = 1)]
+    page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
+    per_page: Option<i64>,
+}
+
+/// Users, searched and filtered, by username.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", params(UserFilter),
+    responses((status = 200, body = Page<UserRow>), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_users(
+    state: AppState,
+    _admin: AdminUser,
+    Query(f): Query<UserFilter>,
+) -> Result<Json<Page<UserRow>>> {
+    let (page, per_page, offset) = paginate(f.page, f.per_page)?;
+    let (items, total) = search(&state.db, filter(&f.q), filter(&f.role), f.enabled, per_page, offset).await?;
+    Ok(Json(Page { items, total, page, per_page }))
+}
+
+/// Users matching a search (username, name, email, affiliation), a role and a state, by
+/// username; and how many match in all.
+pub async fn search(
+    db: &sqlx::PgPool,
+    q: Option<&str>,
+    role: Option<&str>,
+    enabled: Option<bool>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<UserRow>, i64)> {
+    if role.is_some_and(|r| Role::parse(r).is_none()) {
+        return Err(AppError::invalid("role", "must be user, scientist or admin"));
+    }
+    let q = q.map(like_pattern);
+    let condition = "($1::text is null or u.username ilike $1 or u.display_name ilike $1 or u.email ilike $1
+                      or u.affiliation ilike $1)
+                     and ($2::text is null or u.role = $2) and ($3::bool is null or u.enabled = $3)";
+    let items = sqlx::query_as(&format!("{SELECT} where {condition} order by u.username limit $4 offset $5"))
+        .bind(&q)
+        .bind(role)
+        .bind(enabled)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from users u where {condition}"))
+        .bind(&q)
+        .bind(role)
+        .bind(enabled)
+        .fetch_one(db)
+        .await?;
+    Ok((items, total))
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct UserSession {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: String,
+    pub image: String,
+    pub proposal: String,
+    pub experiment: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub stopped_at: Option<OffsetDateTime>,
+}
+
+/// An API token as the admin sees it: never its secret, nor its hash.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDetail {
+    #[serde(flatten)]
+    pub user: UserRow,
+    /// The latest 100 sessions the user owns.
+    pub sessions: Vec<UserSession>,
+    pub tokens: Vec<TokenRow>,
+}
+
+async fn find(db: impl sqlx::PgExecutor<'_>, username: &str) -> Result<UserRow> {
+    sqlx::query_as(&format!("{SELECT} where u.username = $1"))
+        .bind(username)
+        .fetch_optional(db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// One user with their sessions and tokens.
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin",
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserDetail), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_user(state: AppState, _admin: AdminUser, Path(username): Path<String>) -> Result<Json<UserDetail>> {
+    let user = find(&state.db, &username).await?;
+    let sessions = sqlx::query_as(
+        "select s.id, s.kind, s.state, i.name as image, p.identifier as proposal, e.code as experiment,
+                s.created_at, s.stopped_at
+         from sessions s join images i on i.id = s.image_id join experiments e on e.id = s.experiment_id
+              join proposals p on p.id = e.proposal_id
+         where s.owner_id = $1 order by s.created_at desc limit 100",
+    )
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    let tokens = sqlx::query_as(
+        "select id, name, created_at, last_used_at, expires_at, revoked_at from api_tokens
+         where user_id = $1 order by created_at desc",
+    )
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(UserDetail { user, sessions, tokens }))
+}
+
+/// Locks the user's row and returns their id; 404 when there is no such user.
+async fn lock(tx: &mut sqlx::PgConnection, username: &str) -> Result<(Uuid, String, bool)> {
+    sqlx::query_as("select id, role, enabled from users where username = $1 for update")
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInput {
+    pub role: Role,
+}
+
+/// Changes a user's role. An admin cannot take the role from themselves (so the last
+/// admin cannot lock everyone out by mistake).
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/role", tag = "admin", request_body = RoleInput,
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserRow), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_user_role(
+    state: AppState,
+    AdminUser(admin): AdminUser,
+    actor: Actor,
+    Path(username): Path<String>,
+    Json(input): Json<RoleInput>,
+) -> Result<Json<UserRow>> {
+    Ok(Json(set_role(&state.db, &admin, &actor, &username, input.role).await?))
+}
+
+/// Changes a user's role, with its audit event.
+pub async fn set_role(
+    db: &sqlx::PgPool,
+    admin: &crate::web::CurrentUser,
+    actor: &Actor,
+    username: &str,
+    role: Role,
+) -> Result<UserRow> {
+    let mut tx = db.begin().await?;
+    let (id, before, _) = lock(&mut tx, username).await?;
+    if id == admin.id && role != Role::Admin {
+        return Err(AppError::Conflict("you cannot take the admin role from yourself".into()));
+    }
+    sqlx::query("update users set role = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut *tx, actor, "user.set_role", "user", &id.to_string(), json!({"from": before, "role": role}))
+        .await?;
+    let user = find(&mut *tx, username).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnabledInput {
+    pub enabled: bool,
+}
+
+/// Enables or disables an account; disabling ends its browser sessions and makes its
+/// tokens useless at once.
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/enabled", tag = "admin", request_body = EnabledInput,
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserRow), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_user_enabled(
+    state: AppState,
+    AdminUser(admin): AdminUser,
+    actor: Actor,
+    Path(username): Path<String>,
+    Json(input): Json<EnabledInput>,
+) -> Result<Json<UserRow>> {
+    Ok(Json(set_enabled(&state.db, &admin, &actor, &username, input.enabled).await?))
+}
+
+/// Enables or disables an account, with its audit event.
+pub async fn set_enabled(
+    db: &sqlx::PgPool,
+    admin: &crate::web::CurrentUser,
+    actor: &Actor,
+    username: &str,
+    enabled: bool,
+) -> Result<UserRow> {
+    let mut tx = db.begin().await?;
+    let (id, _, _) = lock(&mut tx, username).await?;
+    if id == admin.id && !enabled {
+        return Err(AppError::Conflict("you cannot disable your own account".into()));
+    }
+    crate::auth::users::set_enabled_by(&mut tx, actor, id, enabled).await?;
+    let user = find(&mut *tx, username).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeamlinesInput {
+    /// The beamlines the user looks after (their proposals become visible to a scientist,
+    /// and they may link data on their experiments).
+    pub beamlines: Vec<String>,
+}
+
+fn is_beamline(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() <= 32
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Sets the beamlines a user looks after.
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/beamlines", tag = "admin", request_body = BeamlinesInput,
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserRow), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_user_beamlines(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path(username): Path<String>,
+    Json(mut input): Json<BeamlinesInput>,
+) -> Result<Json<UserRow>> {
+    input.beamlines.iter_mut().for_each(|b| *b = b.trim().to_owned());
+    if let Some(bad) = input.beamlines.iter().find(|b| !is_beamline(b)) {
+        return Err(AppError::invalid("beamlines", format!("{bad:?} is not a beamline name")));
+    }
+    input.beamlines.sort();
+    input.beamlines.dedup();
+    let mut tx = state.db.begin().await?;
+    let (id, _, _) = lock(&mut tx, &username).await?;
+    sqlx::query("delete from beamline_staff where user_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("insert into beamline_staff (user_id, beamline) select $1, unnest($2::text[])")
+        .bind(id)
+        .bind(&input.beamlines)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        &actor,
+        "user.set_beamlines",
+        "user",
+        &id.to_string(),
+        json!({"beamlines": input.beamlines}),
+    )
+    .await?;
+    let user = find(&mut *tx, &username).await?;
+    tx.commit().await?;
+    Ok(Json(user))
+}
+
+/// Revokes one of a user's API tokens.
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/tokens/{id}", tag = "admin",
+    params(("username" = String, Path), ("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_user_token(
+    state: AppState,
+    _admin: AdminUser,
+    actor: Actor,
+    Path((username, id)): Path<(String, Uuid)>,
+) -> Result<axum::http::StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let name: String = sqlx::query_scalar(
+        "update api_tokens t set revoked_at = now() from users u
+         where t.id = $2 and t.user_id = u.id and u.username = $1 and t.revoked_at is null
+         returning t.name",
+    )
+    .bind(&username)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        &actor,
+        "token.revoke",
+        "api_token",
+        &id.to_string(),
+        json!({"user": username, "name": name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

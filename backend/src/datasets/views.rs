@@ -1,0 +1,86 @@
+//! The "link a dataset" page of an experiment, for its beamline's scientists and admins.
+
+use askama::Template;
+use axum::extract::Form;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::routes::{link, LinkInput};
+use crate::audit::Actor;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};
+use crate::web::Path;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/proposals/{id}/experiments/{code}/datasets/new", get(link_page).post(link_dataset))
+}
+
+#[derive(Template)]
+#[template(path = "datasets/link.html")]
+struct LinkPage {
+    ctx: Ctx,
+    proposal: String,
+    experiment: String,
+    location: String,
+    name: String,
+    metadata: String,
+    error: Option<String>,
+}
+
+async fn link_page(PageUser { ctx, .. }: PageUser, Path((proposal, experiment)): Path<(String, String)>) -> PageResult {
+    let location = format!("{proposal}/{experiment}/");
+    render(&LinkPage { ctx, proposal, experiment, location, name: String::new(), metadata: "{}".into(), error: None })
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    location: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    metadata: String,
+}
+
+async fn link_dataset(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    actor: Actor,
+    Path((proposal, experiment)): Path<(String, String)>,
+    Form(form): Form<LinkForm>,
+) -> PageResult {
+    let metadata = match form.metadata.trim() {
+        "" => Ok(None),
+        text => {
+            serde_json::from_str(text).map(Some).map_err(|e| AppError::invalid("metadata", format!("is not JSON: {e}")))
+        }
+    };
+    let result = match metadata {
+        Ok(metadata) => {
+            let name = Some(form.name.trim().to_owned()).filter(|n| !n.is_empty());
+            let input = LinkInput { location: form.location.clone(), name, metadata };
+            link(&state, &user, &actor, &proposal, &experiment, input).await.map(|_| ())
+        }
+        Err(err) => Err(err),
+    };
+    let error = match result {
+        Ok(()) => return Ok(see_other(&format!("/proposals/{}", url_path(&proposal)))),
+        Err(AppError::Invalid { field, message }) => format!("{field}: {message}"),
+        Err(AppError::Conflict(message)) => message,
+        Err(err) => return Err(PageError(err)),
+    };
+    render(&LinkPage {
+        ctx,
+        proposal,
+        experiment,
+        location: form.location,
+        name: form.name,
+        metadata: form.metadata,
+        error: Some(error),
+    })
+}
+
+fn url_path(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}

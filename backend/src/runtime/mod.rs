@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod kube;
+
 /// The label (local: a file; kubernetes: a label) carrying the session id.
 pub const SESSION_LABEL: &str = "daas.io/session-id";
 

@@ -25,8 +25,13 @@ struct Cli {
 
 /// The runtime's configuration in tests: quick retries, otherwise the defaults.
 pub fn args(extra: &[&str]) -> KubeArgs {
-    let mut argv =
-        vec!["daas", "--kube-namespace", NS, "--kube-backoff-ms", "1", "--kube-request-timeout-seconds", "2"];
+    let mut argv = vec!["daas"];
+    for (flag, value) in [("--kube-namespace", NS), ("--kube-backoff-ms", "1"), ("--kube-request-timeout-seconds", "2")]
+    {
+        if !extra.contains(&flag) {
+            argv.extend([flag, value]);
+        }
+    }
     argv.extend_from_slice(extra);
     Cli::parse_from(argv).kube
 }
@@ -185,6 +190,15 @@ impl Call {
             .status(status)
             .header("content-type", "application/json")
             .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        self.send.send_response(response);
+    }
+
+    pub fn respond_text(self, text: &str) {
+        let response = Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Body::from(text.as_bytes().to_vec()))
             .unwrap();
         self.send.send_response(response);
     }

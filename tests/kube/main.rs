@@ -4,6 +4,7 @@
 
 mod chart;
 mod common;
+mod connect;
 mod launch;
 mod manifests;
 mod watch;

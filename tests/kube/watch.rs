@@ -107,6 +107,17 @@ async fn a_restart_finds_every_session_pod_and_an_orphan_can_be_deleted() {
         assert_eq!(f.handle, KubeHandle::new(NS, spec.session_id, spec.kind, &spec.owner).to_handle());
     }
 
+    // The job's log comes from its pod, found through the watch.
+    let task = {
+        let rt = rt.clone();
+        let handle = found[2].handle.clone();
+        tokio::spawn(async move { rt.logs(id(3), &handle, 50).await })
+    };
+    let log = api.expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods/daas-{}-x7k2p/log", id(3))).await;
+    assert!(log.query.contains("tailLines=50") && log.query.contains("container=session"), "{}", log.query);
+    log.respond_text("progress 10/2048\n");
+    assert_eq!(task.await.unwrap().unwrap(), "progress 10/2048\n");
+
     // The reconciler knows no session for the orphan and stops it by its found handle.
     let task = {
         let rt = rt.clone();

@@ -286,20 +286,21 @@ impl Runtime for KubeRuntime {
         }
         // The watch may lag a pod created a moment ago: ask the API server once.
         let found = match names.kind {
-            Kind::Job => self.get::<Job>(&names.workload).await.map(|_| None),
-            _ => self.get::<Pod>(&names.workload).await.map(Some),
+            Kind::Job => self.get::<Job>(&names.workload).await.map(|job| Err(Box::new(job))),
+            _ => self.get::<Pod>(&names.workload).await.map(|pod| Ok(Box::new(pod))),
         };
         Ok(match found {
-            Ok(Some(pod)) => status::observe_pod(&names, &pod, &[], Utc::now(), timeout),
-            Ok(None) => Observed::Pending { message: "waiting for the job's pod".into() },
+            Ok(Ok(pod)) => status::observe_pod(&names, &pod, &[], Utc::now(), timeout),
+            Ok(Err(job)) => status::observe_podless_job(&job, Utc::now(), timeout),
             Err(e) if e.code() == Some(404) => Observed::Gone,
             Err(e) => return Err(e.into()),
         })
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %_session_id))]
-    async fn stop(&self, _session_id: Uuid, handle: &Handle) -> RuntimeResult<()> {
+    #[tracing::instrument(skip_all, fields(session.id = %session_id))]
+    async fn stop(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<()> {
         let names = KubeHandle::from_handle(handle)?;
+        tracing::info!(session.id = %session_id, workload = names.workload, "deleting the session's workload");
         match names.kind {
             Kind::Job => self.delete::<Job>(&names.workload).await?,
             _ => self.delete::<Pod>(&names.workload).await?,

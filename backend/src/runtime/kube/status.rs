@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::chrono::{DateTime, Utc};
 
@@ -149,6 +150,29 @@ pub fn observe_pod(
     }
 }
 
+/// A Job whose pod the watch does not hold: finished and cleaned up, failed before making
+/// one (a quota, an admission webhook), or about to make one.
+pub fn observe_podless_job(job: &Job, now: DateTime<Utc>, start_timeout: Duration) -> Observed {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    for c in conditions.iter().filter(|c| c.status == "True") {
+        match c.type_.as_str() {
+            "Complete" => return Observed::Exited { exit_code: Some(0), message: "finished".into() },
+            "Failed" => {
+                let message = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "failed".into());
+                return Observed::Exited { exit_code: None, message };
+            }
+            _ => {}
+        }
+    }
+    let created = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    match created.map(|c| (now - c).to_std().unwrap_or_default()) {
+        Some(waited) if waited > start_timeout => {
+            Observed::Failed { reason: format!("the job made no pod within {} s", start_timeout.as_secs()) }
+        }
+        _ => Observed::Pending { message: "waiting for the job's pod".into() },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -220,6 +244,23 @@ mod tests {
         let h = handle(Kind::Desktop);
         let seen = observe_pod(&h, &p, &[], at("2026-11-21T10:00:06Z"), TIMEOUT);
         assert_eq!(seen, Observed::Running { endpoint: format!("{}.sessions.svc:5901", h.workload) });
+    }
+
+    #[test]
+    fn a_job_without_a_pod_waits_then_fails() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j", "creationTimestamp": "2026-11-21T10:00:00Z"}}))
+        .unwrap();
+        let early = observe_podless_job(&job, at("2026-11-21T10:00:05Z"), TIMEOUT);
+        assert!(matches!(early, Observed::Pending { .. }));
+        let late = observe_podless_job(&job, at("2026-11-21T10:20:00Z"), TIMEOUT);
+        assert!(matches!(late, Observed::Failed { reason } if reason.contains("no pod")));
+        let failed: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j"},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "message": "exceeded quota"}]}}))
+        .unwrap();
+        let seen = observe_podless_job(&failed, at("2026-11-21T10:00:05Z"), TIMEOUT);
+        assert_eq!(seen, Observed::Exited { exit_code: None, message: "exceeded quota".into() });
     }
 
     #[test]

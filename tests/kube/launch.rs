@@ -228,5 +228,9 @@ async fn stop_deletes_the_workload_and_succeeds_when_gone() {
         api.expect(Method::DELETE, &format!("{path}/daas-{}", spec.session_id)).await.status(404, "NotFound");
         task.await.unwrap().expect("stopping what is gone succeeds");
     }
+    // A handle from another namespace is refused without a call.
+    let elsewhere = KubeHandle::new("elsewhere", id(9), Kind::Desktop, "alice").to_handle();
+    let error = rt.stop(id(9), &elsewhere).await.unwrap_err().to_string();
+    assert!(error.contains("namespace elsewhere"), "{error}");
     api.done().await;
 }

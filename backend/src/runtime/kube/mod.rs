@@ -107,6 +107,20 @@ impl KubeRuntime {
         Ok(watch)
     }
 
+    /// The names in a handle, refusing one from another namespace (daas's Role is granted
+    /// in its session namespace only).
+    fn names(&self, handle: &Handle) -> anyhow::Result<KubeHandle> {
+        let names = KubeHandle::from_handle(handle)?;
+        if names.namespace != self.args.kube_namespace {
+            anyhow::bail!(
+                "the session runs in namespace {}, not in the configured {}",
+                names.namespace,
+                self.args.kube_namespace
+            );
+        }
+        Ok(names)
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -276,7 +290,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn observe(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<Observed> {
-        let names = KubeHandle::from_handle(handle)?;
+        let names = self.names(handle)?;
         let watch = self.watch().await?;
         let timeout = self.args.start_timeout();
         if let Some(pod) = watch.pods_of(session_id).first() {
@@ -299,7 +313,7 @@ impl Runtime for KubeRuntime {
 
     #[tracing::instrument(skip_all, fields(session.id = %session_id))]
     async fn stop(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<()> {
-        let names = KubeHandle::from_handle(handle)?;
+        let names = self.names(handle)?;
         tracing::info!(session.id = %session_id, workload = names.workload, "deleting the session's workload");
         match names.kind {
             Kind::Job => self.delete::<Job>(&names.workload).await?,
@@ -334,7 +348,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn logs(&self, session_id: Uuid, handle: &Handle, lines: usize) -> RuntimeResult<String> {
-        KubeHandle::from_handle(handle)?;
+        self.names(handle)?;
         let watch = self.watch().await?;
         let Some(pod) = watch.pods_of(session_id).into_iter().next() else {
             return Ok(String::new());

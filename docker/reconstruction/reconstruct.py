@@ -1,6 +1,6 @@
 """Filtered back-projection of the sinograms of one dataset.
 
-Parameters (DAAS_PARAMETERS, JSON): {"dataset": "<name under /datasets>",
+Parameters (DAAS_PARAMETERS, JSON): {"dataset": "<name under /datasets>" (DAAS_DATASETS),
 "output": "<folder under $HOME>", "center": <rotation axis, pixels; optional>,
 "filter": "ramp" | "shepp-logan" | "hann" (optional)}.
 Input: an HDF5 file with /exchange/data (projections: angle, row, column) and
@@ -19,7 +19,7 @@ from skimage.transform import iradon
 
 def main() -> int:
     params = json.loads(os.environ.get("DAAS_PARAMETERS", "{}"))
-    source = pathlib.Path("/datasets") / params["dataset"]
+    source = pathlib.Path(os.environ.get("DAAS_DATASETS", "/datasets")) / params["dataset"]
     files = sorted(source.glob("*.h5")) if source.is_dir() else [source]
     if not files:
         print(f"no HDF5 file in {source}", file=sys.stderr)

@@ -46,7 +46,7 @@ pub fn runtime(args: KubeArgs) -> (KubeRuntime, ApiServer) {
 pub struct ApiServer {
     handle: Handle<Request<Body>, Response<Body>>,
     /// Watches left open (never answered) so the watcher waits instead of retrying.
-    held: Vec<SendResponse<Response<Body>>>,
+    held: Vec<(String, SendResponse<Response<Body>>)>,
     /// The paths watched so far.
     watches: Vec<String>,
 }
@@ -116,8 +116,8 @@ impl ApiServer {
             let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
             let verb = allowed(&method, &path, &query);
             if verb == "watch" {
-                self.watches.push(path);
-                self.held.push(send);
+                self.watches.push(path.clone());
+                self.held.push((path, send));
                 continue;
             }
             return Call { method, path, query, body, send };
@@ -165,21 +165,40 @@ impl ApiServer {
                     let verb = allowed(request.method(), request.uri().path(), query);
                     assert_eq!(verb, "watch", "expected a watch, got {} {}", request.method(), request.uri());
                     self.watches.push(request.uri().path().to_owned());
-                    self.held.push(send);
+                    self.held.push((request.uri().path().to_owned(), send));
                 }
                 _ => panic!("the watcher did not open its watches"),
             }
         }
-        self.watches.sort();
-        assert_eq!(self.watches, [format!("/api/v1/namespaces/{NS}/events"), format!("/api/v1/namespaces/{NS}/pods")]);
+        let mut first: Vec<_> = self.watches[..2].to_vec();
+        first.sort();
+        assert_eq!(first, [format!("/api/v1/namespaces/{NS}/events"), format!("/api/v1/namespaces/{NS}/pods")]);
     }
 
-    /// Asserts that the runtime makes no further call.
+    /// Answers the open watch of `path` with these watch events (one JSON per line); the
+    /// stream then ends, and the watcher opens a new watch (held like the others).
+    pub fn answer_watch(&mut self, path: &str, events: &[Value]) {
+        let at = self.held.iter().position(|(p, _)| p == path).unwrap_or_else(|| panic!("no open watch of {path}"));
+        let (_, send) = self.held.remove(at);
+        let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
+        let response = Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(lines.into_bytes()))
+            .unwrap();
+        send.send_response(response);
+    }
+
+    /// Asserts that the runtime makes no further call (but re-opened watches).
     pub async fn done(mut self) {
-        if let Ok(Some((request, _))) =
+        while let Ok(Some((request, send))) =
             tokio::time::timeout(Duration::from_millis(200), self.handle.next_request()).await
         {
-            panic!("unexpected call {} {}", request.method(), request.uri());
+            let query = request.uri().query().unwrap_or_default();
+            if allowed(request.method(), request.uri().path(), query) != "watch" {
+                panic!("unexpected call {} {}", request.method(), request.uri());
+            }
+            self.held.push((request.uri().path().to_owned(), send));
         }
     }
 }

@@ -149,3 +149,36 @@ async fn a_session_the_watch_has_not_seen_is_asked_for_once() {
     assert_eq!(task.await.unwrap().unwrap(), Observed::Gone);
     api.done().await;
 }
+
+#[tokio::test]
+async fn a_watch_event_moves_a_session_to_running_without_a_call() {
+    let (rt, mut api) = runtime(args(&[]));
+    let rt = Arc::new(rt);
+    let spec = desktop();
+    let handle = KubeHandle::new(NS, spec.session_id, spec.kind, &spec.owner).to_handle();
+    let pending = pod_of(&spec, json!({"phase": "Pending"}));
+    let task = {
+        let rt = rt.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move { rt.observe(spec.session_id, &handle).await })
+    };
+    api.serve_watch(vec![pending.clone()], vec![]).await;
+    assert!(matches!(task.await.unwrap().unwrap(), Observed::Pending { .. }));
+    api.assert_watching().await;
+
+    let mut running = pending;
+    running["metadata"]["resourceVersion"] = json!("101");
+    running["status"] = json!({"phase": "Running", "containerStatuses": [{
+        "name": "session", "image": "i", "imageID": "", "ready": true, "restartCount": 0}]});
+    api.answer_watch(&format!("/api/v1/namespaces/{NS}/pods"), &[json!({"type": "MODIFIED", "object": running})]);
+    let mut observed = Observed::Gone;
+    for _ in 0..100 {
+        observed = rt.observe(spec.session_id, &handle).await.unwrap();
+        if matches!(observed, Observed::Running { .. }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(observed, Observed::Running { endpoint: format!("daas-{}.{NS}.svc:5901", spec.session_id) });
+    api.done().await;
+}

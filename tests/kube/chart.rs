@@ -40,7 +40,10 @@ fn the_chart_renders_valid_kubernetes_with_default_and_full_values() {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
     let full = render(Some("helm/daas/ci/full-values.yaml"));
-    assert_eq!(find(&full, "Namespace")["metadata"]["name"], "daas-sessions");
+    let namespace = find(&full, "Namespace");
+    assert_eq!(namespace["metadata"]["name"], "daas-sessions");
+    // NFS data volumes need the "baseline" Pod Security level; the rest is "restricted".
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "baseline");
     assert_eq!(find(&full, "Role")["metadata"]["namespace"], "daas-sessions");
     assert!(full.iter().all(|o| o["kind"] != "Secret"), "an existing secret is used");
 }

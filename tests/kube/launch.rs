@@ -192,6 +192,24 @@ async fn a_launch_fails_after_its_attempts() {
 }
 
 #[tokio::test]
+async fn a_launch_that_fails_halfway_removes_its_workload() {
+    let (rt, mut api) = runtime(args(&[]));
+    let spec = desktop();
+    let name = format!("daas-{}", spec.session_id);
+    let task = launch(rt, spec);
+    api.expect(Method::POST, PVCS).await.created("pvc-uid");
+    api.expect(Method::POST, PODS).await.created("pod-uid");
+    // Refused (not retried): the pod must not run without its secret.
+    api.expect(Method::POST, SECRETS).await.status(422, "Invalid");
+    let delete = api.expect(Method::DELETE, &format!("{PODS}/{name}")).await;
+    assert_eq!(delete.body["propagationPolicy"], "Background");
+    delete.respond(200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}));
+    let (_, result) = task.await.unwrap();
+    assert!(result.unwrap_err().to_string().contains("422"));
+    api.done().await;
+}
+
+#[tokio::test]
 async fn bad_input_fails_before_any_call() {
     let (rt, api) = runtime(args(&[]));
     let mut spec = desktop();

@@ -106,10 +106,12 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
 }
 
 impl KubeArgs {
+    /// The timeout of one call to the API server.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.kube_request_timeout_seconds)
     }
 
+    /// How long a session may stay pending.
     pub fn start_timeout(&self) -> Duration {
         Duration::from_secs(self.kube_start_timeout_seconds)
     }

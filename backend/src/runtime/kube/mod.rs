@@ -275,17 +275,31 @@ impl Runtime for KubeRuntime {
             Workload::Job(job) => self.create_workload::<Job>(job, spec.session_id).await?,
         };
         let owner = owner_reference(spec.kind, &names.workload, &uid);
-        if let Some(mut secret) = objects.secret {
-            secret.metadata.owner_references = Some(vec![owner.clone()]);
-            self.create_owned(&secret, &uid).await?;
+        let dependents = async {
+            if let Some(mut secret) = objects.secret {
+                secret.metadata.owner_references = Some(vec![owner.clone()]);
+                self.create_owned(&secret, &uid).await?;
+            }
+            if let Some(mut service) = objects.service {
+                service.metadata.owner_references = Some(vec![owner.clone()]);
+                self.create_owned(&service, &uid).await?;
+            }
+            let mut policy = objects.network_policy;
+            policy.metadata.owner_references = Some(vec![owner]);
+            self.create_owned(&policy, &uid).await
+        };
+        if let Err(error) = dependents.await {
+            // A session without its secret or its policy must not run: remove the workload
+            // (the garbage collector takes what it already owns).
+            let removed = match spec.kind {
+                Kind::Job => self.delete::<Job>(&names.workload).await,
+                _ => self.delete::<Pod>(&names.workload).await,
+            };
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, "could not remove the workload of a failed launch");
+            }
+            return Err(error);
         }
-        if let Some(mut service) = objects.service {
-            service.metadata.owner_references = Some(vec![owner.clone()]);
-            self.create_owned(&service, &uid).await?;
-        }
-        let mut policy = objects.network_policy;
-        policy.metadata.owner_references = Some(vec![owner]);
-        self.create_owned(&policy, &uid).await?;
         Ok(names.to_handle())
     }
 

@@ -73,6 +73,7 @@ pub struct KubeHandle {
 }
 
 impl KubeHandle {
+    /// The names of a new session's objects: `daas-<session id>`, and the owner's home.
     pub fn new(namespace: &str, session_id: Uuid, kind: Kind, owner: &str) -> Self {
         let base = format!("daas-{session_id}");
         let interactive = kind != Kind::Job;
@@ -87,10 +88,12 @@ impl KubeHandle {
         }
     }
 
+    /// As stored in `sessions.runtime_handle`.
     pub fn to_handle(&self) -> Handle {
         Handle(serde_json::to_value(self).expect("a handle serialises"))
     }
 
+    /// Reads a stored handle back.
     pub fn from_handle(handle: &Handle) -> anyhow::Result<Self> {
         serde_json::from_value(handle.0.clone()).map_err(|e| anyhow::anyhow!("not a kubernetes session handle: {e}"))
     }

@@ -204,6 +204,11 @@ impl ApiServer {
 }
 
 impl Call {
+    /// Never answers (while the returned sender lives).
+    pub fn unanswered(self) -> SendResponse<Response<Body>> {
+        self.send
+    }
+
     pub fn respond(self, status: u16, body: Value) {
         let response = Response::builder()
             .status(status)

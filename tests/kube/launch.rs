@@ -180,6 +180,20 @@ async fn a_server_error_is_retried() {
 }
 
 #[tokio::test]
+async fn a_call_without_an_answer_times_out_and_is_retried() {
+    let (rt, mut api) = runtime(args(&["--kube-request-timeout-seconds", "1"]));
+    let task = launch(rt, gpu_job());
+    let started = std::time::Instant::now();
+    let _silent = api.expect(Method::POST, PVCS).await.unanswered();
+    api.expect(Method::POST, PVCS).await.created("pvc-uid");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    api.expect(Method::POST, JOBS).await.created("job-uid");
+    api.expect(Method::POST, POLICIES).await.created("policy-uid");
+    task.await.unwrap().1.unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
 async fn a_launch_fails_after_its_attempts() {
     let (rt, mut api) = runtime(args(&["--kube-attempts", "2"]));
     let task = launch(rt, desktop());

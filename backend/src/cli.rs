@@ -140,7 +140,9 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-async fn dev(db: &DbArgs, args: ServeArgs) -> anyhow::Result<()> {
+async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
+    // The demo accounts log in with passwords.
+    args.web.local_login = true;
     let pool = migrated_pool(db).await?;
     if let Some(logins) = crate::demo::load_if_empty(&pool, &args.data_root).await? {
         let text: String = logins.0.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
@@ -160,7 +162,7 @@ async fn dev(db: &DbArgs, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config { data_root: args.data_root.clone(), metrics_on_main: args.metrics_listen.is_none() };
+    let config = Config::from_args(&args);
     let state = AppState::new(pool, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -16,6 +16,7 @@ pub mod router;
 pub mod runtime;
 pub mod state;
 pub mod telemetry;
+pub mod tokens;
 pub mod web;
 
 pub use router::app;

@@ -15,6 +15,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Settings handlers read.
     pub config: Config,
+    /// The OpenID Connect client, when an issuer is configured.
+    pub oidc: Option<crate::auth::oidc::Oidc>,
 }
 
 /// The settings of a running server that handlers need.
@@ -24,11 +26,28 @@ pub struct Config {
     pub data_root: std::path::PathBuf,
     /// Serve `/metrics` on the main listener (false when it has a listener of its own).
     pub metrics_on_main: bool,
+    /// Login, cookies, the public URL.
+    pub web: crate::config::WebArgs,
+}
+
+impl Config {
+    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
+        Self {
+            data_root: args.data_root.clone(),
+            metrics_on_main: args.metrics_listen.is_none(),
+            web: args.web.clone(),
+        }
+    }
+
+    /// Whether cookies must be `Secure` (daas is reached over HTTPS).
+    pub fn secure_cookies(&self) -> bool {
+        self.web.public_url.scheme() == "https"
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { data_root: ".daas/data".into(), metrics_on_main: true }
+        Self::from_args(&crate::config::ServeArgs::defaults())
     }
 }
 
@@ -42,7 +61,8 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(db: PgPool, config: Config) -> Self {
-        Self(Arc::new(App { db, metrics: crate::telemetry::metrics_handle(), config }))
+        let oidc = crate::auth::oidc::Oidc::from_config(&config.web);
+        Self(Arc::new(App { db, metrics: crate::telemetry::metrics_handle(), config, oidc }))
     }
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what daas needs and this machine lacks. Idempotent: a second run does nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 apt_packages=()
 have_pg() {
@@ -12,12 +13,33 @@ command -v openssl >/dev/null || apt_packages+=(openssl)
 # Browser end-to-end tests drive Debian's chromium.
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 command -v npm >/dev/null || apt_packages+=(nodejs npm)
+# The local runtime: the sandbox, the desktop (VNC server, window manager, terminal) and
+# the Python that the venv below is made from.
+command -v bwrap >/dev/null || apt_packages+=(bubblewrap)
+command -v Xvnc >/dev/null || apt_packages+=(tigervnc-standalone-server)
+command -v openbox >/dev/null || apt_packages+=(openbox)
+command -v xterm >/dev/null || apt_packages+=(xterm)
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "installing: ${apt_packages[*]}"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+
+# One virtualenv for every Python tool daas uses, from the pinned requirements.txt;
+# reinstalled only when requirements.txt changes.
+venv=.daas/venv
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating $venv"
+  python3 -m venv "$venv"
+fi
+if ! cmp -s requirements.txt "$venv/.requirements.txt"; then
+  echo "installing the Python requirements into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+  cp requirements.txt "$venv/.requirements.txt"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -34,21 +56,3 @@ for dir in frontend tests/e2e; do
     (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
-
-cd "$root"
-# Python tools (schema validation, chart rendering) in one virtualenv, from requirements.txt;
-# reinstalled only when requirements.txt changes.
-venv=.daas/venv
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "installing Python tools into $venv"
-  if ! python3 -m venv --help >/dev/null 2>&1; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv
-  fi
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt
-  echo "$want" > "$stamp"
-fi

@@ -68,9 +68,12 @@ impl Drop for Server {
 }
 
 fn serve(url: &str, port: u16) -> Server {
+    let runtime = std::env::temp_dir().join(format!("daas-cli-test-{port}"));
     let child = Command::new(DAAS)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", url)
+        .env("DAAS_SESSIONS_DIR", runtime.join("sessions"))
+        .env("DAAS_HOMES_DIR", runtime.join("homes"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -253,4 +256,154 @@ fn dev_cluster_keeps_data_and_readyz_follows_it() {
     });
     assert_eq!(kept, 42);
     cluster(&["--stop"]);
+}
+
+/// Any HTTP/1.0 request on loopback: the status code and the JSON body.
+fn http(port: u16, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = response.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
+    (status, json)
+}
+
+/// Processes (not zombies) of a process group, with their command lines.
+fn group(pgid: i64) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+            (rest[0] != "Z" && rest[2].parse::<i64>().ok() == Some(pgid)).then_some(())?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// Kills the sessions left under a sessions folder when dropped (a failed test must not
+/// leave them running: they outlive daas by design).
+struct KillSessions(std::path::PathBuf);
+
+impl Drop for KillSessions {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
+            if let Some(pid) = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|h| h["pid"].as_i64()) {
+                let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            }
+        }
+    }
+}
+
+/// `daas serve` with its sessions under `dir` and a quick reconciler.
+fn serve_sessions(url: &str, port: u16, dir: &std::path::Path) -> Server {
+    let child = Command::new(DAAS)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--reconcile-interval", "300ms"])
+        .arg("--sessions-dir")
+        .arg(dir.join("sessions"))
+        .arg("--homes-dir")
+        .arg(dir.join("homes"))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .env("DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(30, "daas serve", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    Server(child)
+}
+
+/// Acceptance 3: `kill -9` of daas while three sessions run; started again, it finds the
+/// same three running (same processes, none started twice), and can still stop them.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
+    let _data = demo(&db).await;
+    let image: uuid::Uuid = sqlx::query_scalar(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
+         values ('Trivial', 'notebook', 'example/trivial:1', 'http', 100, 64, $1) returning id",
+    )
+    .bind(serde_json::json!({"argv": ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]}))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let flavour: uuid::Uuid =
+        sqlx::query_scalar("select id from flavours where name = 'small'").fetch_one(&db).await.unwrap();
+    let experiment: uuid::Uuid =
+        sqlx::query_scalar("select id from experiments where code = 'S0011'").fetch_one(&db).await.unwrap();
+    let token = stdout(&daas(&db, &["token", "create", "--user", "sam"])).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = KillSessions(dir.path().join("sessions"));
+    let port = free_port();
+    let mut server = serve_sessions(&url_of(&db), port, dir.path());
+
+    let body = serde_json::json!({"image": image, "flavour": flavour, "experiment": experiment});
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let (status, session) = http(port, "POST", "/api/v1/sessions", &token, Some(body.clone()));
+            assert_eq!(status, 201, "{session}");
+            session["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let all_running = || {
+        ids.iter().all(|id| http(port, "GET", &format!("/api/v1/sessions/{id}"), &token, None).1["state"] == "running")
+    };
+    wait_for(30, "three running sessions", all_running);
+    let handles: Vec<serde_json::Value> =
+        sqlx::query_scalar("select runtime_handle from sessions order by id").fetch_all(&db).await.unwrap();
+    let pgids: Vec<i64> = handles.iter().map(|h| h["pid"].as_i64().unwrap()).collect();
+
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    for pgid in &pgids {
+        assert!(group(*pgid).iter().any(|(_, cmd)| cmd.contains("http.server")), "session {pgid} died with daas");
+    }
+
+    let _server = serve_sessions(&url_of(&db), port, dir.path());
+    // Let the reconciler run a few passes.
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(10, "the same three running", all_running);
+    let after: Vec<serde_json::Value> =
+        sqlx::query_scalar("select runtime_handle from sessions order by id").fetch_all(&db).await.unwrap();
+    assert_eq!(after, handles, "sessions were started again instead of adopted");
+    let servers =
+        |pgid: &i64| group(*pgid).into_iter().filter(|(_, cmd)| cmd.starts_with("python3 -m http.server")).count();
+    assert_eq!(pgids.iter().map(servers).collect::<Vec<_>>(), [1, 1, 1], "a session runs twice or not at all");
+    let count: i64 = sqlx::query_scalar("select count(*) from sessions").fetch_one(&db).await.unwrap();
+    assert_eq!(count, 3);
+    let folders = std::fs::read_dir(dir.path().join("sessions"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("handle.json").exists())
+        .count();
+    assert_eq!(folders, 3);
+
+    for id in &ids {
+        assert_eq!(http(port, "DELETE", &format!("/api/v1/sessions/{id}"), &token, None).0, 202);
+    }
+    wait_for(20, "three stopped sessions", || {
+        ids.iter().all(|id| http(port, "GET", &format!("/api/v1/sessions/{id}"), &token, None).1["state"] == "stopped")
+    });
+    for pgid in &pgids {
+        assert_eq!(group(*pgid), Vec::new(), "processes remain after the stop");
+    }
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn serve_with_the_kubernetes_runtime_says_it_is_not_there_yet(db: PgPool) {
+    let output = daas(&db, &["serve", "--listen", "127.0.0.1:0", "--runtime", "kubernetes"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("daas: the kubernetes runtime is not part of this build yet"), "{stderr}");
 }

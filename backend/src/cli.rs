@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::config::{Cli, Command, DbArgs, ImportCommand, ImportFormat, ServeArgs, TokenCommand, UserCommand};
+use crate::config::{
+    Cli, Command, DbArgs, ImportCommand, ImportFormat, RuntimeKind, ServeArgs, SessionArgs, TokenCommand, UserCommand,
+};
 use crate::devdb::DevCluster;
 use crate::proposals::import;
 use crate::state::{AppState, Config};
@@ -163,7 +165,11 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args);
-    let state = AppState::new(pool, config);
+    let runtime = runtime(&args.sessions, &args.data_root)?;
+    let state = AppState::new(pool, config, runtime);
+    // Adopts what runs before taking requests, then keeps Postgres and reality in step.
+    crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;
+    crate::reconciler::spawn(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -189,6 +195,37 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The session engine chosen by `--runtime`, after checking what it needs.
+fn runtime(
+    args: &SessionArgs,
+    data_root: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<dyn crate::runtime::Runtime>> {
+    use crate::runtime::local::{which, Limits, LocalConfig, LocalRuntime};
+    match args.runtime {
+        RuntimeKind::Kubernetes => bail!("the kubernetes runtime is not part of this build yet; use --runtime local"),
+        RuntimeKind::Local => {
+            let config = LocalConfig {
+                sessions_dir: args.sessions_dir.clone(),
+                homes_dir: args.homes_dir.clone(),
+                data_root: data_root.to_owned(),
+                venv: args.venv.clone(),
+                tools_dir: args.tools_dir.clone(),
+                stop_grace: args.stop_grace,
+            };
+            let runtime = LocalRuntime::new(config, Limits::detect())?;
+            // Desktops and notebooks need these; without them only those launches fail.
+            if which("Xvnc").is_none() {
+                tracing::warn!("no Xvnc on PATH: desktops will fail to start (run `make deps`)");
+            }
+            if !args.venv.join("bin/jupyter").exists() {
+                tracing::warn!(venv = %args.venv.display(), "no jupyter in the venv: notebooks will fail to start (run `make deps`)");
+            }
+            tracing::info!(limits = runtime.limits().describe(), "local runtime ready");
+            Ok(std::sync::Arc::new(runtime))
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -83,6 +83,8 @@ pub struct ServeArgs {
     pub shutdown_grace_seconds: u64,
     #[command(flatten)]
     pub web: WebArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
 }
 
 /// The browser side: where daas is reached, how people log in, how long they stay.
@@ -148,6 +150,51 @@ impl std::str::FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_string()))
     }
+}
+
+/// Where and how sessions run.
+#[derive(Args, Debug, Clone)]
+pub struct SessionArgs {
+    /// The engine that runs sessions: processes on this machine, or pods.
+    #[arg(long, env = "DAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
+    pub runtime: RuntimeKind,
+    /// Local runtime: one folder per running session.
+    #[arg(long, env = "DAAS_SESSIONS_DIR", default_value = ".daas/sessions")]
+    pub sessions_dir: PathBuf,
+    /// Local runtime: the users' homes, kept across sessions.
+    #[arg(long, env = "DAAS_HOMES_DIR", default_value = ".daas/homes")]
+    pub homes_dir: PathBuf,
+    /// Local runtime: the Python environment with JupyterLab (`{venv}` in image commands).
+    #[arg(long, env = "DAAS_VENV", default_value = ".daas/venv")]
+    pub venv: PathBuf,
+    /// Local runtime: programs shipped with daas (`{tools}` in image commands).
+    #[arg(long, env = "DAAS_TOOLS_DIR", default_value = "tools")]
+    pub tools_dir: PathBuf,
+    /// How often the reconciler compares Postgres with what really runs.
+    #[arg(long, env = "DAAS_RECONCILE_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub reconcile_interval: std::time::Duration,
+    /// Lifetime of a session when its role's quota sets none.
+    #[arg(long, env = "DAAS_SESSION_LIFETIME", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub session_lifetime: std::time::Duration,
+    /// A desktop or notebook with no activity for this long is stopped, when its role's
+    /// quota sets no idle limit.
+    #[arg(long, env = "DAAS_SESSION_IDLE_LIMIT", value_parser = humantime::parse_duration, default_value = "2h")]
+    pub session_idle_limit: std::time::Duration,
+    /// How long before an expiry or idle stop the session is warned (a session event).
+    #[arg(long, env = "DAAS_EXPIRY_WARNING", value_parser = humantime::parse_duration, default_value = "15m")]
+    pub expiry_warning: std::time::Duration,
+    /// A session not answering on its port within this long after launch fails.
+    #[arg(long, env = "DAAS_STARTUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "120s")]
+    pub startup_timeout: std::time::Duration,
+    /// How long a stop waits for a session's processes after SIGTERM before SIGKILL.
+    #[arg(long, env = "DAAS_STOP_GRACE", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub stop_grace: std::time::Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    Local,
+    Kubernetes,
 }
 
 #[derive(Subcommand, Debug)]

@@ -157,7 +157,7 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
         },
         "additionalProperties": false
     });
-    for (name, kind, reference, protocol, cpu, mem, gpus, description, schema) in [
+    for (name, kind, reference, protocol, cpu, mem, gpus, description, schema, command) in [
         (
             "Xfce desktop",
             "desktop",
@@ -168,6 +168,7 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
             0,
             "A Linux desktop (Xfce) with the facility's analysis tools, your data mounted read-only.",
             None,
+            desktop_command(),
         ),
         (
             "JupyterLab",
@@ -179,6 +180,7 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
             0,
             "JupyterLab with NumPy, SciPy, h5py, scikit-image and matplotlib.",
             None,
+            notebook_command(),
         ),
         (
             "Tomography reconstruction",
@@ -190,12 +192,13 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
             1,
             "GPU reconstruction of a tomography scan (filtered back-projection or iterative).",
             Some(schema.clone()),
+            recon_command(),
         ),
     ] {
         sqlx::query(
             "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
-                                 default_disk_gib, description, parameter_schema)
-             values ($1, $2, $3, $4, $5, $6, $7, 10, $8, $9)",
+                                 default_disk_gib, description, parameter_schema, local_command)
+             values ($1, $2, $3, $4, $5, $6, $7, 10, $8, $9, $10)",
         )
         .bind(name)
         .bind(kind)
@@ -206,6 +209,7 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
         .bind(gpus)
         .bind(description)
         .bind(schema)
+        .bind(command)
         .execute(&mut *tx)
         .await?;
     }
@@ -256,6 +260,30 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
     crate::audit::record_cli(&mut *tx, "demo.load", "database", "demo", json!({})).await?;
     tx.commit().await?;
     Ok(Some(DemoLogins(logins)))
+}
+
+/// The local runtime's desktop: TigerVNC's Xvnc on the session's port with daas's
+/// password, then a window manager and a terminal; the session lasts as long as Xvnc.
+pub fn desktop_command() -> serde_json::Value {
+    json!({"argv": ["sh", "-c", concat!(
+        "Xvnc :{display} -rfbport {port} -localhost -nolisten tcp -SecurityTypes VncAuth ",
+        "-PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
+        "export DISPLAY=:{display}; i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ",
+        "openbox & xterm -geometry 120x36+40+40 & wait $xvnc")]})
+}
+
+/// The local runtime's notebook: JupyterLab from daas's venv, on the session's port and
+/// base URL, in the user's home; the token comes in `JUPYTER_TOKEN`.
+pub fn notebook_command() -> serde_json::Value {
+    json!({"argv": ["{venv}/bin/jupyter", "lab", "--no-browser", "--ip=127.0.0.1", "--port={port}",
+                    "--ServerApp.port_retries=0", "--ServerApp.base_url={base_url}", "--ServerApp.root_dir={home}",
+                    "--ServerApp.allow_remote_access=true"]})
+}
+
+/// The local runtime's reconstruction job: `tools/recon/recon.py` on the parameters.
+pub fn recon_command() -> serde_json::Value {
+    json!({"argv": ["{venv}/bin/python", "{tools}/recon/recon.py", "--parameters", "/session/parameters.json",
+                    "--data", "/data", "--output", "{output}"]})
 }
 
 /// Writes a small dataset folder (a few HDF5-named files with stand-in content) and

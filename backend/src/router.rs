@@ -44,6 +44,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::proposals::routes::routes())
         .merge(crate::catalogue::routes::routes())
         .merge(crate::tokens::routes::routes())
+        .merge(crate::sessions::routes::routes())
+        .merge(crate::jobs::routes::routes())
 }
 
 /// The pages people use in a browser.

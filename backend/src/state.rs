@@ -1,6 +1,8 @@
 //! The shared state every handler sees.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -17,6 +19,15 @@ pub struct App {
     pub config: Config,
     /// The OpenID Connect client, when an issuer is configured.
     pub oidc: Option<crate::auth::oidc::Oidc>,
+    /// The engine that runs sessions.
+    pub runtime: Arc<dyn crate::runtime::Runtime>,
+    /// Wakes the reconciler at once (a launch or a stop was committed).
+    pub reconcile: tokio::sync::Notify,
+    /// Session ids whose `runtime.launch` is under way in this process, so the reconciler
+    /// and the launch task never start the same session twice.
+    pub launching: Mutex<HashSet<uuid::Uuid>>,
+    /// Fans out Postgres notifications of new session events to the event streams.
+    pub events: crate::sessions::events::Hub,
 }
 
 /// The settings of a running server that handlers need.
@@ -28,14 +39,24 @@ pub struct Config {
     pub metrics_on_main: bool,
     /// Login, cookies, the public URL.
     pub web: crate::config::WebArgs,
+    /// Session lifetimes, idle limits and the reconciler's pace.
+    pub sessions: SessionPolicy,
 }
 
 impl Config {
     pub fn from_args(args: &crate::config::ServeArgs) -> Self {
+        let s = &args.sessions;
         Self {
             data_root: args.data_root.clone(),
             metrics_on_main: args.metrics_listen.is_none(),
             web: args.web.clone(),
+            sessions: SessionPolicy {
+                lifetime: s.session_lifetime,
+                idle_limit: s.session_idle_limit,
+                warning: s.expiry_warning,
+                startup_timeout: s.startup_timeout,
+                reconcile_interval: s.reconcile_interval,
+            },
         }
     }
 
@@ -51,6 +72,33 @@ impl Default for Config {
     }
 }
 
+/// Limits on how long sessions live, and how often the reconciler looks.
+#[derive(Clone, Debug)]
+pub struct SessionPolicy {
+    /// Lifetime when the role's quota sets none.
+    pub lifetime: Duration,
+    /// Idle limit when the role's quota sets none (desktops and notebooks).
+    pub idle_limit: Duration,
+    /// Warn this long before a session is stopped for expiry or idleness.
+    pub warning: Duration,
+    /// Fail a session that does not answer on its port within this long.
+    pub startup_timeout: Duration,
+    /// The reconciler's period.
+    pub reconcile_interval: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(24 * 3600),
+            idle_limit: Duration::from_secs(2 * 3600),
+            warning: Duration::from_secs(15 * 60),
+            startup_timeout: Duration::from_secs(120),
+            reconcile_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = App;
 
@@ -60,9 +108,18 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: PgPool, config: Config) -> Self {
+    pub fn new(db: PgPool, config: Config, runtime: Arc<dyn crate::runtime::Runtime>) -> Self {
         let oidc = crate::auth::oidc::Oidc::from_config(&config.web);
-        Self(Arc::new(App { db, metrics: crate::telemetry::metrics_handle(), config, oidc }))
+        Self(Arc::new(App {
+            oidc,
+            events: crate::sessions::events::Hub::new(db.clone()),
+            db,
+            metrics: crate::telemetry::metrics_handle(),
+            config,
+            runtime,
+            reconcile: tokio::sync::Notify::new(),
+            launching: Mutex::new(HashSet::new()),
+        }))
     }
 }
 

@@ -10,8 +10,8 @@ use tower::ServiceExt;
 
 pub struct TestApp {
     pub db: PgPool,
-    pub config: daas::state::Config,
     router: Router,
+    pub state: daas::AppState,
     _data: tempfile::TempDir,
 }
 
@@ -36,14 +36,57 @@ impl TestApp {
         config.web.local_login = true;
         // The workspace's frontend/, wherever the test runs from.
         config.web.frontend_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend");
+        config.sessions.reconcile_interval = std::time::Duration::from_millis(300);
+        config.sessions.startup_timeout = std::time::Duration::from_secs(90);
         change(&mut config);
-        let router = daas::app(daas::AppState::new(db.clone(), config.clone()));
-        Self { db, config, router, _data: data }
+        let runtime = crate::sessions::test_runtime(data.path());
+        let state = daas::AppState::new(db.clone(), config, runtime);
+        let router = daas::app(state.clone());
+        Self { db, router, state, _data: data }
     }
 
     pub async fn token(&self, username: &str) -> String {
         let id = daas::auth::users::find(&self.db, username).await.unwrap();
         daas::auth::tokens::create(&self.db, id, "test", None).await.unwrap().1
+    }
+
+    pub fn data_path(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
+    /// Runs the reconciler for the rest of the test.
+    pub fn start_reconciler(&self) {
+        daas::reconciler::spawn(self.state.clone());
+    }
+
+    /// Stops every session the runtime runs (tests end with nothing left running).
+    pub async fn stop_everything(&self) {
+        for found in self.state.runtime.list().await.unwrap() {
+            self.state.runtime.stop(found.session_id, &found.handle).await.unwrap();
+        }
+    }
+
+    /// Sends a request as built by the caller.
+    pub async fn raw(&self, request: Request<Body>) -> Response {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response { status, headers, body, text }
+    }
+
+    /// Opens a server-sent events stream (optionally resuming after `last_event_id`).
+    pub async fn stream(&self, uri: &str, token: &str, last_event_id: Option<i64>) -> EventStream {
+        let mut request = Request::builder().uri(uri).header("authorization", format!("Bearer {token}"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = self.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventStream { body: response.into_body(), buffer: String::new() }
     }
 
     pub async fn request(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Response {
@@ -68,7 +111,7 @@ impl TestApp {
     /// A logged-in browser: the session cookie's value and the session's CSRF token.
     pub async fn browser(&self, username: &str) -> Browser {
         let id = daas::auth::users::find(&self.db, username).await.unwrap();
-        let set_cookie = daas::auth::sessions::create(&self.db, &self.config, id, None, None).await.unwrap();
+        let set_cookie = daas::auth::sessions::create(&self.db, &self.state.config, id, None, None).await.unwrap();
         let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
         let csrf = sqlx::query_scalar(
             "select csrf_token from browser_sessions where user_id = $1 order by created_at desc limit 1",
@@ -104,17 +147,7 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .unwrap();
-        self.send(request).await
-    }
-
-    async fn send(&self, request: Request<Body>) -> Response {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Response { status, headers, body, text }
+        self.raw(request).await
     }
 
     pub async fn get(&self, uri: &str, token: Option<&str>) -> Response {
@@ -125,6 +158,47 @@ impl TestApp {
     pub async fn get_as(&self, username: &str, uri: &str) -> Response {
         let token = self.token(username).await;
         self.get(uri, Some(&token)).await
+    }
+}
+
+/// Kills whatever a test left running (it panicked before stopping its sessions): each
+/// session folder's handle names its process group.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self._data.path().join("_runtime/sessions")) else { return };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
+            let Ok(handle) = serde_json::from_str::<Value>(&text) else { continue };
+            if let Some(pid) = handle["pid"].as_i64() {
+                let _ = std::process::Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            }
+        }
+    }
+}
+
+/// The events of a server-sent events response, one JSON `data` at a time.
+pub struct EventStream {
+    body: Body,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event's data, or `None` when the stream ends or nothing comes in time.
+    pub async fn next_event(&mut self, within: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Some(serde_json::from_str(data.trim()).unwrap());
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.ok()??.ok()?;
+            if let Ok(data) = frame.into_data() {
+                self.buffer.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
     }
 }
 

@@ -13,3 +13,4 @@ mod oidc;
 mod pages;
 mod proposals;
 mod tokens;
+mod sessions;

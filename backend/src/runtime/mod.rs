@@ -6,12 +6,14 @@
 //! `sessions.runtime_handle`, and the reconciler compares what Postgres believes with what
 //! `list` and `observe` report.
 
+pub mod kube;
+pub mod local;
+pub mod vnc;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-pub mod kube;
 
 /// The label (local: a file; kubernetes: a label) carrying the session id.
 pub const SESSION_LABEL: &str = "daas.io/session-id";

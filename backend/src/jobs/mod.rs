@@ -1,0 +1,4 @@
+//! Batch jobs (e.g. a tomography reconstruction): a session of kind `job` plus its
+//! parameters, exit code and log.
+
+pub mod routes;

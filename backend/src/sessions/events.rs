@@ -1,0 +1,78 @@
+//! Session events as they happen: every event row is followed by a Postgres `NOTIFY` in
+//! the same transaction; one `LISTEN` connection per process fans the session ids out to
+//! the open event streams, which then read the new rows. Rows are the truth, so a stream
+//! resumed after a restart (`Last-Event-ID`) misses nothing.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// The Postgres channel; the payload is the session id.
+pub const CHANNEL: &str = "daas_session_events";
+
+/// Appends a session event and notifies the listeners when the transaction commits.
+pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message: &str) -> sqlx::Result<()> {
+    sqlx::query("insert into session_events (session_id, state, message) values ($1, $2, $3)")
+        .bind(session_id)
+        .bind(state)
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(session_id.to_string()).execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub struct Hub {
+    db: PgPool,
+    sender: broadcast::Sender<Uuid>,
+    started: Once,
+}
+
+impl Hub {
+    pub fn new(db: PgPool) -> Self {
+        Self { db, sender: broadcast::channel(1024).0, started: Once::new() }
+    }
+
+    /// Session ids with new events from now on (the listener starts with the first caller).
+    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
+        self.started.call_once(|| {
+            tokio::spawn(listen(self.db.clone(), self.sender.clone()));
+        });
+        self.sender.subscribe()
+    }
+}
+
+async fn listen(db: PgPool, sender: broadcast::Sender<Uuid>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&db).await {
+            Ok(mut listener) => {
+                if let Err(err) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %err, "cannot listen for session events");
+                } else {
+                    loop {
+                        match listener.recv().await {
+                            Ok(note) => {
+                                if let Ok(id) = note.payload().parse() {
+                                    let _ = sender.send(id);
+                                }
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "lost the session events listener");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(err) => tracing::warn!(error = %err, "cannot listen for session events"),
+        }
+        if db.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! Sessions: desktops, notebooks and jobs launched on the data of an experiment, their
+//! lifecycle (requested, starting, running, stopping, stopped or failed) and events.
+
+pub mod db;
+pub mod events;
+pub mod launch;
+pub mod routes;

@@ -1,0 +1,228 @@
+//! `/api/v1/sessions`: launch, list, read, stop, and follow the events of a session.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::db::{self, Session};
+use super::launch::{self, LaunchRequest};
+use crate::audit::Actor;
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+use crate::web::{CurrentUser, Json, Path, Query};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(launch_session, list_sessions))
+        .routes(routes!(get_session, stop_session))
+        .routes(routes!(session_events))
+}
+
+/// Launch a desktop or notebook on the data of an experiment. Answers at once with the
+/// session in `starting`; follow `/api/v1/sessions/{id}/events` to see it become `running`.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = LaunchRequest,
+    responses((status = 201, body = Session), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody),
+              (status = 409, description = "over quota, e.g. \"2 of 2 sessions in use\"", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id))]
+pub async fn launch_session(
+    state: AppState,
+    user: CurrentUser,
+    actor: Actor,
+    Json(request): Json<LaunchRequest>,
+) -> Result<(StatusCode, Json<Session>)> {
+    let id = launch::launch(&state, &user, &actor, &request, None).await?;
+    tracing::Span::current().record("session.id", tracing::field::display(id));
+    let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only sessions that have not ended (`requested`, `starting`, `running`, `stopping`).
+    active: Option<bool>,
+    /// Only this kind: `desktop`, `notebook` or `job`.
+    kind: Option<String>,
+    /// Admins: everyone's sessions, not only their own.
+    all: Option<bool>,
+}
+
+/// The caller's sessions (those they are a member of), newest first, at most 200.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(ListParams),
+    responses((status = 200, body = Vec<Session>), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id))]
+pub async fn list_sessions(
+    state: AppState,
+    user: CurrentUser,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Vec<Session>>> {
+    if let Some(kind) = params.kind.as_deref() {
+        if crate::runtime::Kind::parse(kind).is_none() {
+            return Err(AppError::invalid("kind", "must be desktop, notebook or job"));
+        }
+    }
+    let sessions =
+        db::list(&state.db, &user, params.all.unwrap_or(false), params.active.unwrap_or(false), params.kind.as_deref())
+            .await?;
+    Ok(Json(sessions))
+}
+
+/// One session; 404 when the caller is not one of its members.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 200, body = Session), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
+pub async fn get_session(state: AppState, user: CurrentUser, Path(id): Path<Uuid>) -> Result<Json<Session>> {
+    Ok(Json(db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?))
+}
+
+/// Stop a session, or cancel a launch that has not finished. Answers 202 while it stops
+/// (the events say when it has), 200 when it had already ended. Guests may not stop.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 202, body = Session), (status = 200, body = Session),
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
+pub async fn stop_session(
+    state: AppState,
+    user: CurrentUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Session>)> {
+    let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    if !user.is_admin() && !matches!(session.role.as_deref(), Some("owner" | "user")) {
+        return Err(AppError::Forbidden("only the session's owner and its users may stop it".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    let message = match session.state.as_str() {
+        "running" => format!("Stop requested by {}", user.username),
+        _ => format!("Launch cancelled by {}", user.username),
+    };
+    let stopping = db::request_stop(&mut tx, id, &message).await?;
+    if stopping {
+        crate::audit::record(&mut *tx, &actor, "session.stop", "session", &id.to_string(), serde_json::json!({}))
+            .await?;
+    }
+    tx.commit().await?;
+    if stopping {
+        state.reconcile.notify_one();
+    }
+    let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    Ok((if stopping { StatusCode::ACCEPTED } else { StatusCode::OK }, Json(session)))
+}
+
+/// One event of the stream (the `data` of an SSE event named `session`).
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct SessionEvent {
+    /// Increasing; also the SSE `id`, so `Last-Event-ID` resumes after it.
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The session's state with this event.
+    pub state: String,
+    pub message: String,
+}
+
+/// Server-sent events: every state change and progress message of the session, from the
+/// first (or after `Last-Event-ID`), then live; the stream ends once it has stopped or
+/// failed. 404 when the caller is not one of its members.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 200, content_type = "text/event-stream", body = SessionEvent),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
+pub async fn session_events(
+    state: AppState,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    let last =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    // Subscribe before the first read, so nothing committed in between is missed.
+    let follow = Follow {
+        state: state.clone(),
+        id,
+        last,
+        notes: state.events.subscribe(),
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        let event = f.next().await?;
+        let sse = Event::default().id(event.id.to_string()).event("session").json_data(&event).ok()?;
+        Some((Ok(sse), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct Follow {
+    state: AppState,
+    id: Uuid,
+    last: i64,
+    notes: broadcast::Receiver<Uuid>,
+    queue: VecDeque<SessionEvent>,
+    ended: bool,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<SessionEvent> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                if matches!(event.state.as_str(), "stopped" | "failed") {
+                    self.ended = true;
+                }
+                return Some(event);
+            }
+            let rows: Vec<SessionEvent> = sqlx::query_as(
+                "select id, at, state, message from session_events where session_id = $1 and id > $2 order by id limit 500",
+            )
+            .bind(self.id)
+            .bind(self.last)
+            .fetch_all(&self.state.db)
+            .await
+            .ok()?;
+            if let Some(last) = rows.last() {
+                self.last = last.id;
+                self.queue.extend(rows);
+                continue;
+            }
+            if self.ended {
+                return None;
+            }
+            // Wait for a notification about this session; look again now and then
+            // anyway, in case the listener was reconnecting.
+            let wait = async {
+                loop {
+                    match self.notes.recv().await {
+                        Ok(id) if id == self.id => return true,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                        Err(broadcast::error::RecvError::Closed) => return false,
+                    }
+                }
+            };
+            if let Ok(false) = tokio::time::timeout(Duration::from_secs(5), wait).await {
+                return None;
+            }
+        }
+    }
+}

@@ -195,7 +195,23 @@ fn every_subcommand_documents_its_flags_and_variables() {
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains("DATABASE_URL"), "{args:?}: {help}");
         if args[0] == "serve" {
-            for env in ["DAAS_LISTEN", "DAAS_METRICS_LISTEN", "DAAS_DATA_ROOT", "DAAS_LOG_FORMAT"] {
+            for env in [
+                "DAAS_LISTEN",
+                "DAAS_METRICS_LISTEN",
+                "DAAS_DATA_ROOT",
+                "DAAS_LOG_FORMAT",
+                "DAAS_RUNTIME",
+                "DAAS_SESSIONS_DIR",
+                "DAAS_HOMES_DIR",
+                "DAAS_VENV",
+                "DAAS_TOOLS_DIR",
+                "DAAS_RECONCILE_INTERVAL",
+                "DAAS_SESSION_LIFETIME",
+                "DAAS_SESSION_IDLE_LIMIT",
+                "DAAS_EXPIRY_WARNING",
+                "DAAS_STARTUP_TIMEOUT",
+                "DAAS_STOP_GRACE",
+            ] {
                 assert!(help.contains(env), "{env} missing from serve --help");
             }
         }

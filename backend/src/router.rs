@@ -44,6 +44,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::catalogue::routes::routes())
         .merge(crate::sessions::routes::routes())
         .merge(crate::jobs::routes::routes())
+        .merge(crate::quotas::routes::routes())
 }
 
 /// The whole application. Tests call this; `main` serves it.

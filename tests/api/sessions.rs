@@ -452,6 +452,9 @@ async fn events_stream_the_launch_and_the_stop(db: PgPool) {
     assert_eq!(seen[0].0, "requested");
     assert!(seen[0].1.starts_with("Launch requested: Slow on small"), "{seen:?}");
     assert!(seen.iter().any(|(s, m)| s == "starting" && m.contains("waiting for JupyterLab")), "{seen:?}");
+    let metrics = app.get("/metrics", None).await.text;
+    assert!(metrics.contains("daas_session_launches_total{kind=\"notebook\"} 1"), "{metrics}");
+    assert!(metrics.contains("daas_session_start_seconds_bucket{kind=\"notebook\""), "{metrics}");
 
     let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
     assert_eq!(r.status, 202);

@@ -91,7 +91,9 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<()> {
     for found in running {
         if !live.contains(&found.session_id) && !busy.contains(&found.session_id) {
             tracing::info!(session.id = %found.session_id, "removing an orphan");
-            state.runtime.stop(found.session_id, &found.handle).await?;
+            if let Err(err) = state.runtime.stop(found.session_id, &found.handle).await {
+                tracing::warn!(session.id = %found.session_id, error = format!("{err:#}"), "cannot remove an orphan");
+            }
         }
     }
     Ok(())

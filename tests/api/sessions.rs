@@ -245,6 +245,20 @@ async fn other_users_cannot_see_stop_or_follow_a_session(db: PgPool) {
     assert_eq!(app.get("/api/v1/sessions?kind=vm", Some(&alice)).await.status, 400);
     let state: String = sqlx::query_scalar("select state from sessions").fetch_one(&app.db).await.unwrap();
     assert_ne!(state, "stopping", "bob's DELETE changed the session");
+
+    // Invited as a guest, bob sees and follows it, but may not stop it.
+    sqlx::query("insert into session_members (session_id, user_id, role) select $1::uuid, id, 'guest' from users where username = 'bob'")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let bob = app.token("bob").await;
+    let seen = app.get(&format!("/api/v1/sessions/{id}"), Some(&bob)).await;
+    assert_eq!((seen.status, seen.body["role"].as_str()), (StatusCode::OK, Some("guest")));
+    let mut events = app.stream(&format!("/api/v1/sessions/{id}/events"), &bob, None).await;
+    assert_eq!(events.next_event(Duration::from_secs(5)).await.unwrap()["state"], "requested");
+    let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&bob), None).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::FORBIDDEN, "forbidden"));
     app.stop_everything().await;
 }
 

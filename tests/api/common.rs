@@ -25,11 +25,17 @@ pub struct Response {
 impl TestApp {
     /// The demo facility: alice, bob, carol, dave, sam (BL11 scientist), admin.
     pub async fn new(db: PgPool) -> Self {
+        Self::with_sessions(db, |_| {}).await
+    }
+
+    /// `new`, with the session policy changed (a short startup timeout, say).
+    pub async fn with_sessions(db: PgPool, change: impl FnOnce(&mut daas::state::SessionPolicy)) -> Self {
         let data = tempfile::tempdir().unwrap();
         daas::demo::load_if_empty(&db, data.path()).await.unwrap().expect("an empty database");
         let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
         config.sessions.reconcile_interval = std::time::Duration::from_millis(300);
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
+        change(&mut config.sessions);
         let runtime = crate::sessions::test_runtime(data.path());
         let state = daas::AppState::new(db.clone(), config, runtime);
         let router = daas::app(state.clone());

@@ -634,3 +634,36 @@ async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
     assert!(reason.starts_with("JupyterLab exited with code 3; last output:\nserving at"), "{reason}");
     assert!(reason.contains("?token=[secret]") && !reason.contains(&secret), "{reason}");
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_session_that_never_answers_fails_with_the_reason(db: PgPool) {
+    let app = TestApp::with_sessions(db, |policy| policy.startup_timeout = Duration::from_secs(2)).await;
+    app.start_reconciler();
+    sqlx::query(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
+         values ('Mute', 'notebook', 'example/mute:1', 'http', 100, 64, $1)",
+    )
+    .bind(json!({"argv": ["sh", "-c", "echo loading a very large model; exec sleep 300"]}))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let alice = app.token("alice").await;
+    let body = launch_body(&app, "Mute", "small", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let pgid = loop {
+        if let Some(handle) = runtime_of(&app.db, &id).await.runtime_handle {
+            break handle["pid"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failed = wait_state(&app, &alice, &id, 10, is("failed")).await;
+    let reason = failed["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("did not become ready within 2 s (waiting for JupyterLab to answer on its port)"),
+        "{reason}"
+    );
+    assert!(reason.ends_with("last output:\nloading a very large model"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(group_members(pgid), Vec::<i32>::new(), "the failed session still runs");
+}

@@ -15,13 +15,16 @@ pub const CHANNEL: &str = "daas_session_events";
 
 /// Appends a session event and notifies the listeners when the transaction commits.
 pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message: &str) -> sqlx::Result<()> {
-    sqlx::query("insert into session_events (session_id, state, message) values ($1, $2, $3)")
-        .bind(session_id)
-        .bind(state)
-        .bind(message)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(session_id.to_string()).execute(&mut *conn).await?;
+    sqlx::query(
+        "with e as (insert into session_events (session_id, state, message) values ($1, $2, $3) returning session_id)
+         select pg_notify($4, session_id::text) from e",
+    )
+    .bind(session_id)
+    .bind(state)
+    .bind(message)
+    .bind(CHANNEL)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

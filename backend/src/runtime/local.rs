@@ -90,6 +90,7 @@ pub struct LocalHandle {
     pub cgroup: Option<PathBuf>,
 }
 
+/// The `local` engine: sessions as sandboxed process groups on this machine.
 pub struct LocalRuntime {
     config: LocalConfig,
     limits: Limits,
@@ -133,6 +134,7 @@ impl LocalRuntime {
         Ok(Self { config, limits })
     }
 
+    /// How this machine enforces the flavours' limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -28,6 +28,7 @@ pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message
     Ok(())
 }
 
+/// The process's one `LISTEN` connection, fanned out to the event streams.
 pub struct Hub {
     db: PgPool,
     sender: broadcast::Sender<Uuid>,
@@ -35,6 +36,7 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A hub that starts listening on its first subscriber.
     pub fn new(db: PgPool) -> Self {
         Self { db, sender: broadcast::channel(1024).0, started: Once::new() }
     }

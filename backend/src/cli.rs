@@ -223,6 +223,7 @@ fn runtime(
                 venv: args.venv.clone(),
                 tools_dir: args.tools_dir.clone(),
                 stop_grace: args.stop_grace,
+                gpu_devices: crate::runtime::local::gpu_devices(),
             };
             let runtime = LocalRuntime::new(config, Limits::detect())?;
             // Desktops and notebooks need these; without them only those launches fail.

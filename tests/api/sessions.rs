@@ -24,6 +24,8 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
         venv: root.join(".daas/venv"),
         tools_dir: root.join("tools"),
         stop_grace: Duration::from_secs(3),
+        // As on a machine without GPUs, whatever this one has.
+        gpu_devices: Vec::new(),
     };
     Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
 }
@@ -666,4 +668,19 @@ async fn a_session_that_never_answers_fails_with_the_reason(db: PgPool) {
     assert!(reason.ends_with("last output:\nloading a very large model"), "{reason}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(group_members(pgid), Vec::<i32>::new(), "the failed session still runs");
+}
+
+/// On a machine without GPUs (the test runtime is given none), a GPU flavour fails at once
+/// with a reason, not after a timeout, and its quota is free again.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_gpu_flavour_fails_at_once_on_a_machine_without_gpus(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let alice = app.token("alice").await;
+    let body = launch_body(&app, "JupyterLab", "gpu", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let failed = wait_state(&app, &alice, &id, 10, is("failed")).await;
+    assert_eq!(failed["failure_reason"], "could not start: the flavour asks for 1 GPU(s) and this machine has none");
+    assert_eq!(app.get("/api/v1/quota", Some(&alice)).await.body["used"]["gpus"], 0);
 }

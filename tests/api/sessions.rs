@@ -439,7 +439,8 @@ async fn a_killed_session_fails_with_the_reason(db: PgPool) {
     std::process::Command::new("kill").args(["-9", &server[0].to_string()]).status().unwrap();
     let killed = Instant::now();
     let failed = wait_state(&app, &alice, &id, 10, is("failed")).await;
-    assert!(killed.elapsed() < Duration::from_secs(2), "took longer than a reconcile interval");
+    // The reconciler passes every 300 ms here; the bound leaves room for a loaded machine.
+    assert!(killed.elapsed() < Duration::from_secs(5), "not noticed by the next reconcile passes");
     let reason = failed["failure_reason"].as_str().unwrap();
     assert!(reason.contains("was killed (signal 9"), "{reason}");
     assert!(

@@ -5,7 +5,7 @@ DAAS := target/debug/daas
 # The private PostgreSQL of the tests, apart from the development one in .daas/.
 TEST_DEV_DIR := .daas/test
 
-.PHONY: dev test deps build lint fmt stop help bench bench-launch
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -23,8 +23,12 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 	@set -euo pipefail; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
 	status=0; $(CARGO) nextest run --workspace --no-fail-fast || status=$$?; \
+	(cd tests/e2e && npm test) || status=$$?; \
 	if [ -n "$${CI:-}" ]; then $(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db --stop || true; fi; \
 	exit $$status
+
+e2e: build ## only the browser end-to-end tests (screenshots in target/screenshots/)
+	cd tests/e2e && npm test
 
 bench: bench-launch ## run every benchmark
 

@@ -9,6 +9,10 @@ have_pg() {
   compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null
 }
 have_pg || apt_packages+=(postgresql)
+command -v openssl >/dev/null || apt_packages+=(openssl)
+# Browser end-to-end tests drive Debian's chromium.
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+command -v npm >/dev/null || apt_packages+=(nodejs npm)
 # The local runtime: the sandbox, the desktop (VNC server, window manager, terminal) and
 # the Python that the venv below is made from.
 command -v bwrap >/dev/null || apt_packages+=(bubblewrap)
@@ -42,3 +46,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+
+# npm packages: the browser code daas serves (frontend/) and the end-to-end test tools
+# (tests/e2e/), exactly as their lock files say; reinstalled only when a lock file changed.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for dir in frontend tests/e2e; do
+  if [ ! -f "$root/$dir/node_modules/.package-lock.json" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
+    echo "npm ci in $dir"
+    (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done

@@ -142,7 +142,9 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-async fn dev(db: &DbArgs, args: ServeArgs) -> anyhow::Result<()> {
+async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
+    // The demo accounts log in with passwords.
+    args.web.local_login = true;
     let pool = migrated_pool(db).await?;
     if let Some(logins) = crate::demo::load_if_empty(&pool, &args.data_root).await? {
         let text: String = logins.0.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
@@ -163,19 +165,8 @@ async fn dev(db: &DbArgs, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
-    let sessions = &args.sessions;
-    let config = Config {
-        data_root: args.data_root.clone(),
-        metrics_on_main: args.metrics_listen.is_none(),
-        sessions: crate::state::SessionPolicy {
-            lifetime: sessions.session_lifetime,
-            idle_limit: sessions.session_idle_limit,
-            warning: sessions.expiry_warning,
-            startup_timeout: sessions.startup_timeout,
-            reconcile_interval: sessions.reconcile_interval,
-        },
-    };
-    let runtime = runtime(sessions, &args.data_root)?;
+    let config = Config::from_args(&args);
+    let runtime = runtime(&args.sessions, &args.data_root)?;
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;

@@ -82,7 +82,74 @@ pub struct ServeArgs {
     #[arg(long, env = "DAAS_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
     #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
     pub sessions: SessionArgs,
+}
+
+/// The browser side: where daas is reached, how people log in, how long they stay.
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// The URL users reach daas at. OIDC redirects are built from it; `https` makes the
+    /// session cookie `Secure`; WebSocket and form `Origin` headers must match it.
+    #[arg(long, env = "DAAS_PUBLIC_URL", default_value = "http://localhost:8080")]
+    pub public_url: url::Url,
+    /// Let local accounts log in with a password (for standalone use and development;
+    /// turn off in production where everyone logs in through OIDC). `daas dev` turns it on.
+    #[arg(long, env = "DAAS_LOCAL_LOGIN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub local_login: bool,
+    /// OpenID Connect issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "DAAS_OIDC_ISSUER")]
+    pub oidc_issuer: Option<url::Url>,
+    /// OIDC client id registered for daas at the provider.
+    #[arg(long, env = "DAAS_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// OIDC client secret.
+    #[arg(long, env = "DAAS_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<Secret>,
+    /// What the login button says: "Log in with ...".
+    #[arg(long, env = "DAAS_OIDC_NAME", default_value = "your facility account")]
+    pub oidc_name: String,
+    /// ID token claim holding the user's groups or roles (a string or a list of strings).
+    #[arg(long, env = "DAAS_OIDC_ROLE_CLAIM", default_value = "groups")]
+    pub oidc_role_claim: String,
+    /// Values of the role claim that make a user an admin (comma-separated).
+    #[arg(long, env = "DAAS_OIDC_ADMIN_VALUES", value_delimiter = ',', default_value = "daas-admin")]
+    pub oidc_admin_values: Vec<String>,
+    /// Values of the role claim that make a user a beamline scientist (comma-separated).
+    #[arg(long, env = "DAAS_OIDC_SCIENTIST_VALUES", value_delimiter = ',', default_value = "daas-scientist")]
+    pub oidc_scientist_values: Vec<String>,
+    /// ID token claim holding the user's affiliation (institute).
+    #[arg(long, env = "DAAS_OIDC_AFFILIATION_CLAIM", default_value = "affiliation")]
+    pub oidc_affiliation_claim: String,
+    /// Minutes without a request after which a browser session ends.
+    #[arg(long, env = "DAAS_SESSION_IDLE_MINUTES", default_value_t = 120)]
+    pub session_idle_minutes: u32,
+    /// Hours after which a browser session ends, however active.
+    #[arg(long, env = "DAAS_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: u32,
+    /// Folder holding `static/` (our CSS and JS) and `node_modules/` (htmx and other
+    /// packages installed by npm).
+    #[arg(long, env = "DAAS_FRONTEND_DIR", default_value = "frontend")]
+    pub frontend_dir: PathBuf,
+}
+
+/// A secret from the command line or environment: never printed by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 /// Where and how sessions run.
@@ -225,5 +292,17 @@ impl TryFrom<String> for Role {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
+impl ServeArgs {
+    /// The defaults, as `daas serve` with no flags would have them (tests start here).
+    pub fn defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::parse_from(["daas"]).serve
     }
 }

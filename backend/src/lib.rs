@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod sessions;
 pub mod state;
 pub mod telemetry;
+pub mod tokens;
 pub mod web;
 
 pub use router::app;

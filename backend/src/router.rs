@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -42,18 +43,53 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_me))
         .merge(crate::proposals::routes::routes())
         .merge(crate::catalogue::routes::routes())
+        .merge(crate::tokens::routes::routes())
         .merge(crate::sessions::routes::routes())
         .merge(crate::jobs::routes::routes())
         .merge(crate::quotas::routes::routes())
 }
+
+/// The pages people use in a browser.
+fn pages() -> Router<AppState> {
+    Router::new()
+        .merge(crate::auth::routes::routes())
+        .merge(crate::proposals::views::routes())
+        .merge(crate::tokens::views::routes())
+}
+
+/// Our CSS and JS, and the third-party browser code npm installed (never copied in).
+fn assets(frontend: &std::path::Path) -> Router<AppState> {
+    Router::new()
+        .route_service(
+            "/static/vendor/htmx.min.js",
+            ServeFile::new(frontend.join("node_modules/htmx.org/dist/htmx.min.js")),
+        )
+        .nest_service("/static", ServeDir::new(frontend.join("static")))
+}
+
+/// Headers on every answer: no framing, no sniffing, no inline script, no referrer leaks.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
 
 /// The whole application. Tests call this; `main` serves it.
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = api().split_for_parts();
     let openapi_json = openapi.to_pretty_json().expect("the OpenAPI document serialises");
     let request_id = HeaderName::from_static("x-request-id");
+    let frontend = state.config.web.frontend_dir.clone();
     let mut router = Router::new()
         .merge(api)
+        .merge(pages())
+        .merge(assets(&frontend))
         .route(
             "/api/v1/openapi.json",
             get(move || async move { ([("content-type", "application/json")], openapi_json) }),
@@ -64,8 +100,9 @@ pub fn app(state: AppState) -> Router {
         router = router.route("/metrics", get(metrics));
     }
     router
-        .fallback(|| async { AppError::NotFound })
-        .with_state(state)
+        .fallback(not_found)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, crate::web::auth::authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::record_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -82,8 +119,27 @@ pub fn app(state: AppState) -> Router {
                     tracing::debug!(http.status = response.status().as_u16(), duration_ms = latency.as_millis() as u64, "answered");
                 }),
         )
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Adds `SECURITY_HEADERS` where a handler did not set its own.
+async fn security_headers(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    for (name, value) in SECURITY_HEADERS {
+        response.headers_mut().entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Unknown API paths answer JSON; anything else a page.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        AppError::NotFound.into_response()
+    } else {
+        crate::web::page::PageError(AppError::NotFound).into_response()
+    }
 }
 
 /// Ready when the database answers and has every migration this binary knows.

@@ -17,6 +17,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Settings handlers read.
     pub config: Config,
+    /// The OpenID Connect client, when an issuer is configured.
+    pub oidc: Option<crate::auth::oidc::Oidc>,
     /// The engine that runs sessions.
     pub runtime: Arc<dyn crate::runtime::Runtime>,
     /// Wakes the reconciler at once (a launch or a stop was committed).
@@ -35,13 +37,31 @@ pub struct Config {
     pub data_root: std::path::PathBuf,
     /// Serve `/metrics` on the main listener (false when it has a listener of its own).
     pub metrics_on_main: bool,
+    /// Login, cookies, the public URL.
+    pub web: crate::config::WebArgs,
     /// Session lifetimes, idle limits and the reconciler's pace.
     pub sessions: SessionPolicy,
 }
 
+impl Config {
+    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
+        Self {
+            data_root: args.data_root.clone(),
+            metrics_on_main: args.metrics_listen.is_none(),
+            web: args.web.clone(),
+            sessions: SessionPolicy::from_args(&args.sessions),
+        }
+    }
+
+    /// Whether cookies must be `Secure` (daas is reached over HTTPS).
+    pub fn secure_cookies(&self) -> bool {
+        self.web.public_url.scheme() == "https"
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Self { data_root: ".daas/data".into(), metrics_on_main: true, sessions: SessionPolicy::default() }
+        Self::from_args(&crate::config::ServeArgs::defaults())
     }
 }
 
@@ -60,14 +80,14 @@ pub struct SessionPolicy {
     pub reconcile_interval: Duration,
 }
 
-impl Default for SessionPolicy {
-    fn default() -> Self {
+impl SessionPolicy {
+    pub fn from_args(args: &crate::config::SessionArgs) -> Self {
         Self {
-            lifetime: Duration::from_secs(24 * 3600),
-            idle_limit: Duration::from_secs(2 * 3600),
-            warning: Duration::from_secs(15 * 60),
-            startup_timeout: Duration::from_secs(120),
-            reconcile_interval: Duration::from_secs(5),
+            lifetime: args.session_lifetime,
+            idle_limit: args.session_idle_limit,
+            warning: args.expiry_warning,
+            startup_timeout: args.startup_timeout,
+            reconcile_interval: args.reconcile_interval,
         }
     }
 }
@@ -82,11 +102,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(db: PgPool, config: Config, runtime: Arc<dyn crate::runtime::Runtime>) -> Self {
+        let oidc = crate::auth::oidc::Oidc::from_config(&config.web);
         Self(Arc::new(App {
             events: crate::sessions::events::Hub::new(db.clone()),
             db,
             metrics: crate::telemetry::metrics_handle(),
             config,
+            oidc,
             runtime,
             reconcile: tokio::sync::Notify::new(),
             launching: Mutex::new(HashSet::new()),

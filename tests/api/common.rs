@@ -10,6 +10,7 @@ use tower::ServiceExt;
 
 pub struct TestApp {
     pub db: PgPool,
+    pub config: daas::state::Config,
     router: Router,
     pub state: daas::AppState,
     _data: tempfile::TempDir,
@@ -25,21 +26,25 @@ pub struct Response {
 impl TestApp {
     /// The demo facility: alice, bob, carol, dave, sam (BL11 scientist), admin.
     pub async fn new(db: PgPool) -> Self {
-        Self::with_sessions(db, |_| {}).await
+        Self::with_config(db, |_| {}).await
     }
 
-    /// `new`, with the session policy changed (a short startup timeout, say).
-    pub async fn with_sessions(db: PgPool, change: impl FnOnce(&mut daas::state::SessionPolicy)) -> Self {
+    /// The demo facility with settings changed by `change`.
+    pub async fn with_config(db: PgPool, change: impl FnOnce(&mut daas::state::Config)) -> Self {
         let data = tempfile::tempdir().unwrap();
         daas::demo::load_if_empty(&db, data.path()).await.unwrap().expect("an empty database");
         let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
+        config.web.local_login = true;
+        // The workspace's frontend/, wherever the test runs from.
+        config.web.frontend_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend");
+        // A quick reconciler (for the tests that start it) and room for a loaded machine.
         config.sessions.reconcile_interval = std::time::Duration::from_millis(300);
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
-        change(&mut config.sessions);
+        change(&mut config);
         let runtime = crate::sessions::test_runtime(data.path());
-        let state = daas::AppState::new(db.clone(), config, runtime);
+        let state = daas::AppState::new(db.clone(), config.clone(), runtime);
         let router = daas::app(state.clone());
-        Self { db, router, state, _data: data }
+        Self { db, config, router, state, _data: data }
     }
 
     pub async fn token(&self, username: &str) -> String {
@@ -96,6 +101,58 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response { status, headers, body, text }
+    }
+
+    /// A logged-in browser: the session cookie's value and the session's CSRF token.
+    pub async fn browser(&self, username: &str) -> Browser {
+        let id = daas::auth::users::find(&self.db, username).await.unwrap();
+        let set_cookie = daas::auth::sessions::create(&self.db, &self.config, id, None, None).await.unwrap();
+        let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
+        let csrf = sqlx::query_scalar(
+            "select csrf_token from browser_sessions where user_id = $1 order by created_at desc limit 1",
+        )
+        .bind(id)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        Browser { cookie, csrf }
+    }
+
+    /// A request as a browser sends it: the cookie (if any), a form body (if any).
+    pub async fn browse(
+        &self,
+        method: Method,
+        uri: &str,
+        cookie: Option<&str>,
+        form: Option<&[(&str, &str)]>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match form {
+            Some(form) => {
+                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+                request.header("content-type", "application/x-www-form-urlencoded").body(Body::from(body))
+            }
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Response {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -169,4 +226,11 @@ impl Response {
 /// The identifiers of a proposals page.
 pub fn identifiers(body: &Value) -> Vec<&str> {
     body["items"].as_array().unwrap().iter().map(|p| p["identifier"].as_str().unwrap()).collect()
+}
+
+/// A logged-in browser.
+pub struct Browser {
+    /// `daas_session=...`, ready for a `Cookie` header.
+    pub cookie: String,
+    pub csrf: String,
 }

@@ -640,7 +640,7 @@ async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_session_that_never_answers_fails_with_the_reason(db: PgPool) {
-    let app = TestApp::with_sessions(db, |policy| policy.startup_timeout = Duration::from_secs(2)).await;
+    let app = TestApp::with_config(db, |config| config.sessions.startup_timeout = Duration::from_secs(2)).await;
     app.start_reconciler();
     sqlx::query(
         "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)

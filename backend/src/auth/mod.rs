@@ -1,5 +1,9 @@
 //! Who is asking: API tokens, passwords and user accounts.
 
+pub mod local;
+pub mod oidc;
 pub mod password;
+pub mod routes;
+pub mod sessions;
 pub mod tokens;
 pub mod users;

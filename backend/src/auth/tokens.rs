@@ -43,3 +43,22 @@ pub async fn create(
     .await?;
     Ok((id, token))
 }
+
+/// The enabled user a token belongs to, if it is live. Marks the token used (at most once
+/// a minute, so a busy script does not turn every read into a write).
+pub async fn lookup(db: &sqlx::PgPool, token: &str) -> sqlx::Result<Option<crate::web::CurrentUser>> {
+    sqlx::query_as(
+        "with t as (
+             select id, user_id, last_used_at from api_tokens
+             where token_hash = $1 and revoked_at is null and (expires_at is null or expires_at > now())
+         ), touched as (
+             update api_tokens set last_used_at = now()
+             where id = (select id from t where last_used_at is null or last_used_at < now() - interval '1 minute')
+         )
+         select u.id, u.username, u.display_name, u.role
+         from t join users u on u.id = t.user_id where u.enabled",
+    )
+    .bind(hash(token))
+    .fetch_optional(db)
+    .await
+}

@@ -182,3 +182,29 @@ pub async fn members(db: impl PgExecutor<'_>, proposal_id: Uuid) -> sqlx::Result
     .fetch_all(db)
     .await
 }
+
+/// The beamlines of the proposals the caller may see (for the search filter).
+pub async fn visible_beamlines(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(&format!("select distinct p.beamline from proposals p where {VISIBLE} order by 1"))
+        .bind(user.id)
+        .bind(user.role.as_str())
+        .fetch_all(db)
+        .await
+}
+
+/// Stars (or unstars) a proposal the caller may see; 404 otherwise.
+pub async fn set_favourite(
+    db: &sqlx::PgPool,
+    user: &CurrentUser,
+    identifier: &str,
+    favourite: bool,
+) -> crate::error::Result<ProposalRow> {
+    let proposal = find_visible(db, user, identifier).await?.ok_or(crate::error::AppError::NotFound)?;
+    let sql = if favourite {
+        "insert into favourites (user_id, proposal_id) values ($1, $2) on conflict do nothing"
+    } else {
+        "delete from favourites where user_id = $1 and proposal_id = $2"
+    };
+    sqlx::query(sql).bind(user.id).bind(proposal.id).execute(db).await?;
+    Ok(proposal)
+}

@@ -3,3 +3,4 @@
 pub mod db;
 pub mod import;
 pub mod routes;
+pub mod views;

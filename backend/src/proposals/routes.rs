@@ -1,5 +1,6 @@
 //! `GET /api/v1/proposals` and `GET /api/v1/proposals/{id}`.
 
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -11,7 +12,10 @@ use crate::state::AppState;
 use crate::web::{CurrentUser, Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_proposals)).routes(routes!(get_proposal))
+    OpenApiRouter::new()
+        .routes(routes!(list_proposals))
+        .routes(routes!(get_proposal))
+        .routes(routes!(star_proposal, unstar_proposal))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -104,4 +108,24 @@ pub async fn get_proposal(state: AppState, user: CurrentUser, Path(id): Path<Str
         members,
         experiments,
     }))
+}
+
+/// Stars a proposal for the caller (idempotent).
+#[utoipa::path(put, path = "/api/v1/proposals/{id}/favourite", tag = "proposals",
+    params(("id" = String, Path, description = "The user office identifier")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn star_proposal(state: AppState, user: CurrentUser, Path(id): Path<String>) -> Result<StatusCode> {
+    db::set_favourite(&state.db, &user, &id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unstars a proposal for the caller (idempotent).
+#[utoipa::path(delete, path = "/api/v1/proposals/{id}/favourite", tag = "proposals",
+    params(("id" = String, Path, description = "The user office identifier")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn unstar_proposal(state: AppState, user: CurrentUser, Path(id): Path<String>) -> Result<StatusCode> {
+    db::set_favourite(&state.db, &user, &id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

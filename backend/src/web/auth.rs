@@ -1,11 +1,19 @@
-//! The caller's identity, from `Authorization: Bearer <token>`.
+//! Who is asking. The `authenticate` layer resolves, once per request, either a bearer
+//! token (scripts) or the session cookie (browsers), and guards every state-changing
+//! browser request with its CSRF token and `Origin`. Handlers then take `CurrentUser`
+//! (401 without one) or `MaybeUser`.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::auth::sessions::{self, BrowserSession};
 use crate::auth::tokens;
 use crate::config::Role;
 use crate::error::AppError;
@@ -27,41 +35,154 @@ impl CurrentUser {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+/// Marks a request that sent a bearer token daas does not accept.
+#[derive(Clone, Copy)]
+struct BadToken;
+
+/// The form field carrying the CSRF token in HTML forms (htmx sends the header instead).
+pub const CSRF_FIELD: &str = "_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Largest form body the CSRF check reads.
+const FORM_LIMIT: usize = 1 << 20;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Paths that never need to know the caller.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+pub async fn authenticate(state: axum::extract::State<AppState>, mut request: Request, next: Next) -> Response {
+    let state = state.0;
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    if let Some(token) = bearer(request.headers()) {
+        match tokens::lookup(&state.db, token).await {
+            Ok(Some(user)) => {
+                request.extensions_mut().insert(user);
+            }
+            Ok(None) => {
+                request.extensions_mut().insert(BadToken);
+            }
+            Err(err) => return AppError::from(err).into_response(),
+        }
+        // A bearer token is not ambient authority: no CSRF check needed.
+        return next.run(request).await;
+    }
+    if is_unsafe(request.method()) {
+        if let Some(origin) = request.headers().get(ORIGIN) {
+            if !same_origin(origin.to_str().unwrap_or(""), &state.config.web.public_url) {
+                return AppError::Forbidden("this request comes from another site".into()).into_response();
+            }
+        }
+    }
+    if let Some(secret) = sessions::from_headers(request.headers()) {
+        match sessions::lookup(&state.db, &state.config, secret).await {
+            Ok(Some((user, session))) => {
+                tracing::Span::current().record("user.id", tracing::field::display(user.id));
+                if is_unsafe(request.method()) {
+                    request = match check_csrf(request, &session.csrf_token).await {
+                        Ok(request) => request,
+                        Err(err) => return err.into_response(),
+                    };
+                }
+                request.extensions_mut().insert(user);
+                request.extensions_mut().insert(session);
+            }
+            Ok(None) => {}
+            Err(err) => return AppError::from(err).into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether an `Origin` header names the portal's own origin.
+pub fn same_origin(origin: &str, public_url: &url::Url) -> bool {
+    url::Url::parse(origin).is_ok_and(|o| o.origin() == public_url.origin())
+}
+
+/// The request must carry the session's CSRF token, in the `X-CSRF-Token` header or as
+/// the `_csrf` field of a URL-encoded form (whose body is read and put back).
+async fn check_csrf(request: Request, expected: &str) -> Result<Request, AppError> {
+    let refused = || AppError::Forbidden("missing or wrong CSRF token; reload the page and try again".into());
+    if let Some(value) = request.headers().get(CSRF_HEADER) {
+        return if constant_time_eq(value.as_bytes(), expected.as_bytes()) { Ok(request) } else { Err(refused()) };
+    }
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(refused());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes =
+        axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| AppError::invalid("body", "the form is too large"))?;
+    let sent = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned());
+    match sent {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
+            Ok(Request::from_parts(parts, Body::from(bytes)))
+        }
+        _ => Err(refused()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(user) = parts.extensions.get::<CurrentUser>() {
             return Ok(user.clone());
         }
-        let Some(token) = bearer(parts) else {
-            return Err(AppError::Unauthorized("log in or send an API token"));
-        };
-        // One statement finds the user and marks the token used (at most once a minute,
-        // so a busy script does not turn every read into a write).
-        let user: Option<CurrentUser> = sqlx::query_as(
-            "with t as (
-                 select id, user_id, last_used_at from api_tokens
-                 where token_hash = $1 and revoked_at is null and (expires_at is null or expires_at > now())
-             ), touched as (
-                 update api_tokens set last_used_at = now()
-                 where id = (select id from t where last_used_at is null or last_used_at < now() - interval '1 minute')
-             )
-             select u.id, u.username, u.display_name, u.role
-             from t join users u on u.id = t.user_id where u.enabled",
-        )
-        .bind(tokens::hash(token))
-        .fetch_optional(&state.db)
-        .await?;
-        let user = user.ok_or(AppError::Unauthorized("the token is unknown, expired or revoked"))?;
-        tracing::Span::current().record("user.id", tracing::field::display(user.id));
-        parts.extensions.insert(user.clone());
-        Ok(user)
+        if parts.extensions.get::<BadToken>().is_some() {
+            return Err(AppError::Unauthorized("the token is unknown, expired or revoked"));
+        }
+        Err(AppError::Unauthorized("log in or send an API token"))
+    }
+}
+
+/// The caller if logged in, without refusing anyone.
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(MaybeUser(parts.extensions.get::<CurrentUser>().cloned()))
+    }
+}
+
+impl FromRequestParts<AppState> for BrowserSession {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<BrowserSession>().cloned().ok_or(AppError::Unauthorized("log in first"))
+    }
+}
+
+/// The client's IP address (`unknown` where the server was not started with connection
+/// info, as in tests that call the router directly).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(addr.map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())))
     }
 }

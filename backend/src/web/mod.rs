@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod extract;
+pub mod page;
 
-pub use auth::CurrentUser;
+pub use auth::{ClientAddr, CurrentUser, MaybeUser};
 pub use extract::{Json, Path, Query};

@@ -58,28 +58,32 @@ fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-struct Server(std::process::Child);
+/// A running `daas serve`, killed when dropped, with the folder of its (unused) sessions.
+struct Server {
+    child: std::process::Child,
+    _runtime: Option<tempfile::TempDir>,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn serve(url: &str, port: u16) -> Server {
-    let runtime = std::env::temp_dir().join(format!("daas-cli-test-{port}"));
+    let runtime = tempfile::tempdir().unwrap();
     let child = Command::new(DAAS)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", url)
-        .env("DAAS_SESSIONS_DIR", runtime.join("sessions"))
-        .env("DAAS_HOMES_DIR", runtime.join("homes"))
+        .env("DAAS_SESSIONS_DIR", runtime.path().join("sessions"))
+        .env("DAAS_HOMES_DIR", runtime.path().join("homes"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for(30, "daas serve", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    Server(child)
+    Server { child, _runtime: Some(runtime) }
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -195,7 +199,23 @@ fn every_subcommand_documents_its_flags_and_variables() {
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains("DATABASE_URL"), "{args:?}: {help}");
         if args[0] == "serve" {
-            for env in ["DAAS_LISTEN", "DAAS_METRICS_LISTEN", "DAAS_DATA_ROOT", "DAAS_LOG_FORMAT"] {
+            for env in [
+                "DAAS_LISTEN",
+                "DAAS_METRICS_LISTEN",
+                "DAAS_DATA_ROOT",
+                "DAAS_LOG_FORMAT",
+                "DAAS_RUNTIME",
+                "DAAS_SESSIONS_DIR",
+                "DAAS_HOMES_DIR",
+                "DAAS_VENV",
+                "DAAS_TOOLS_DIR",
+                "DAAS_RECONCILE_INTERVAL",
+                "DAAS_SESSION_LIFETIME",
+                "DAAS_SESSION_IDLE_LIMIT",
+                "DAAS_EXPIRY_WARNING",
+                "DAAS_STARTUP_TIMEOUT",
+                "DAAS_STOP_GRACE",
+            ] {
                 assert!(help.contains(env), "{env} missing from serve --help");
             }
         }
@@ -323,7 +343,7 @@ fn serve_sessions(url: &str, port: u16, dir: &std::path::Path) -> Server {
         .spawn()
         .unwrap();
     wait_for(30, "daas serve", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    Server(child)
+    Server { child, _runtime: None }
 }
 
 /// Acceptance 3: `kill -9` of daas while three sessions run; started again, it finds the
@@ -365,8 +385,8 @@ async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
         sqlx::query_scalar("select runtime_handle from sessions order by id").fetch_all(&db).await.unwrap();
     let pgids: Vec<i64> = handles.iter().map(|h| h["pid"].as_i64().unwrap()).collect();
 
-    server.0.kill().unwrap(); // SIGKILL
-    server.0.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
     for pgid in &pgids {
         assert!(group(*pgid).iter().any(|(_, cmd)| cmd.contains("http.server")), "session {pgid} died with daas");
     }

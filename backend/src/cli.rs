@@ -153,6 +153,7 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
+    crate::demo::fill_local_commands(&pool).await?;
     if let Ok(text) = std::fs::read_to_string(db.dev_dir.join("demo-logins.txt")) {
         println!("Demo accounts (username password), also in {}:", db.dev_dir.join("demo-logins.txt").display());
         for line in text.lines() {
@@ -213,6 +214,7 @@ fn runtime(
                 venv: args.venv.clone(),
                 tools_dir: args.tools_dir.clone(),
                 stop_grace: args.stop_grace,
+                gpu_devices: crate::runtime::local::gpu_devices(),
             };
             let runtime = LocalRuntime::new(config, Limits::detect())?;
             // Desktops and notebooks need these; without them only those launches fail.

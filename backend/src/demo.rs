@@ -262,6 +262,23 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
     Ok(Some(DemoLogins(logins)))
 }
 
+/// Gives the demo images their local runtime commands where they have none (a development
+/// database loaded before the local runtime existed), so `daas dev` can launch them.
+pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
+    for (name, command) in [
+        ("Xfce desktop", desktop_command()),
+        ("JupyterLab", notebook_command()),
+        ("Tomography reconstruction", recon_command()),
+    ] {
+        sqlx::query("update images set local_command = $2 where name = $1 and local_command is null")
+            .bind(name)
+            .bind(command)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The local runtime's desktop: TigerVNC's Xvnc on the session's port with daas's
 /// password, then a window manager and a terminal; the session lasts as long as Xvnc.
 pub fn desktop_command() -> serde_json::Value {

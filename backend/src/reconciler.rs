@@ -69,6 +69,10 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&state.db)
     .await?;
     let live: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+    for state_name in ["starting", "running", "stopping"] {
+        let n = rows.iter().filter(|r| r.state == state_name).count();
+        metrics::gauge!("daas_sessions", "state" => state_name).set(n as f64);
+    }
     let busy = state.launching.lock().expect("the launching set").clone();
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -87,7 +91,9 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<()> {
     for found in running {
         if !live.contains(&found.session_id) && !busy.contains(&found.session_id) {
             tracing::info!(session.id = %found.session_id, "removing an orphan");
-            state.runtime.stop(found.session_id, &found.handle).await?;
+            if let Err(err) = state.runtime.stop(found.session_id, &found.handle).await {
+                tracing::warn!(session.id = %found.session_id, error = format!("{err:#}"), "cannot remove an orphan");
+            }
         }
     }
     Ok(())
@@ -175,6 +181,10 @@ async fn apply(state: &AppState, row: &Row, handle: &Handle, observed: Observed)
                     transition(&mut tx, id, "running", "Running").await?;
                 }
                 tx.commit().await?;
+                if updated == 1 {
+                    let seconds = (OffsetDateTime::now_utc() - row.created_at).as_seconds_f64();
+                    metrics::histogram!("daas_session_start_seconds", "kind" => row.kind.clone()).record(seconds);
+                }
             }
         }
         Observed::Exited { exit_code, message } => {

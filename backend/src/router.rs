@@ -48,6 +48,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::tokens::routes::routes())
         .merge(crate::sessions::routes::routes())
         .merge(crate::jobs::routes::routes())
+        .merge(crate::quotas::routes::routes())
 }
 
 /// The pages people use in a browser.

@@ -50,13 +50,7 @@ impl Config {
             data_root: args.data_root.clone(),
             metrics_on_main: args.metrics_listen.is_none(),
             web: args.web.clone(),
-            sessions: SessionPolicy {
-                lifetime: s.session_lifetime,
-                idle_limit: s.session_idle_limit,
-                warning: s.expiry_warning,
-                startup_timeout: s.startup_timeout,
-                reconcile_interval: s.reconcile_interval,
-            },
+            sessions: SessionPolicy::from_args(&args.sessions),
         }
     }
 
@@ -87,6 +81,17 @@ pub struct SessionPolicy {
     pub reconcile_interval: Duration,
 }
 
+impl SessionPolicy {
+    pub fn from_args(args: &crate::config::SessionArgs) -> Self {
+        Self {
+            lifetime: args.session_lifetime,
+            idle_limit: args.session_idle_limit,
+            warning: args.expiry_warning,
+            startup_timeout: args.startup_timeout,
+            reconcile_interval: args.reconcile_interval,
+        }
+    }
+}
 
 impl std::ops::Deref for AppState {
     type Target = App;
@@ -105,6 +110,7 @@ impl AppState {
             db,
             metrics: crate::telemetry::metrics_handle(),
             config,
+            oidc,
             runtime,
             reconcile: tokio::sync::Notify::new(),
             launching: Mutex::new(HashSet::new()),

@@ -32,6 +32,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                     &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
                 )
                 .expect("static bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("daas_session_start_seconds".into()),
+                    &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0],
+                )
+                .expect("static bucket list is not empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once")
         })

@@ -37,6 +37,7 @@ impl TestApp {
         config.web.local_login = true;
         // The workspace's frontend/, wherever the test runs from.
         config.web.frontend_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend");
+        // A quick reconciler (for the tests that start it) and room for a loaded machine.
         config.sessions.reconcile_interval = std::time::Duration::from_millis(300);
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
         change(&mut config);

@@ -3,13 +3,15 @@
 //! transaction, after locking the user's and the proposal's rows, so concurrent launches
 //! queue up and each sees the sessions the previous ones added.
 
+pub mod routes;
+
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::{AppError, Result};
 
 /// Effective limits; `None` is unlimited (or, for the times, the server default).
-#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Limits {
     pub max_sessions: Option<i32>,
     pub max_cpu_millis: Option<i32>,
@@ -27,12 +29,26 @@ pub struct Request {
     pub gpus: i32,
 }
 
-#[derive(Debug, Default, sqlx::FromRow)]
-struct Usage {
-    sessions: i64,
-    cpu_millis: i64,
-    memory_mib: i64,
-    gpus: i64,
+/// What a user (or a proposal) holds now: sessions that have not ended.
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct Usage {
+    pub sessions: i64,
+    pub cpu_millis: i64,
+    pub memory_mib: i64,
+    pub gpus: i64,
+}
+
+/// What the user holds now.
+pub async fn usage_of_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Usage> {
+    sqlx::query_as(&format!(
+        "select count(*) as sessions, coalesce(sum(cpu_millis), 0)::bigint as cpu_millis,
+                coalesce(sum(memory_mib), 0)::bigint as memory_mib, coalesce(sum(gpus), 0)::bigint as gpus
+         from sessions where owner_id = $1 and state in {}",
+        crate::sessions::db::ACTIVE
+    ))
+    .bind(user_id)
+    .fetch_one(conn)
+    .await
 }
 
 /// The user's limits: their role's row, each field overridden by their own row if set.
@@ -72,15 +88,7 @@ pub async fn check_launch(
         .await?;
 
     let limits = for_user(conn, user_id, role).await?;
-    let usage: Usage = sqlx::query_as(&format!(
-        "select count(*) as sessions, coalesce(sum(cpu_millis), 0)::bigint as cpu_millis,
-                coalesce(sum(memory_mib), 0)::bigint as memory_mib, coalesce(sum(gpus), 0)::bigint as gpus
-         from sessions where owner_id = $1 and state in {}",
-        crate::sessions::db::ACTIVE
-    ))
-    .bind(user_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let usage = usage_of_user(conn, user_id).await?;
     check(&limits, &usage, request, "")?;
 
     let proposal: Option<(Limits, String)> = sqlx::query_as::<

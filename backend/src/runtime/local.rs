@@ -33,6 +33,9 @@ pub struct LocalConfig {
     pub tools_dir: PathBuf,
     /// How long a stop waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// The GPU device files sessions of GPU flavours get (see [`gpu_devices`]); none:
+    /// GPU flavours fail at launch.
+    pub gpu_devices: Vec<PathBuf>,
 }
 
 /// How CPU and memory limits are enforced on this machine.
@@ -90,6 +93,7 @@ pub struct LocalHandle {
     pub cgroup: Option<PathBuf>,
 }
 
+/// The `local` engine: sessions as sandboxed process groups on this machine.
 pub struct LocalRuntime {
     config: LocalConfig,
     limits: Limits,
@@ -129,10 +133,12 @@ impl LocalRuntime {
             venv: absolute(&config.venv)?,
             tools_dir: absolute(&config.tools_dir)?,
             stop_grace: config.stop_grace,
+            gpu_devices: config.gpu_devices,
         };
         Ok(Self { config, limits })
     }
 
+    /// How this machine enforces the flavours' limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -210,6 +216,12 @@ impl LocalRuntime {
         if c.tools_dir.exists() {
             mount("--ro-bind", &c.tools_dir, &c.tools_dir);
         }
+        if spec.resources.gpus > 0 {
+            // Every NVIDIA device: the local runtime does not share GPUs out one by one.
+            for device in &c.gpu_devices {
+                mount("--dev-bind", device, device);
+            }
+        }
         mount("--bind", home, &PathBuf::from(format!("/home/{}", spec.owner)));
         mount("--ro-bind", &dir.join("share"), Path::new("/session"));
         for dataset in &spec.datasets {
@@ -271,6 +283,19 @@ impl LocalRuntime {
         std::fs::write(dir.join("memory.max"), (i64::from(spec.resources.memory_mib) * 1024 * 1024).to_string())?;
         Ok(Some(dir))
     }
+}
+
+/// The NVIDIA device files of this machine (`/dev/nvidia0`, `/dev/nvidiactl`, ...).
+pub fn gpu_devices() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/dev") else { return Vec::new() };
+    let mut devices: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("nvidia")))
+        .map(|e| e.path())
+        .filter(|p| !p.is_dir())
+        .collect();
+    devices.sort();
+    devices
 }
 
 /// The installation a virtual environment's interpreter comes from (`home` in
@@ -396,6 +421,10 @@ impl Runtime for LocalRuntime {
         let id = spec.session_id;
         if let Some(handle) = self.read_handle(id).filter(alive) {
             return Ok(Handle(serde_json::to_value(handle)?));
+        }
+        // Fail at once rather than run a GPU flavour without its GPU.
+        if spec.resources.gpus > 0 && self.config.gpu_devices.is_empty() {
+            bail!("the flavour asks for {} GPU(s) and this machine has none", spec.resources.gpus);
         }
         let dir = self.dir(id);
         let share = dir.join("share");

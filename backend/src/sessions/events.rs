@@ -15,16 +15,20 @@ pub const CHANNEL: &str = "daas_session_events";
 
 /// Appends a session event and notifies the listeners when the transaction commits.
 pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message: &str) -> sqlx::Result<()> {
-    sqlx::query("insert into session_events (session_id, state, message) values ($1, $2, $3)")
-        .bind(session_id)
-        .bind(state)
-        .bind(message)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(session_id.to_string()).execute(&mut *conn).await?;
+    sqlx::query(
+        "with e as (insert into session_events (session_id, state, message) values ($1, $2, $3) returning session_id)
+         select pg_notify($4, session_id::text) from e",
+    )
+    .bind(session_id)
+    .bind(state)
+    .bind(message)
+    .bind(CHANNEL)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
+/// The process's one `LISTEN` connection, fanned out to the event streams.
 pub struct Hub {
     db: PgPool,
     sender: broadcast::Sender<Uuid>,
@@ -32,6 +36,7 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A hub that starts listening on its first subscriber.
     pub fn new(db: PgPool) -> Self {
         Self { db, sender: broadcast::channel(1024).0, started: Once::new() }
     }

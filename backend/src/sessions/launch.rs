@@ -194,6 +194,7 @@ pub async fn launch(
     )
     .await?;
     tx.commit().await?;
+    metrics::counter!("daas_session_launches_total", "kind" => image.kind.clone()).increment(1);
     crate::reconciler::start_session(state.clone(), id);
     Ok(id)
 }

@@ -166,7 +166,7 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args);
-    let runtime = runtime(&args.sessions, &args.data_root)?;
+    let runtime = runtime(&args.sessions, &args.data_root).await?;
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;
@@ -199,13 +199,17 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The session engine chosen by `--runtime`, after checking what it needs.
-fn runtime(
+async fn runtime(
     args: &SessionArgs,
     data_root: &std::path::Path,
 ) -> anyhow::Result<std::sync::Arc<dyn crate::runtime::Runtime>> {
     use crate::runtime::local::{which, Limits, LocalConfig, LocalRuntime};
     match args.runtime {
-        RuntimeKind::Kubernetes => bail!("the kubernetes runtime is not part of this build yet; use --runtime local"),
+        RuntimeKind::Kubernetes => {
+            let runtime = crate::runtime::kube::KubeRuntime::from_args(&args.kube).await?;
+            tracing::info!(namespace = %args.kube.kube_namespace, "kubernetes runtime ready");
+            Ok(std::sync::Arc::new(runtime))
+        }
         RuntimeKind::Local => {
             let config = LocalConfig {
                 sessions_dir: args.sessions_dir.clone(),

@@ -186,6 +186,9 @@ pub struct SessionArgs {
     /// A session not answering on its port within this long after launch fails.
     #[arg(long, env = "DAAS_STARTUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "120s")]
     pub startup_timeout: std::time::Duration,
+    /// Kubernetes runtime settings (used with `--runtime kubernetes`).
+    #[command(flatten)]
+    pub kube: crate::runtime::kube::KubeArgs,
     /// How long a stop waits for a session's processes after SIGTERM before SIGKILL.
     #[arg(long, env = "DAAS_STOP_GRACE", value_parser = humantime::parse_duration, default_value = "5s")]
     pub stop_grace: std::time::Duration,

@@ -45,7 +45,6 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: &crate::config::ServeArgs) -> Self {
-        let s = &args.sessions;
         Self {
             data_root: args.data_root.clone(),
             metrics_on_main: args.metrics_listen.is_none(),
@@ -110,7 +109,6 @@ impl AppState {
             db,
             metrics: crate::telemetry::metrics_handle(),
             config,
-            oidc,
             runtime,
             reconcile: tokio::sync::Notify::new(),
             launching: Mutex::new(HashSet::new()),

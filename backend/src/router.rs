@@ -56,6 +56,7 @@ fn pages() -> Router<AppState> {
         .merge(crate::auth::routes::routes())
         .merge(crate::proposals::views::routes())
         .merge(crate::tokens::views::routes())
+        .merge(crate::sessions::views::routes())
         .merge(crate::admin::views::routes())
         .merge(crate::datasets::views::routes())
 }

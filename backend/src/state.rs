@@ -87,17 +87,6 @@ pub struct SessionPolicy {
     pub reconcile_interval: Duration,
 }
 
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        Self {
-            lifetime: Duration::from_secs(24 * 3600),
-            idle_limit: Duration::from_secs(2 * 3600),
-            warning: Duration::from_secs(15 * 60),
-            startup_timeout: Duration::from_secs(120),
-            reconcile_interval: Duration::from_secs(5),
-        }
-    }
-}
 
 impl std::ops::Deref for AppState {
     type Target = App;

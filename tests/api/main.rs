@@ -15,6 +15,7 @@ mod model;
 mod oidc;
 mod pages;
 mod proposals;
+mod session_pages;
 mod sessions;
 mod tokens;
 mod usage;

@@ -6,6 +6,7 @@
 //! `sessions.runtime_handle`, and the reconciler compares what Postgres believes with what
 //! `list` and `observe` report.
 
+pub mod kube;
 pub mod local;
 pub mod vnc;
 

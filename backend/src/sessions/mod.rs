@@ -5,3 +5,4 @@ pub mod db;
 pub mod events;
 pub mod launch;
 pub mod routes;
+pub mod views;

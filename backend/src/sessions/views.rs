@@ -1,0 +1,460 @@
+//! The sessions pages: the Launch dialog of a proposal (experiment, image, flavour with its
+//! resources, job parameters built from the image's schema, the quota left), My sessions
+//! (cards that refresh themselves) and one session with its events.
+
+use askama::Template;
+use axum::extract::{Form, RawForm};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use super::db::{self, Session};
+use super::launch::{self, LaunchRequest};
+use crate::audit::Actor;
+use crate::error::AppError;
+use crate::proposals::db as proposals;
+use crate::state::AppState;
+use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
+use crate::web::{CurrentUser, Path, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/proposals/{id}/launch", get(launch_page).post(launch_from_page))
+        .route("/sessions", get(sessions_page))
+        .route("/sessions/cards", get(session_cards))
+        .route("/sessions/{id}", get(session_page))
+        .route("/sessions/{id}/events-list", get(session_events_list))
+        .route("/sessions/{id}/stop", post(stop_from_page))
+}
+
+const WHEN: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+
+pub struct Choice {
+    pub id: Uuid,
+    pub label: String,
+    pub detail: String,
+}
+
+/// One input of a job's parameters, from a property of the image's JSON Schema.
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    pub required: bool,
+    /// `select`, `number` or `text`.
+    pub input: &'static str,
+    pub options: Vec<String>,
+    pub default: String,
+    pub help: String,
+    /// For numbers: `1` for integers, `any` otherwise.
+    pub step: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "sessions/launch.html")]
+struct LaunchPage {
+    ctx: Ctx,
+    identifier: String,
+    title: String,
+    images: Vec<Choice>,
+    /// The chosen image (its id, name and kind), once one is picked.
+    image: Option<(Uuid, String, String)>,
+    experiments: Vec<Choice>,
+    flavours: Vec<Choice>,
+    fields: Vec<Field>,
+    quota: Vec<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LaunchQuery {
+    image: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ImageRow {
+    id: Uuid,
+    name: String,
+    kind: String,
+    description: String,
+    parameter_schema: Option<Value>,
+}
+
+async fn launch_page(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<LaunchQuery>,
+) -> PageResult {
+    render(&launch_form(&state, &user, ctx, &id, q.image, None).await?)
+}
+
+/// The Launch dialog: images to choose from; once one is chosen, the rest of the form.
+async fn launch_form(
+    state: &AppState,
+    user: &CurrentUser,
+    ctx: Ctx,
+    identifier: &str,
+    image_id: Option<Uuid>,
+    error: Option<String>,
+) -> Result<LaunchPage, crate::web::page::PageError> {
+    let proposal = proposals::find_visible(&state.db, user, identifier).await?.ok_or(AppError::NotFound)?;
+    let rows: Vec<ImageRow> = sqlx::query_as(
+        "select id, name, kind, description, parameter_schema from images
+         where enabled and $1 = any(allowed_roles) order by kind, name",
+    )
+    .bind(user.role.as_str())
+    .fetch_all(&state.db)
+    .await?;
+    let chosen = image_id.and_then(|id| rows.iter().find(|i| i.id == id));
+    let images = rows
+        .iter()
+        .map(|i| Choice { id: i.id, label: format!("{} ({})", i.name, i.kind), detail: i.description.clone() })
+        .collect();
+    let experiments = proposals::experiments(&state.db, proposal.id)
+        .await?
+        .into_iter()
+        .map(|e| Choice {
+            id: e.id,
+            label: e.code,
+            detail: format!(
+                "{} to {}, {} datasets",
+                e.starts_at.format(WHEN).unwrap_or_default(),
+                e.ends_at.format(WHEN).unwrap_or_default(),
+                e.datasets.len()
+            ),
+        })
+        .collect();
+    let flavours: Vec<(Uuid, String, i32, i32, i32, Option<String>)> = sqlx::query_as(
+        "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type from flavours f
+         where f.enabled and $1 = any(f.allowed_roles)
+           and (not exists (select 1 from image_flavours x where x.image_id = $2)
+                or exists (select 1 from image_flavours x where x.image_id = $2 and x.flavour_id = f.id))
+         order by f.gpus, f.cpu_millis, f.memory_mib",
+    )
+    .bind(user.role.as_str())
+    .bind(chosen.map(|i| i.id))
+    .fetch_all(&state.db)
+    .await?;
+    let flavours = flavours
+        .into_iter()
+        .map(|(id, name, cpu, mem, gpus, gpu_type)| Choice {
+            id,
+            label: name,
+            detail: resources(cpu, mem, gpus, gpu_type.as_deref()),
+        })
+        .collect();
+    let fields = chosen.and_then(|i| i.parameter_schema.as_ref()).map(schema_fields).unwrap_or_default();
+    Ok(LaunchPage {
+        ctx,
+        identifier: proposal.identifier,
+        title: proposal.title,
+        images,
+        image: chosen.map(|i| (i.id, i.name.clone(), i.kind.clone())),
+        experiments,
+        flavours,
+        fields,
+        quota: quota_left(state, user).await?,
+        error,
+    })
+}
+
+fn resources(cpu_millis: i32, memory_mib: i32, gpus: i32, gpu_type: Option<&str>) -> String {
+    let cpus = f64::from(cpu_millis) / 1000.0;
+    let mut text = format!("{cpus} CPUs · {} GiB memory", memory_mib / 1024);
+    if gpus > 0 {
+        text.push_str(&format!(" · {gpus} GPU{}", if gpus > 1 { "s" } else { "" }));
+        if let Some(t) = gpu_type {
+            text.push_str(&format!(" ({t})"));
+        }
+    }
+    text
+}
+
+/// What the caller still may launch, line by line ("1 of 2 sessions in use").
+async fn quota_left(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
+    let mut conn = state.db.acquire().await?;
+    let limits = crate::quotas::for_user(&mut conn, user.id, user.role.as_str()).await?;
+    let (sessions, cpu, mem, gpus): (i64, i64, i64, i64) = sqlx::query_as(&format!(
+        "select count(*), coalesce(sum(cpu_millis), 0)::bigint, coalesce(sum(memory_mib), 0)::bigint,
+                coalesce(sum(gpus), 0)::bigint
+         from sessions where owner_id = $1 and state in {}",
+        db::ACTIVE
+    ))
+    .bind(user.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let line = |what: &str, used: String, limit: Option<String>| match limit {
+        Some(limit) => format!("{what}: {used} of {limit} in use"),
+        None => format!("{what}: {used} in use, no limit"),
+    };
+    Ok(vec![
+        line("Sessions", sessions.to_string(), limits.max_sessions.map(|l| l.to_string())),
+        line(
+            "CPUs",
+            (cpu as f64 / 1000.0).to_string(),
+            limits.max_cpu_millis.map(|l| (f64::from(l) / 1000.0).to_string()),
+        ),
+        line("Memory (GiB)", (mem / 1024).to_string(), limits.max_memory_mib.map(|l| (l / 1024).to_string())),
+        line("GPUs", gpus.to_string(), limits.max_gpus.map(|l| l.to_string())),
+    ])
+}
+
+/// Form inputs for the top-level properties of a job's parameter schema.
+fn schema_fields(schema: &Value) -> Vec<Field> {
+    let required: Vec<&str> =
+        schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return vec![] };
+    properties
+        .iter()
+        .map(|(name, p)| {
+            let options: Vec<String> =
+                p.get("enum").and_then(Value::as_array).into_iter().flatten().map(plain).collect();
+            let kind = p.get("type").and_then(Value::as_str).unwrap_or("string");
+            let input = if !options.is_empty() {
+                "select"
+            } else if matches!(kind, "number" | "integer") {
+                "number"
+            } else {
+                "text"
+            };
+            Field {
+                name: name.clone(),
+                label: p.get("title").and_then(Value::as_str).unwrap_or(name).to_string(),
+                required: required.contains(&name.as_str()),
+                input,
+                options,
+                default: p.get("default").map(plain).unwrap_or_default(),
+                help: p.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+                step: if kind == "integer" { "1" } else { "any" },
+            }
+        })
+        .collect()
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), String::from)
+}
+
+/// Turns the submitted `param.*` fields into parameters typed as the schema says; empty
+/// fields are left out (the schema then says whether they were required).
+fn parameters(schema: &Value, form: &[(String, String)]) -> Result<Value, AppError> {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let mut out = Map::new();
+    for (key, value) in form {
+        let Some(name) = key.strip_prefix("param.") else { continue };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let kind = properties.and_then(|p| p.get(name)).and_then(|p| p.get("type")).and_then(Value::as_str);
+        let typed = match kind {
+            Some("integer") => value
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| AppError::invalid(format!("parameters.{name}"), "must be a whole number"))?,
+            Some("number") => value
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| AppError::invalid(format!("parameters.{name}"), "must be a number"))?,
+            _ => Value::String(value.to_string()),
+        };
+        out.insert(name.to_string(), typed);
+    }
+    Ok(Value::Object(out))
+}
+
+async fn launch_from_page(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    actor: Actor,
+    Path(identifier): Path<String>,
+    RawForm(body): RawForm,
+) -> PageResult {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let uuid = |name: &str| field(name).and_then(|v| Uuid::parse_str(v).ok());
+    let image = uuid("image");
+    let attempt = async {
+        let (Some(image), Some(flavour), Some(experiment)) = (image, uuid("flavour"), uuid("experiment")) else {
+            return Err(AppError::invalid("form", "choose an experiment, an image and a flavour"));
+        };
+        // The experiment must belong to this page's proposal.
+        let proposal = proposals::find_visible(&state.db, &user, &identifier).await?.ok_or(AppError::NotFound)?;
+        let belongs: bool =
+            sqlx::query_scalar("select exists (select 1 from experiments where id = $1 and proposal_id = $2)")
+                .bind(experiment)
+                .bind(proposal.id)
+                .fetch_one(&state.db)
+                .await?;
+        if !belongs {
+            return Err(AppError::invalid("experiment", "not an experiment of this proposal"));
+        }
+        let schema: Option<Option<Value>> =
+            sqlx::query_scalar("select parameter_schema from images where id = $1 and kind = 'job'")
+                .bind(image)
+                .fetch_optional(&state.db)
+                .await?;
+        let params = schema.map(|s| parameters(&s.unwrap_or(Value::Null), &form)).transpose()?;
+        launch::launch(&state, &user, &actor, &LaunchRequest { image, flavour, experiment }, params.as_ref()).await
+    };
+    match attempt.await {
+        Ok(id) => Ok(see_other(&format!("/sessions/{id}"))),
+        Err(err @ (AppError::Invalid { .. } | AppError::Conflict(_) | AppError::Forbidden(_))) => {
+            let message = err.to_string();
+            let mut response = render(&launch_form(&state, &user, ctx, &identifier, image, Some(message)).await?)?;
+            *response.status_mut() = err.status();
+            Ok(response)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A session as a card shows it.
+pub struct Card {
+    pub s: Session,
+    pub state_class: &'static str,
+    pub time_left: String,
+    pub resources: String,
+    pub can_stop: bool,
+    pub ended: bool,
+    /// Someone else's session the caller was invited to.
+    pub shared: bool,
+}
+
+fn card(s: Session, me: &CurrentUser) -> Card {
+    let ended = matches!(s.state.as_str(), "stopped" | "failed");
+    let time_left = match s.seconds_left {
+        Some(secs) if secs >= 3600 => format!("{} h {} min left", secs / 3600, secs % 3600 / 60),
+        Some(secs) => format!("{} min left", secs / 60),
+        None => String::new(),
+    };
+    Card {
+        state_class: match s.state.as_str() {
+            "running" => "ok",
+            "failed" => "bad",
+            "stopped" => "off",
+            _ => "busy",
+        },
+        time_left,
+        resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
+        can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != "stopping",
+        ended,
+        shared: s.owner != me.username,
+        s,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sessions/page.html")]
+struct SessionsPage {
+    ctx: Ctx,
+    cards: Vec<Card>,
+}
+
+#[derive(Template)]
+#[template(path = "sessions/_cards.html")]
+struct SessionCards {
+    ctx: Ctx,
+    cards: Vec<Card>,
+}
+
+/// The caller's sessions: running first, then the most recent that ended (a day's worth).
+async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select s.id from sessions s join session_members m on m.session_id = s.id and m.user_id = $1
+         where s.state in ('requested', 'starting', 'running', 'stopping') or s.stopped_at > now() - interval '1 day'
+         order by (s.state in ('requested', 'starting', 'running', 'stopping')) desc, s.created_at desc limit 50",
+    )
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    let mut cards = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(s) = db::find_visible(&state.db, user, id).await? {
+            cards.push(card(s, user));
+        }
+    }
+    Ok(cards)
+}
+
+async fn sessions_page(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
+    let cards = my_cards(&state, &user).await?;
+    render(&SessionsPage { ctx, cards })
+}
+
+async fn session_cards(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
+    let cards = my_cards(&state, &user).await?;
+    render(&SessionCards { ctx, cards })
+}
+
+pub struct EventLine {
+    pub at: String,
+    pub state: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "sessions/detail.html")]
+struct SessionPage {
+    ctx: Ctx,
+    c: Card,
+    events: Vec<EventLine>,
+}
+
+#[derive(Template)]
+#[template(path = "sessions/_events.html")]
+struct EventsList {
+    id: Uuid,
+    ended: bool,
+    events: Vec<EventLine>,
+}
+
+async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
+    let rows: Vec<(time::OffsetDateTime, String, String)> = sqlx::query_as(
+        "select at, state, message from session_events where session_id = $1 order by id desc limit 100",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let fmt = format_description!("[hour]:[minute]:[second]");
+    Ok(rows
+        .into_iter()
+        .map(|(at, state, message)| EventLine { at: at.format(fmt).unwrap_or_default(), state, message })
+        .collect())
+}
+
+async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+    let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    let events = events(&state, id).await?;
+    render(&SessionPage { ctx, c: card(s, &user), events })
+}
+
+async fn session_events_list(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+    let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    let ended = matches!(s.state.as_str(), "stopped" | "failed");
+    render(&EventsList { id, ended, events: events(&state, id).await? })
+}
+
+#[derive(Deserialize)]
+struct StopForm {
+    /// Where to go afterwards: a local path.
+    back: Option<String>,
+}
+
+async fn stop_from_page(
+    state: AppState,
+    PageUser { user, .. }: PageUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Form(form): Form<StopForm>,
+) -> PageResult {
+    super::routes::stop_session(state, user, actor, crate::web::Path(id)).await?;
+    let back = form.back.filter(|b| b.starts_with('/') && !b.starts_with("//")).unwrap_or_else(|| "/sessions".into());
+    Ok(see_other(&back))
+}

@@ -87,7 +87,6 @@ pub struct SessionPolicy {
     pub reconcile_interval: Duration,
 }
 
-
 impl std::ops::Deref for AppState {
     type Target = App;
 

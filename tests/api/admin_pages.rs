@@ -33,6 +33,9 @@ async fn admin_pages_render_for_admins_only(db: PgPool) {
         ("/admin/usage?by=user", "usage.svg?by=user"),
         ("/admin/audit", "demo.load"),
         ("/admin/notices", "Post a notice"),
+        ("/admin/flavours", "nvidia-a100"),
+        ("/admin/quotas", "20180101"),
+        ("/admin/import", "Preview"),
     ] {
         let page = app.browse(Method::GET, path, Some(&admin.cookie), None, &[]).await;
         assert_eq!(page.status, 200, "{path}: {}", page.text);
@@ -195,4 +198,28 @@ async fn sam_links_a_dataset_from_the_page(db: PgPool) {
         )
         .await;
     assert_eq!(r.status, 403);
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn proposals_are_previewed_then_imported_from_the_page(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let admin = app.browser("admin").await;
+    let csv = "proposal,title,beamline,member,member_role\n20261201,Soft matter,BL02,erin,pi\n";
+    let count =
+        || async { sqlx::query_scalar::<_, i64>("select count(*) from proposals").fetch_one(&app.db).await.unwrap() };
+    let before = count().await;
+    let preview = [("_csrf", admin.csrf.as_str()), ("format", "csv"), ("text", csv), ("action", "preview")];
+    let r = app.browse(Method::POST, "/admin/import", Some(&admin.cookie), Some(&preview), ORIGIN).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("Preview: nothing was changed yet") && r.text.contains("proposals: 1 new"), "{}", r.text);
+    assert_eq!(count().await, before);
+    let apply = [("_csrf", admin.csrf.as_str()), ("format", "csv"), ("text", csv), ("action", "apply")];
+    let r = app.browse(Method::POST, "/admin/import", Some(&admin.cookie), Some(&apply), ORIGIN).await;
+    assert!(r.text.contains("Imported"), "{}", r.text);
+    assert_eq!(count().await, before + 1);
+    let bad =
+        [("_csrf", admin.csrf.as_str()), ("format", "csv"), ("text", "proposal,title\n1,\n"), ("action", "apply")];
+    let r = app.browse(Method::POST, "/admin/import", Some(&admin.cookie), Some(&bad), ORIGIN).await;
+    assert!(r.text.contains("role=\"alert\""), "{}", r.text);
+    assert_eq!(count().await, before + 1);
 }

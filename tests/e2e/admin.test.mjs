@@ -1,6 +1,6 @@
 // Acceptance 1 of issue 7: the admin adds an image in the admin console, sam (BL11's
-// scientist) links a dataset to S0011, alice finds the image among those she may launch
-// and the dataset on her proposal page; the admin disables the image and it is gone from
+// scientist) links a dataset to S0011, alice finds the image in the Launch dialog and the
+// dataset on her proposal page; the admin disables the image and it is gone from
 // alice's list. Screenshots under target/screenshots/.
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -38,12 +38,13 @@ async function loginAs(who) {
   return page;
 }
 
-/** The names of the images alice's Launch dialog offers: what `/api/v1/images` gives her. */
+/** The names of the images the Launch dialog of 20180101 offers. */
 async function launchable(page) {
-  // The page's own request context: the same cookie, no navigation to a JSON document.
-  const response = await page.request.get(`${daas.url}/api/v1/images`);
-  assert.equal(response.status(), 200);
-  return (await response.json()).map((i) => i.name);
+  await page.goto(`${daas.url}/proposals/20180101`);
+  await page.locator("#launch").click();
+  await page.waitForURL(`${daas.url}/proposals/20180101/launch`);
+  // Each choice reads "name (kind)".
+  return (await page.locator("ul.choices li a").allTextContents()).map((t) => t.trim().replace(/ \(\w+\)$/, ""));
 }
 
 test("admin adds an image, sam links a dataset, alice sees both; a disabled image is gone", async () => {
@@ -86,26 +87,29 @@ test("admin adds an image, sam links a dataset, alice sees both; a disabled imag
   await sam.waitForURL(`${daas.url}/proposals/20180101`);
   await sam.getByRole("cell", { name: "tomo_scan_0042", exact: true }).waitFor();
 
-  // alice sees the dataset on her proposal page and the image among those she may launch.
+  // alice sees the dataset on her proposal page and the image in the Launch dialog.
   const alice = await loginAs("alice");
   await alice.goto(`${daas.url}/proposals/20180101`);
   await alice.getByRole("cell", { name: "tomo_scan_0042", exact: true }).waitFor();
   assert.equal(await alice.locator("#link-S0011").count(), 0, "alice is not offered to link data");
   await shot(alice, "issue7-04-alice-sees-dataset");
   assert.ok((await launchable(alice)).includes("Fiji desktop"));
+  await shot(alice, "issue7-05-alice-launch-dialog");
 
   // The admin disables the image; alice's list no longer has it.
   await admin.goto(`${daas.url}/admin/images`);
   await admin.getByRole("button", { name: "Disable Fiji desktop" }).click();
   await admin.locator('tr[data-image="Fiji desktop"]').getByText("disabled").waitFor();
-  await shot(admin, "issue7-05-admin-image-disabled");
-  assert.ok(!(await launchable(alice)).includes("Fiji desktop"));
+  await shot(admin, "issue7-06-admin-image-disabled");
+  const after = await launchable(alice);
+  assert.ok(after.includes("Xfce desktop") && !after.includes("Fiji desktop"), `${after}`);
+  await shot(alice, "issue7-07-alice-launch-dialog-without-it");
 
   // The admin's changes are in the audit log.
   await admin.goto(`${daas.url}/admin/audit?action=image`);
   await admin.getByText("image.disable").waitFor();
   await admin.getByText("image.create").waitFor();
-  await shot(admin, "issue7-06-audit-log");
+  await shot(admin, "issue7-08-audit-log");
 
   for (const page of [admin, sam, alice]) assert.deepEqual(page.errors, [], "no console errors");
 });

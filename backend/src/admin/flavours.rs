@@ -195,10 +195,14 @@ async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminFlavour> {
     responses((status = 200, body = Vec<AdminFlavour>), (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_admin_flavours(state: AppState, _admin: AdminUser) -> Result<Json<Vec<AdminFlavour>>> {
-    let flavours = sqlx::query_as(&format!("{SELECT} order by f.gpus, f.cpu_millis, f.memory_mib, f.name"))
-        .fetch_all(&state.db)
-        .await?;
-    Ok(Json(flavours))
+    Ok(Json(all(&state.db).await?))
+}
+
+/// Every flavour, smallest first.
+pub async fn all(db: &sqlx::PgPool) -> Result<Vec<AdminFlavour>> {
+    let flavours =
+        sqlx::query_as(&format!("{SELECT} order by f.gpus, f.cpu_millis, f.memory_mib, f.name")).fetch_all(db).await?;
+    Ok(flavours)
 }
 
 /// Adds a flavour.

@@ -42,6 +42,11 @@ fn format(params: &ImportParams, headers: &HeaderMap) -> Result<Format> {
 fn parse(params: &ImportParams, headers: &HeaderMap, body: &Bytes) -> Result<Vec<import::Proposal>> {
     let format = format(params, headers)?;
     let text = std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "must be UTF-8 text"))?;
+    parse_text(text, format)
+}
+
+/// Parses an export, a fault naming its line and field.
+pub fn parse_text(text: &str, format: Format) -> Result<Vec<import::Proposal>> {
     import::parse(text, format)
         .map_err(|e| AppError::invalid(e.field.clone(), format!("line {}: {}", e.line, e.message)))
 }
@@ -59,10 +64,7 @@ pub async fn preview_import(
     body: Bytes,
 ) -> Result<Json<ImportResult>> {
     let proposals = parse(&params, &headers, &body)?;
-    let mut tx = state.db.begin().await?;
-    let summary = import::apply(&mut tx, &proposals).await?;
-    tx.rollback().await?;
-    Ok(Json(ImportResult { applied: false, summary }))
+    Ok(Json(run(&state.db, None, &proposals).await?))
 }
 
 /// Imports proposals, members and experiments (idempotent: a second run changes nothing).
@@ -79,12 +81,22 @@ pub async fn apply_import(
     body: Bytes,
 ) -> Result<Json<ImportResult>> {
     let proposals = parse(&params, &headers, &body)?;
-    let mut tx = state.db.begin().await?;
-    let summary = import::apply(&mut tx, &proposals).await?;
+    Ok(Json(run(&state.db, Some(&actor), &proposals).await?))
+}
+
+/// Applies parsed proposals: in a transaction rolled back for a preview (no `actor`), or
+/// committed with its audit event.
+pub async fn run(db: &sqlx::PgPool, actor: Option<&Actor>, proposals: &[import::Proposal]) -> Result<ImportResult> {
+    let mut tx = db.begin().await?;
+    let summary = import::apply(&mut tx, proposals).await?;
+    let Some(actor) = actor else {
+        tx.rollback().await?;
+        return Ok(ImportResult { applied: false, summary });
+    };
     let identifiers: Vec<&str> = proposals.iter().map(|p| p.identifier.as_str()).collect();
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "proposal.import",
         "upload",
         &format!("{} proposal(s)", proposals.len()),
@@ -92,5 +104,5 @@ pub async fn apply_import(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(ImportResult { applied: true, summary }))
+    Ok(ImportResult { applied: true, summary })
 }

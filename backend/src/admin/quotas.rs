@@ -85,6 +85,11 @@ fn use_columns(cond: &str) -> String {
     responses((status = 200, body = Vec<Quota>), (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_quotas(state: AppState, _admin: AdminUser) -> Result<Json<Vec<Quota>>> {
+    Ok(Json(all(&state.db).await?))
+}
+
+/// Every quota with its current use.
+pub async fn all(db: &sqlx::PgPool) -> Result<Vec<Quota>> {
     let limits = "q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, q.max_gpu_hours_month";
     let sql = format!(
         "select * from (
@@ -100,12 +105,11 @@ pub async fn list_quotas(state: AppState, _admin: AdminUser) -> Result<Json<Vec<
         user_use = use_columns("s.owner_id = q.user_id"),
         proposal_use = use_columns("s.experiment_id in (select id from experiments where proposal_id = q.proposal_id)"),
     );
-    let rows: Vec<QuotaRow> = sqlx::query_as(&sql).fetch_all(&state.db).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| Quota { id: r.id, scope: r.scope, subject: r.subject, limits: r.limits, in_use: r.in_use })
-            .collect(),
-    ))
+    let rows: Vec<QuotaRow> = sqlx::query_as(&sql).fetch_all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Quota { id: r.id, scope: r.scope, subject: r.subject, limits: r.limits, in_use: r.in_use })
+        .collect())
 }
 
 fn check(limits: &Limits) -> Result<()> {

@@ -1,5 +1,5 @@
-//! The admin console's pages under `/admin`: images, sessions, users, usage, the audit log
-//! and notices. Plain forms (CSRF-checked by the web layer) that call the same functions
+//! The admin console's pages under `/admin`: images, flavours, quotas, sessions, users,
+//! usage, the audit log, notices and proposal import. Plain forms (CSRF-checked by the web layer) that call the same functions
 //! as the JSON API, so a page and a script change things the same way, audit included.
 
 use askama::Template;
@@ -38,6 +38,9 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/audit", get(audit_page))
         .route("/admin/notices", get(notices_page).post(create_notice))
         .route("/admin/notices/{id}/delete", post(delete_notice))
+        .route("/admin/flavours", get(flavours_page))
+        .route("/admin/quotas", get(quotas_page))
+        .route("/admin/import", get(import_page).post(import_proposals))
         .route("/notices/banner", get(notices_banner))
 }
 
@@ -565,4 +568,69 @@ struct Banner {
 async fn notices_banner(state: AppState, MaybeUser(user): MaybeUser) -> PageResult {
     let notices = if user.is_some() { notices::active(&state.db).await? } else { Vec::new() };
     render(&Banner { notices })
+}
+
+// ---- flavours, quotas ------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "admin/flavours.html")]
+struct FlavoursPage {
+    ctx: Ctx,
+    flavours: Vec<super::flavours::AdminFlavour>,
+}
+
+async fn flavours_page(state: AppState, page: PageUser) -> PageResult {
+    let ctx = admin(page)?;
+    render(&FlavoursPage { ctx, flavours: super::flavours::all(&state.db).await? })
+}
+
+#[derive(Template)]
+#[template(path = "admin/quotas.html")]
+struct QuotasPage {
+    ctx: Ctx,
+    quotas: Vec<super::quotas::Quota>,
+}
+
+async fn quotas_page(state: AppState, page: PageUser) -> PageResult {
+    let ctx = admin(page)?;
+    render(&QuotasPage { ctx, quotas: super::quotas::all(&state.db).await? })
+}
+
+// ---- proposal import -------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "admin/import.html")]
+struct ImportPage {
+    ctx: Ctx,
+    text: String,
+    format: String,
+    result: Option<super::import::ImportResult>,
+    error: Option<String>,
+}
+
+async fn import_page(page: PageUser) -> PageResult {
+    let ctx = admin(page)?;
+    render(&ImportPage { ctx, text: String::new(), format: "json".into(), result: None, error: None })
+}
+
+/// Previews (`action=preview`) or applies an export pasted into the form.
+async fn import_proposals(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
+    let ctx = admin(page)?;
+    let form = FormData::parse(&body);
+    let text = form.0.iter().find(|(k, _)| k == "text").map(|(_, v)| v.clone()).unwrap_or_default();
+    let format = if form.one("format") == "csv" { "csv" } else { "json" };
+    let apply = form.one("action") == "apply";
+    let parsed = super::import::parse_text(
+        &text,
+        if format == "csv" { crate::proposals::import::Format::Csv } else { crate::proposals::import::Format::Json },
+    );
+    let outcome = match parsed {
+        Ok(proposals) => super::import::run(&state.db, apply.then_some(&actor), &proposals).await,
+        Err(err) => Err(err),
+    };
+    let (result, error) = match outcome {
+        Ok(result) => (Some(result), None),
+        Err(err) => (None, Some(message(err)?)),
+    };
+    render(&ImportPage { ctx, text, format: format.into(), result, error })
 }

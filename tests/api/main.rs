@@ -4,13 +4,15 @@
 mod common;
 
 mod catalogue;
+mod desktop;
 mod health;
 mod import;
 mod login;
 mod me;
 mod model;
+mod notebook;
 mod oidc;
 mod pages;
 mod proposals;
-mod tokens;
 mod sessions;
+mod tokens;

@@ -4,4 +4,5 @@
 pub mod db;
 pub mod events;
 pub mod launch;
+pub mod members;
 pub mod routes;

@@ -160,6 +160,11 @@ async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn only_the_controller_types_and_handover_swaps_roles(db: PgPool) {
+    // A stalled relay must fail the test, not hang the run.
+    tokio::time::timeout(Duration::from_secs(150), controller_and_handover(db)).await.expect("the test stalled");
+}
+
+async fn controller_and_handover(db: PgPool) {
     let app = TestApp::new(db).await;
     app.start_reconciler();
     let addr = app.serve().await;

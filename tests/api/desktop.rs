@@ -187,6 +187,15 @@ async fn controller_and_handover(db: PgPool) {
     assert_eq!(control.body["controller"], "alice");
     assert_eq!(control.body["you_control"], false);
 
+    // The terminal starts a moment after Xvnc answers: the owner types until it runs a line.
+    let start = Instant::now();
+    loop {
+        type_line(&mut a, "touch terminal-ready").await;
+        if appears(&home.join("terminal-ready"), 3).await {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the owner's keys never reached the terminal");
+    }
     // The guest and the member without control type first; only the owner's line runs.
     type_line(&mut c, "touch guest-typed").await;
     type_line(&mut b, "touch bob-typed-early").await;

@@ -132,6 +132,11 @@ pub struct WebArgs {
     /// packages installed by npm).
     #[arg(long, env = "DAAS_FRONTEND_DIR", default_value = "frontend")]
     pub frontend_dir: PathBuf,
+    /// The domain (with the port, if not the default) under which each notebook gets an
+    /// origin of its own, `{session-id}.{domain}`; it must resolve to daas (a wildcard DNS
+    /// entry; `*.localhost` resolves to this machine in browsers).
+    #[arg(long, env = "DAAS_SESSIONS_DOMAIN", default_value = "sessions.localhost:8080")]
+    pub sessions_domain: String,
 }
 
 /// A secret from the command line or environment: never printed by `Debug`.

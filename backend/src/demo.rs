@@ -283,6 +283,8 @@ pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
 /// password, then a window manager and a terminal; the session lasts as long as Xvnc.
 pub fn desktop_command() -> serde_json::Value {
     json!({"argv": ["sh", "-c", concat!(
+        // Xvnc creates its socket folder only as root; in the sandbox daas creates it.
+        "mkdir -p -m 1777 /tmp/.X11-unix; ",
         "Xvnc :{display} -rfbport {port} -localhost -nolisten tcp -SecurityTypes VncAuth ",
         "-PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
         "export DISPLAY=:{display}; i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ",

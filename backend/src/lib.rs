@@ -15,6 +15,7 @@ pub mod devdb;
 pub mod error;
 pub mod jobs;
 pub mod proposals;
+pub mod proxy;
 pub mod quotas;
 pub mod reconciler;
 pub mod router;

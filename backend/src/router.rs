@@ -47,6 +47,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::admin::routes::routes())
         .merge(crate::tokens::routes::routes())
         .merge(crate::sessions::routes::routes())
+        .merge(crate::sessions::members::routes())
         .merge(crate::jobs::routes::routes())
         .merge(crate::quotas::routes::routes())
 }
@@ -60,6 +61,8 @@ fn pages() -> Router<AppState> {
         .merge(crate::sessions::views::routes())
         .merge(crate::admin::views::routes())
         .merge(crate::datasets::views::routes())
+        .merge(crate::proxy::desktop::routes())
+        .merge(crate::proxy::notebook::routes())
 }
 
 /// Our CSS and JS, and the third-party browser code npm installed (never copied in).
@@ -69,6 +72,7 @@ fn assets(frontend: &std::path::Path) -> Router<AppState> {
             "/static/vendor/htmx.min.js",
             ServeFile::new(frontend.join("node_modules/htmx.org/dist/htmx.min.js")),
         )
+        .nest_service("/static/vendor/novnc", ServeDir::new(frontend.join("node_modules/@novnc/novnc")))
         .nest_service("/static", ServeDir::new(frontend.join("static")))
 }
 
@@ -107,7 +111,7 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, crate::web::auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::auth::authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::record_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -127,6 +131,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: a session origin's requests never reach the portal's routes or cookie.
+        .layer(axum::middleware::from_fn_with_state(state, crate::proxy::notebook::by_host))
 }
 
 /// Adds `SECURITY_HEADERS` where a handler did not set its own.

@@ -28,6 +28,8 @@ pub struct App {
     pub launching: Mutex<HashSet<uuid::Uuid>>,
     /// Fans out Postgres notifications of new session events to the event streams.
     pub events: crate::sessions::events::Hub,
+    /// The notebook proxy's upstream connections and its cache of routes and cookies.
+    pub notebooks: crate::proxy::notebook::Proxy,
 }
 
 /// The settings of a running server that handlers need.
@@ -112,6 +114,7 @@ impl AppState {
             runtime,
             reconcile: tokio::sync::Notify::new(),
             launching: Mutex::new(HashSet::new()),
+            notebooks: Default::default(),
         }))
     }
 }

@@ -52,6 +52,18 @@ impl TestApp {
         daas::auth::tokens::create(&self.db, id, "test", None).await.unwrap().1
     }
 
+    /// Serves the app on a free local port (for WebSockets, which `oneshot` cannot carry);
+    /// returns `host:port`.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        });
+        addr.to_string()
+    }
+
     pub fn data_path(&self) -> &std::path::Path {
         self.data.path()
     }

@@ -74,6 +74,8 @@ export async function startDaas({ port, issuer }) {
   delete env.DATABASE_URL;
   Object.assign(env, {
     DAAS_PUBLIC_URL: `http://localhost:${port}`,
+    DAAS_SESSIONS_DOMAIN: `sessions.localhost:${port}`,
+    DAAS_VENV: path.join(root, ".daas/venv"),
     DAAS_OIDC_ISSUER: issuer,
     DAAS_OIDC_CLIENT_ID: "daas",
     DAAS_OIDC_CLIENT_SECRET: "e2e-client-secret",

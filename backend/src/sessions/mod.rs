@@ -4,5 +4,6 @@
 pub mod db;
 pub mod events;
 pub mod launch;
+pub mod members;
 pub mod routes;
 pub mod views;

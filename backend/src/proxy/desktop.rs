@@ -1,0 +1,247 @@
+//! The desktop in the browser: the page embedding noVNC, and the WebSocket relay between
+//! noVNC and the session's VNC server. daas logs in to the VNC server itself (the password
+//! never leaves daas), offers the browser no authentication, and reads every message the
+//! browser sends so only the member in control reaches the keyboard, pointer and clipboard.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::header::ORIGIN;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+use super::rfb::{self, Class, ClientStream};
+use crate::error::{AppError, Result};
+use crate::sessions::db::VISIBLE;
+use crate::state::AppState;
+use crate::web::auth::same_origin;
+use crate::web::page::{render, Ctx, PageResult, PageUser};
+use crate::web::{CurrentUser, Path};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sessions/{id}/desktop", get(desktop_page)).route("/sessions/{id}/desktop/ws", get(desktop_ws))
+}
+
+/// At most one write of `last_activity_at` per connection in this long.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(5);
+
+/// What the relay needs to know of a session, for the caller.
+#[derive(sqlx::FromRow)]
+struct Target {
+    state: String,
+    kind: String,
+    endpoint: Option<String>,
+    secret: Option<String>,
+    /// The caller's role; `None` for an admin who is not a member.
+    role: Option<String>,
+    /// Who controls the desktop now.
+    controller: Uuid,
+}
+
+impl Target {
+    fn may_input(&self, user: Uuid) -> bool {
+        self.controller == user && self.role.as_deref() != Some("guest")
+    }
+}
+
+async fn target(db: &sqlx::PgPool, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Target>> {
+    sqlx::query_as(&format!(
+        "select s.state, s.kind, s.endpoint, s.secret, coalesce(s.controller_id, s.owner_id) as controller,
+                (select sm.role from session_members sm where sm.session_id = s.id and sm.user_id = $1) as role
+         from sessions s where s.id = $3 and {VISIBLE}"
+    ))
+    .bind(user.id)
+    .bind(user.role.as_str())
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "sessions/desktop.html")]
+struct DesktopPage {
+    ctx: Ctx,
+    id: Uuid,
+}
+
+async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+    let t = target(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    if t.kind != "desktop" {
+        return Err(AppError::NotFound.into());
+    }
+    render(&DesktopPage { ctx, id })
+}
+
+/// The WebSocket noVNC connects to. Refused before the upgrade when the caller is not
+/// logged in (401), not a member (404), sends another site's `Origin` (403), or the
+/// desktop is not running or does not accept daas's password (409, 503).
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
+async fn desktop_ws(
+    state: AppState,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    if let Some(origin) = headers.get(ORIGIN) {
+        if !same_origin(origin.to_str().unwrap_or(""), &state.config.web.public_url) {
+            return Err(AppError::Forbidden("this WebSocket comes from another site".into()));
+        }
+    }
+    let t = target(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    if t.kind != "desktop" {
+        return Err(AppError::NotFound);
+    }
+    let (Some(endpoint), Some(secret), "running") = (t.endpoint.as_deref(), t.secret.as_deref(), t.state.as_str())
+    else {
+        return Err(AppError::Conflict("the desktop is not running".into()));
+    };
+    let unavailable = || AppError::Unavailable("the desktop does not answer; try again in a moment".into());
+    let mut server = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(endpoint))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    server.set_nodelay(true).ok();
+    if let Err(err) = tokio::time::timeout(Duration::from_secs(10), rfb::login(&mut server, secret)).await {
+        tracing::warn!(error = %err, "no VNC login in time");
+        return Err(unavailable());
+    }
+    Ok(ws.on_upgrade(move |socket| async move {
+        if let Err(err) = relay(state, user, id, t, server, socket).await {
+            tracing::debug!(error = %err, "desktop connection ended");
+        }
+    }))
+}
+
+/// Bytes from the browser, read as the handshake needs them.
+struct Incoming {
+    socket: futures_util::stream::SplitStream<WebSocket>,
+    pending: Vec<u8>,
+}
+
+impl Incoming {
+    /// The next WebSocket data, or `None` when the browser is gone.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Binary(bytes)) => return Some(bytes),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn take(&mut self, n: usize) -> anyhow::Result<Vec<u8>> {
+        while self.pending.len() < n {
+            let bytes = self.next().await.ok_or_else(|| anyhow::anyhow!("the browser left during the handshake"))?;
+            self.pending.extend_from_slice(&bytes);
+        }
+        Ok(self.pending.drain(..n).collect())
+    }
+}
+
+async fn relay(
+    state: AppState,
+    user: CurrentUser,
+    id: Uuid,
+    target: Target,
+    server: TcpStream,
+    socket: WebSocket,
+) -> anyhow::Result<()> {
+    let (mut to_browser, from_browser) = socket.split();
+    let mut browser = Incoming { socket: from_browser, pending: Vec::new() };
+    // daas is the server to the browser: version 3.8, security type None only.
+    to_browser.send(Message::Binary(Bytes::from_static(rfb::VERSION))).await?;
+    let version = browser.take(12).await?;
+    anyhow::ensure!(version == rfb::VERSION, "the browser does not speak RFB 3.8");
+    to_browser.send(Message::Binary(Bytes::from_static(&[1, 1]))).await?;
+    anyhow::ensure!(browser.take(1).await? == [1], "the browser chose another security type");
+    to_browser.send(Message::Binary(Bytes::from_static(&[0, 0, 0, 0]))).await?;
+    browser.take(1).await?;
+    let (mut server_rx, mut server_tx) = server.into_split();
+    // ClientInit: always shared, so one viewer never disconnects the others.
+    server_tx.write_u8(1).await?;
+
+    let may_input = Arc::new(AtomicBool::new(target.may_input(user.id)));
+    let mut downstream = tokio::spawn(async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = server_rx.read(&mut buf).await?;
+            if n == 0 {
+                return anyhow::Ok(());
+            }
+            to_browser.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await?;
+        }
+    });
+    let mut notes = state.events.subscribe();
+    let mut messages = ClientStream::default();
+    let mut last_activity: Option<Instant> = None;
+    let mut first = std::mem::take(&mut browser.pending);
+    let result = loop {
+        let bytes = if !first.is_empty() {
+            Bytes::from(std::mem::take(&mut first))
+        } else {
+            tokio::select! {
+                bytes = browser.next() => match bytes {
+                    Some(bytes) => bytes,
+                    None => break Ok(()),
+                },
+                note = notes.recv() => {
+                    let relevant = match note {
+                        Ok(session) => session == id,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                    };
+                    if relevant {
+                        // A state, membership or control change: look again.
+                        match self::target(&state.db, &user, id).await {
+                            Ok(Some(t)) if t.state == "running" => may_input.store(t.may_input(user.id), Ordering::Relaxed),
+                            Ok(_) => break Ok(()),
+                            Err(err) => tracing::warn!(error = %err, "cannot re-read the session"),
+                        }
+                    }
+                    continue;
+                }
+                _ = &mut downstream => break Ok(()),
+            }
+        };
+        let allowed = may_input.load(Ordering::Relaxed);
+        let mut forward = Vec::with_capacity(bytes.len());
+        let mut active = false;
+        for (class, message) in messages.push(&bytes)? {
+            match class {
+                Class::View => forward.extend_from_slice(&message),
+                Class::Input | Class::Activity if allowed => {
+                    active |= class == Class::Activity;
+                    forward.extend_from_slice(&message);
+                }
+                _ => {}
+            }
+        }
+        if !forward.is_empty() {
+            server_tx.write_all(&forward).await?;
+        }
+        if active && last_activity.is_none_or(|at| at.elapsed() >= ACTIVITY_EVERY) {
+            last_activity = Some(Instant::now());
+            let db = state.db.clone();
+            tokio::spawn(async move {
+                let r = sqlx::query("update sessions set last_activity_at = now() where id = $1").bind(id).execute(&db);
+                if let Err(err) = r.await {
+                    tracing::warn!(error = %err, "cannot record activity");
+                }
+            });
+        }
+    };
+    downstream.abort();
+    result
+}

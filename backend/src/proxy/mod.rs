@@ -1,0 +1,6 @@
+//! The proxies between browsers and sessions: nobody reaches a session directly; daas
+//! checks the login and the membership and relays every byte.
+
+pub mod desktop;
+pub mod notebook;
+pub mod rfb;

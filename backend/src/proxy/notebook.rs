@@ -1,0 +1,462 @@
+//! The notebook proxy: each notebook is served on an origin of its own,
+//! `{session-id}.{sessions domain}`, so a notebook's JavaScript can never act on the
+//! portal or on another notebook. The portal issues a one-time ticket; the session's
+//! origin exchanges it for a cookie valid there alone; daas then forwards HTTP and
+//! WebSocket traffic to Jupyter (pooled connections, bodies streamed both ways), adding
+//! the token only daas knows.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::auth::tokens::hash;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::page::{PageResult, PageUser};
+use crate::web::Path;
+
+/// The cookie of a session's origin (host-only: no `Domain` attribute).
+pub const COOKIE_NAME: &str = "daas_notebook";
+/// How long a ticket may wait to be used.
+const TICKET_TTL_S: i32 = 30;
+/// How long a session origin's cookie lasts.
+const COOKIE_TTL_H: i32 = 12;
+/// At most one write of `last_activity_at` per session in this long.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(5);
+/// Cached routes and cookies are read again from Postgres after this long at the latest
+/// (they are also dropped at once when the session has an event).
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The upstream client (pooled) and what it knows of sessions.
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+    cache: Mutex<Cache>,
+    watching: std::sync::Once,
+}
+
+#[derive(Default)]
+struct Cache {
+    routes: HashMap<Uuid, (Route, Instant)>,
+    /// Cookie hash -> (session, user), for cookies known valid.
+    cookies: HashMap<Vec<u8>, (Uuid, Uuid, Instant)>,
+    activity: HashMap<Uuid, Instant>,
+}
+
+#[derive(Clone)]
+struct Route {
+    endpoint: String,
+    authorization: HeaderValue,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        Self { client, cache: Mutex::new(Cache::default()), watching: std::sync::Once::new() }
+    }
+}
+
+impl Proxy {
+    /// Forgets what is cached of a session (its state, members or control changed).
+    pub fn invalidate(&self, id: Uuid) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        cache.routes.remove(&id);
+        cache.cookies.retain(|_, (session, _, _)| *session != id);
+    }
+
+    /// Drops every cache entry of a session when it has an event, for the life of the process.
+    fn watch(state: &AppState) {
+        let mut notes = state.events.subscribe();
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                match notes.recv().await {
+                    Ok(id) => state.notebooks.invalidate(id),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        *state.notebooks.cache.lock().expect("cache lock") = Cache::default();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}
+
+/// The portal's side: `/sessions/{id}/open` sends a member to the notebook's origin.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sessions/{id}/open", get(open_notebook))
+}
+
+/// The origin of a session, e.g. `http://{id}.sessions.localhost:8080`.
+pub fn session_origin(state: &AppState, id: Uuid) -> String {
+    format!("{}://{id}.{}", state.config.web.public_url.scheme(), state.config.web.sessions_domain)
+}
+
+/// Issues a one-time ticket and redirects to the session's origin, which takes it.
+/// Guests may not enter a notebook: Jupyter has no read-only mode.
+async fn open_notebook(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+    let session = crate::sessions::db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    if session.kind != "notebook" {
+        return Err(AppError::NotFound.into());
+    }
+    if session.state != "running" {
+        return Err(AppError::Conflict("the notebook is not running".into()).into());
+    }
+    if !matches!(session.role.as_deref(), Some("owner" | "user" | "support")) {
+        return Err(AppError::Forbidden("only the session's owner and its users may open the notebook".into()).into());
+    }
+    let ticket = Alphanumeric.sample_string(&mut rand::rng(), 43);
+    sqlx::query(
+        "insert into session_tickets (token_hash, session_id, user_id, expires_at)
+         values ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(hash(&ticket))
+    .bind(id)
+    .bind(user.id)
+    .bind(f64::from(TICKET_TTL_S))
+    .execute(&state.db)
+    .await?;
+    Ok(redirect(&format!("{}/_daas/enter?ticket={ticket}", session_origin(&state, id))))
+}
+
+fn redirect(target: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(target) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// The session a request's `Host` names, if it is a session origin.
+fn session_of_host(state: &AppState, request: &Request) -> Option<Option<Uuid>> {
+    let host = request.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| request.uri().host())?;
+    let label = host.strip_suffix(state.config.web.sessions_domain.as_str())?.strip_suffix('.')?;
+    Some(label.parse().ok())
+}
+
+/// The outermost layer: requests for a session origin go to the notebook proxy and never
+/// reach the portal (nor its cookie check); everything else goes on to the portal.
+pub async fn by_host(state: axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+    match session_of_host(&state, &request) {
+        None => next.run(request).await,
+        Some(None) => StatusCode::NOT_FOUND.into_response(),
+        Some(Some(id)) => serve(state.0, id, request).await.unwrap_or_else(|e| e.into_response()),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, [("content-type", "text/plain; charset=utf-8")], text).into_response()
+}
+
+fn cookie_of(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value)
+}
+
+/// One request on a session origin.
+async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
+    state.notebooks.watching.call_once(|| Proxy::watch(&state));
+    if request.uri().path() == "/_daas/enter" {
+        let query = request.uri().query().unwrap_or("").to_owned();
+        return enter(&state, id, &query).await;
+    }
+    let Some(cookie) = cookie_of(&request) else {
+        return Ok(plain(StatusCode::UNAUTHORIZED, "Open this notebook from daas."));
+    };
+    let user = match check_cookie(&state, id, cookie).await? {
+        Some(user) => user,
+        None => {
+            return Ok(plain(StatusCode::UNAUTHORIZED, "This link has expired: open the notebook from daas again."))
+        }
+    };
+    let route = match route(&state, id).await? {
+        Some(route) => route,
+        None => return Ok(plain(StatusCode::NOT_FOUND, "This notebook is not running.")),
+    };
+    touch(&state, id);
+    tracing::debug!(session.id = %id, user.id = %user, "notebook request");
+
+    // What Jupyter sees: daas's token, none of daas's cookies.
+    let headers = request.headers_mut();
+    headers.insert(AUTHORIZATION, route.authorization.clone());
+    let cookies: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.starts_with(&format!("{COOKIE_NAME}=")) && !pair.starts_with("daas_session="))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !cookies.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&cookies.join("; ")) {
+            headers.insert(COOKIE, value);
+        }
+    }
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    *request.uri_mut() = Uri::try_from(format!("http://{}{path}", route.endpoint))
+        .map_err(|_| AppError::invalid("path", "not a valid path"))?;
+
+    if is_upgrade(&request) {
+        return websocket(state, id, request).await;
+    }
+    match state.notebooks.client.request(request).await {
+        Ok(response) if is_html(&response) => hide_token(response, &route).await,
+        Ok(response) => Ok(response.map(Body::new)),
+        Err(err) => {
+            tracing::debug!(error = %err, "notebook did not answer");
+            Ok(plain(StatusCode::BAD_GATEWAY, "The notebook does not answer."))
+        }
+    }
+}
+
+fn is_html<B>(response: &hyper::Response<B>) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
+/// Largest HTML page the proxy reads whole (Jupyter's pages are a few KiB).
+const HTML_LIMIT: usize = 8 << 20;
+
+/// JupyterLab writes the token it was reached with into its page's configuration; the
+/// browser must not see it (the proxy adds it to every request anyway), so HTML pages are
+/// read whole and the token blanked.
+async fn hide_token(response: hyper::Response<hyper::body::Incoming>, route: &Route) -> Result<Response, AppError> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(Body::new(body), HTML_LIMIT)
+        .await
+        .map_err(|_| AppError::Unavailable("the notebook's page is too large or broken".into()))?;
+    let secret = route.authorization.to_str().unwrap_or("").trim_start_matches("token ");
+    let html = String::from_utf8_lossy(&bytes);
+    let html = if secret.is_empty() { html.into_owned() } else { html.replace(secret, "") };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, Body::from(html)))
+}
+
+fn is_upgrade(request: &Request) -> bool {
+    request.headers().get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && request
+            .headers()
+            .get(CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+}
+
+/// Exchanges a ticket for this origin's cookie, then shows JupyterLab.
+async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppError> {
+    let ticket = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let mut tx = state.db.begin().await?;
+    // Single use: the row is deleted whether or not it still holds.
+    let taken: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
+        "delete from session_tickets where token_hash = $1 returning session_id, user_id, expires_at > now()",
+    )
+    .bind(hash(&ticket))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((session, user, true)) = taken.filter(|(session, _, _)| *session == id) else {
+        tx.commit().await?;
+        return Ok(plain(
+            StatusCode::FORBIDDEN,
+            "This link is not valid (any more): open the notebook from daas again.",
+        ));
+    };
+    let value = Alphanumeric.sample_string(&mut rand::rng(), 43);
+    sqlx::query(
+        "insert into session_cookies (token_hash, session_id, user_id, expires_at)
+         values ($1, $2, $3, now() + make_interval(hours => $4))",
+    )
+    .bind(hash(&value))
+    .bind(session)
+    .bind(user)
+    .bind(COOKIE_TTL_H)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
+    let mut response = redirect(&format!("/sessions/{id}/lab"));
+    let cookie =
+        format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", COOKIE_TTL_H * 3600);
+    response.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(anyhow::Error::from)?);
+    Ok(response)
+}
+
+/// The user a session origin's cookie belongs to, when it is valid for this session
+/// (whatever cookie name it came under, one issued for another session is refused) and
+/// the user is still a member.
+async fn check_cookie(state: &AppState, id: Uuid, cookie: &str) -> Result<Option<Uuid>, AppError> {
+    let key = hash(cookie);
+    {
+        let cache = state.notebooks.cache.lock().expect("cache lock");
+        if let Some((session, user, at)) = cache.cookies.get(&key) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok((*session == id).then_some(*user));
+            }
+        }
+    }
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "select c.user_id from session_cookies c
+         join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
+         join users u on u.id = c.user_id and u.enabled
+         where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
+    )
+    .bind(&key)
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some(user) = found {
+        state.notebooks.cache.lock().expect("cache lock").cookies.insert(key, (id, user, Instant::now()));
+    }
+    Ok(found)
+}
+
+/// Where a running notebook is reached, from the cache or Postgres.
+async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
+    {
+        let cache = state.notebooks.cache.lock().expect("cache lock");
+        if let Some((route, at)) = cache.routes.get(&id) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(route.clone()));
+            }
+        }
+    }
+    let row: Option<(String, String)> = sqlx::query_as(
+        "select endpoint, secret from sessions
+         where id = $1 and kind = 'notebook' and state = 'running' and endpoint is not null and secret is not null",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((endpoint, secret)) = row else { return Ok(None) };
+    let mut authorization = HeaderValue::from_str(&format!("token {secret}"))
+        .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
+    authorization.set_sensitive(true);
+    let route = Route { endpoint, authorization };
+    state.notebooks.cache.lock().expect("cache lock").routes.insert(id, (route.clone(), Instant::now()));
+    Ok(Some(route))
+}
+
+/// Records activity, at most once per `ACTIVITY_EVERY` per session, without waiting.
+fn touch(state: &AppState, id: Uuid) {
+    {
+        let mut cache = state.notebooks.cache.lock().expect("cache lock");
+        if cache.activity.get(&id).is_some_and(|at| at.elapsed() < ACTIVITY_EVERY) {
+            return;
+        }
+        cache.activity.insert(id, Instant::now());
+    }
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(err) =
+            sqlx::query("update sessions set last_activity_at = now() where id = $1").bind(id).execute(&db).await
+        {
+            tracing::warn!(error = %err, "cannot record activity");
+        }
+    });
+}
+
+/// A WebSocket (Jupyter's kernel channels): the upgrade goes to Jupyter; once both sides
+/// switched protocols, bytes are copied both ways until either side or the session ends.
+async fn websocket(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (parts, _) = request.into_parts();
+    let endpoint = parts.uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let mut upstream_request = hyper::Request::from_parts(parts, Body::empty());
+    *upstream_request.uri_mut() =
+        upstream_request.uri().path_and_query().map_or("/", |p| p.as_str()).parse().map_err(anyhow::Error::from)?;
+    // A connection of its own (not from the pool): it becomes the WebSocket.
+    let bad_gateway = || plain(StatusCode::BAD_GATEWAY, "The notebook does not answer.");
+    let Ok(stream) = tokio::net::TcpStream::connect(&endpoint).await else { return Ok(bad_gateway()) };
+    stream.set_nodelay(true).ok();
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        return Ok(bad_gateway());
+    };
+    tokio::spawn(connection.with_upgrades());
+    let mut upstream = match sender.send_request(upstream_request).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!(error = %err, "notebook refused the WebSocket");
+            return Ok(bad_gateway());
+        }
+    };
+    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(upstream.map(Body::new));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+    let mut response = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for (name, value) in upstream.headers() {
+        response = response.header(name, value);
+    }
+    tokio::spawn(async move {
+        let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else { return };
+        let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
+        let (mut server_rx, mut server_tx) = tokio::io::split(TokioIo::new(server));
+        let activity_state = state.clone();
+        let up = async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = client_rx.read(&mut buf).await?;
+                if n == 0 {
+                    return server_tx.shutdown().await;
+                }
+                touch(&activity_state, id);
+                server_tx.write_all(&buf[..n]).await?;
+            }
+        };
+        let down = tokio::io::copy(&mut server_rx, &mut client_tx);
+        let mut notes = state.events.subscribe();
+        let stopped = async {
+            loop {
+                match notes.recv().await {
+                    Ok(session) if session != id => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    _ => {}
+                }
+                let running: Option<bool> = sqlx::query_scalar("select state = 'running' from sessions where id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.db)
+                    .await
+                    .ok()
+                    .flatten();
+                if running != Some(true) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = up => {}
+            _ = down => {}
+            _ = stopped => {}
+        }
+    });
+    Ok(response.body(Body::empty()).map_err(anyhow::Error::from)?)
+}

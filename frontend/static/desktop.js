@@ -1,0 +1,64 @@
+// The desktop page: noVNC connected to daas's relay, the clipboard, full screen, and who
+// is in control (kept live from the session's event stream). The relay enforces control;
+// the page only mirrors it so a viewer's keys are not even sent.
+import RFB from "/static/vendor/novnc/core/rfb.js";
+
+const root = document.getElementById("desktop");
+const id = root.dataset.session;
+const csrf = root.dataset.csrf;
+const status = document.getElementById("desktop-status");
+const clipboard = document.getElementById("clipboard");
+const screen = document.getElementById("screen");
+
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+const rfb = new RFB(screen, `${scheme}//${location.host}/sessions/${id}/desktop/ws`);
+rfb.resizeSession = true;
+rfb.viewOnly = true;
+window.daasRfb = rfb;
+
+rfb.addEventListener("connect", () => { status.textContent = "Connected"; rfb.focus(); });
+rfb.addEventListener("disconnect", (e) => {
+  status.textContent = e.detail.clean ? "Disconnected" : "Connection lost; reload to reconnect";
+});
+rfb.addEventListener("clipboard", (e) => { clipboard.value = e.detail.text; });
+clipboard.addEventListener("change", () => rfb.clipboardPasteFrom(clipboard.value));
+document.getElementById("fullscreen").addEventListener("click", () => screen.requestFullscreen());
+
+const controller = document.getElementById("controller");
+const handover = document.getElementById("handover");
+const handoverUser = document.getElementById("handover-user");
+
+async function refreshControl() {
+  const response = await fetch(`/api/v1/sessions/${id}/control`);
+  if (!response.ok) return;
+  const control = await response.json();
+  controller.textContent = control.controller + (control.you_control ? " (you)" : "");
+  rfb.viewOnly = !control.you_control;
+  handover.hidden = !control.may_hand_over;
+  handoverUser.replaceChildren(...control.candidates.map((name) => {
+    const option = document.createElement("option");
+    option.value = option.textContent = name;
+    option.selected = name === control.controller;
+    return option;
+  }));
+}
+
+document.getElementById("handover-button").addEventListener("click", async () => {
+  await fetch(`/api/v1/sessions/${id}/control`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", "x-csrf-token": csrf },
+    body: JSON.stringify({ user: handoverUser.value }),
+  });
+  refreshControl();
+});
+
+const events = new EventSource(`/api/v1/sessions/${id}/events`);
+events.addEventListener("session", (e) => {
+  const event = JSON.parse(e.data);
+  if (event.state === "stopped" || event.state === "failed") {
+    status.textContent = `The desktop has ${event.state}`;
+    events.close();
+  }
+  refreshControl();
+});
+refreshControl();

@@ -1,0 +1,173 @@
+//! The notebook proxy against a real JupyterLab: entering through a one-time ticket, the
+//! isolation of the portal's and the session origins' cookies, a kernel run over the
+//! proxied WebSocket, and a restart of daas that the open notebook survives.
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::TestApp;
+use crate::desktop::launch;
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// A raw HTTP/1.0 request to `addr` with the given `Host` (a session origin or the portal).
+async fn http(addr: &str, method: &str, host: &str, path: &str, cookie: Option<&str>) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n{cookie}Content-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Answer { status, head: head.to_string(), body: body.to_string() }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+/// Follows the portal's `/sessions/{id}/open` as a logged-in browser; returns the ticket URL.
+async fn ticket_url(app: &TestApp, cookie: &str, id: &str) -> url::Url {
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(cookie), None, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap()
+}
+
+/// Runs `code` in a kernel over the proxied WebSocket and returns its `text/plain` result.
+async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> String {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request.headers_mut().insert("host", host.parse().unwrap());
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    request.headers_mut().insert("origin", format!("http://{host}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let message = json!({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid::Uuid::new_v4().to_string(),
+                   "msg_type": "execute_request", "version": "5.3", "date": "2026-11-21T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": false, "store_history": false, "user_expressions": {},
+                    "allow_stdin": false, "stop_on_error": true},
+    });
+    socket.send(Message::text(message.to_string())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, socket.next()).await.expect("no result in time").unwrap().unwrap();
+        let Message::Text(text) = next else { continue };
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        if reply["msg_type"] == "execute_result" && reply["parent_header"]["msg_id"] == msg_id {
+            return reply["content"]["data"]["text/plain"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let other = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let other_host = format!("{other}.sessions.localhost:8080");
+    let api = format!("/sessions/{id}/api/status");
+    let portal = app.browser("alice").await;
+
+    // Nobody enters without a ticket, and the portal's cookie is no key to a session origin.
+    assert_eq!(http(&addr, "GET", &host, &api, None).await.status, 401);
+    assert_eq!(http(&addr, "GET", &host, &api, Some(&portal.cookie)).await.status, 401);
+    // Another user, or a guest, gets no ticket.
+    let bob = app.browser("bob").await;
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(&bob.cookie), None, &[]).await;
+    assert_eq!(r.status, 404);
+
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    assert_eq!(url.host_str(), Some(format!("{id}.sessions.localhost").as_str()));
+    let enter = format!("{}?{}", url.path(), url.query().unwrap());
+    // A ticket is for its own session's origin only, and for one use.
+    assert_eq!(http(&addr, "GET", &other_host, &enter, None).await.status, 403);
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    let enter = format!("{}?{}", url.path(), url.query().unwrap());
+    let entered = http(&addr, "GET", &host, &enter, None).await;
+    assert_eq!(entered.status, 303, "{}", entered.head);
+    assert_eq!(header(&entered.head, "location"), Some(format!("/sessions/{id}/lab").as_str()));
+    let set_cookie = header(&entered.head, "set-cookie").unwrap().to_string();
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "the cookie must be host-only: {set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"));
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    assert_eq!(http(&addr, "GET", &host, &enter, None).await.status, 403, "a ticket works once");
+
+    // Jupyter answers through the proxy, which adds the token; the page never sees it.
+    let status = http(&addr, "GET", &host, &api, Some(&cookie)).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let secret: String = sqlx::query_scalar("select secret from sessions where id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let lab = http(&addr, "GET", &host, &format!("/sessions/{id}/lab"), Some(&cookie)).await;
+    assert_eq!(lab.status, 200);
+    assert!(!lab.body.contains(&secret) && !lab.head.contains(&secret), "the Jupyter token reached the browser");
+
+    // The session cookie opens neither the other session's origin nor the portal, under
+    // any name.
+    let other_api = format!("/sessions/{other}/api/status");
+    assert_eq!(http(&addr, "GET", &other_host, &other_api, Some(&cookie)).await.status, 401);
+    let value = cookie.split_once('=').unwrap().1;
+    assert_eq!(http(&addr, "GET", "localhost:8080", "/api/v1/me", Some(&cookie)).await.status, 401);
+    let renamed = format!("daas_session={value}");
+    assert_eq!(http(&addr, "GET", "localhost:8080", "/api/v1/me", Some(&renamed)).await.status, 401);
+    assert_eq!(http(&addr, "GET", "localhost:8080", "/api/v1/me", Some(&portal.cookie)).await.status, 200);
+
+    // A kernel runs code over the proxied WebSocket.
+    let kernel = http(&addr, "POST", &host, &format!("/sessions/{id}/api/kernels"), Some(&cookie)).await;
+    assert_eq!(kernel.status, 201, "{}", kernel.body);
+    let kernel: Value = serde_json::from_str(&kernel.body).unwrap();
+    let channels = format!("/sessions/{id}/api/kernels/{}/channels", kernel["id"].as_str().unwrap());
+    assert_eq!(run(&addr, &host, &channels, &cookie, "1+1").await, "2");
+    let idle: f64 = sqlx::query_scalar(
+        "select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(idle < 60.0);
+
+    // A new daas process over the same database: the browser reconnects with its cookie
+    // and the kernel is still there.
+    let restarted = daas::AppState::new(app.db.clone(), app.state.config.clone(), app.state.runtime.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr2 = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, daas::app(restarted)).await.unwrap() });
+    assert_eq!(http(&addr2, "GET", &host, &api, Some(&cookie)).await.status, 200);
+    assert_eq!(run(&addr2, &host, &channels, &cookie, "40+2").await, "42");
+
+    // Once stopped, the origin answers 404 and keeps no route.
+    let alice = app.token("alice").await;
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{other}"), Some(&alice), None).await;
+    let start = Instant::now();
+    loop {
+        let r = http(&addr, "GET", &host, &api, Some(&cookie)).await;
+        if r.status == 404 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "still proxied after the stop: {}", r.status);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    app.stop_everything().await;
+}

@@ -1,0 +1,110 @@
+// Acceptance 1 of issue 5: alice logs in, launches a desktop and opens it (noVNC through
+// daas's relay), types a command into the terminal and sees its output; then launches a
+// notebook, opens it on its own origin, runs 1+1 and sees 2.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { freePort, launchBrowser, shot, startDaas, startProvider, strictPage } from "./harness.mjs";
+
+let provider, daas, browser;
+
+before(async () => {
+  const port = await freePort();
+  provider = await startProvider(`http://localhost:${port}/login/oidc/callback`);
+  daas = await startDaas({ port, issuer: provider.issuer });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await daas?.stop();
+  await provider?.stop();
+});
+
+async function login(page, user) {
+  await page.goto(`${daas.url}/login`);
+  await page.fill("input[name=username]", user);
+  await page.fill("input[name=password]", daas.passwords[user]);
+  await page.getByRole("button", { name: "Log in", exact: true }).click();
+  await page.waitForURL(`${daas.url}/proposals`);
+}
+
+/** Launches a session through the API as the logged-in page, and waits until it runs. */
+async function launch(page, imageName) {
+  const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const images = await (await page.request.get(`${daas.url}/api/v1/images`)).json();
+  const flavours = await (await page.request.get(`${daas.url}/api/v1/flavours`)).json();
+  const proposal = await (await page.request.get(`${daas.url}/api/v1/proposals/20180101`)).json();
+  const image = images.find((i) => i.name === imageName);
+  const flavour = flavours.find((f) => f.name === "small");
+  const experiment = proposal.experiments.find((e) => e.code === "S0011");
+  const response = await page.request.post(`${daas.url}/api/v1/sessions`, {
+    headers: { "x-csrf-token": csrf, origin: daas.url },
+    data: { image: image.id, flavour: flavour.id, experiment: experiment.id },
+  });
+  assert.equal(response.status(), 201, await response.text());
+  const { id } = await response.json();
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const session = await (await page.request.get(`${daas.url}/api/v1/sessions/${id}`)).json();
+    if (session.state === "running") return id;
+    assert.equal(session.state, "starting", JSON.stringify(session));
+    assert.ok(Date.now() < deadline, "the session did not start in time");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** How many pixels of the canvas differ from its most common colour. */
+async function busyPixels(page) {
+  return page.evaluate(() => {
+    const canvas = document.querySelector("#screen canvas");
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const counts = new Map();
+    for (let i = 0; i < data.length; i += 4) {
+      const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return data.length / 4 - Math.max(...counts.values());
+  });
+}
+
+test("a desktop opens in the browser and takes typed commands", async () => {
+  const page = await strictPage(browser, daas.url);
+  await login(page, "alice");
+  const id = await launch(page, "Xfce desktop");
+  await page.goto(`${daas.url}/sessions/${id}/desktop`);
+  await page.locator("#desktop-status", { hasText: "Connected" }).waitFor({ timeout: 30_000 });
+  await page.locator("#controller", { hasText: "alice (you)" }).waitFor();
+  await page.waitForTimeout(2000);
+  const before = await busyPixels(page);
+  assert.ok(before > 1000, `the desktop is blank (${before} pixels differ)`);
+  await shot(page, "10-desktop");
+
+  // Click into the xterm and type a command whose output fills many pixels.
+  await page.locator("#screen canvas").click({ position: { x: 300, y: 200 } });
+  await page.keyboard.type("seq 1 30 | xargs -n1 echo daas-e2e-output-line");
+  await page.keyboard.press("Enter");
+  await page.waitForTimeout(3000);
+  const afterTyping = await busyPixels(page);
+  await shot(page, "11-desktop-typed");
+  assert.ok(afterTyping > before + 2000, `the command's output did not appear (${before} -> ${afterTyping})`);
+  assert.deepEqual(page.errors, []);
+});
+
+test("a notebook opens on its own origin and runs 1+1", async () => {
+  const page = await strictPage(browser, daas.url);
+  await login(page, "alice");
+  const id = await launch(page, "JupyterLab");
+  await page.goto(`${daas.url}/sessions/${id}/open`);
+  await page.waitForURL(new RegExp(`^http://${id}\\.sessions\\.localhost:\\d+/sessions/${id}/lab`), { timeout: 30_000 });
+  // A notebook from the launcher, then a cell.
+  await page.locator(".jp-LauncherCard[title*='Python 3']").first().click({ timeout: 60_000 });
+  const cell = page.locator(".jp-Cell .cm-content").first();
+  await cell.waitFor({ timeout: 60_000 });
+  await cell.click();
+  await page.keyboard.type("1+1");
+  await page.keyboard.press("Shift+Enter");
+  const output = page.locator(".jp-OutputArea-output").first();
+  await output.waitFor({ timeout: 60_000 });
+  assert.equal((await output.textContent()).trim(), "2");
+  await shot(page, "12-notebook");
+});

@@ -421,9 +421,13 @@ async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
-async fn serve_with_the_kubernetes_runtime_says_it_is_not_there_yet(db: PgPool) {
-    let output = daas(&db, &["serve", "--listen", "127.0.0.1:0", "--runtime", "kubernetes"]);
+async fn serve_with_the_kubernetes_runtime_and_no_cluster_says_so_in_one_line(db: PgPool) {
+    let output = daas(
+        &db,
+        &["serve", "--listen", "127.0.0.1:0", "--runtime", "kubernetes", "--kube-config", "/nonexistent/kubeconfig"],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("daas: the kubernetes runtime is not part of this build yet"), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.starts_with("daas: cannot read the kubeconfig /nonexistent/kubeconfig"), "{stderr}");
 }

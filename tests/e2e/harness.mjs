@@ -76,6 +76,11 @@ export async function startDaas({ port, issuer }) {
     DAAS_PUBLIC_URL: `http://localhost:${port}`,
     DAAS_SESSIONS_DOMAIN: `sessions.localhost:${port}`,
     DAAS_VENV: path.join(root, ".daas/venv"),
+    DAAS_TOOLS_DIR: path.join(root, "tools"),
+    // Sessions and homes of this run only: a notebook left by an earlier run must not
+    // change what JupyterLab opens.
+    DAAS_SESSIONS_DIR: path.join(dev, "sessions"),
+    DAAS_HOMES_DIR: path.join(dev, "homes"),
     DAAS_OIDC_ISSUER: issuer,
     DAAS_OIDC_CLIENT_ID: "daas",
     DAAS_OIDC_CLIENT_SECRET: "e2e-client-secret",

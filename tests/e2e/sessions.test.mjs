@@ -74,9 +74,15 @@ test("a desktop opens in the browser and takes typed commands", async () => {
   await page.goto(`${daas.url}/sessions/${id}/desktop`);
   await page.locator("#desktop-status", { hasText: "Connected" }).waitFor({ timeout: 30_000 });
   await page.locator("#controller", { hasText: "alice (you)" }).waitFor();
-  await page.waitForTimeout(2000);
-  const before = await busyPixels(page);
+  // The window manager and the terminal draw a moment after the VNC server answers.
+  let before = 0;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await page.waitForTimeout(500)) {
+    before = await busyPixels(page);
+    if (before > 1000) break;
+  }
   assert.ok(before > 1000, `the desktop is blank (${before} pixels differ)`);
+  await page.waitForTimeout(1000);
+  before = await busyPixels(page);
   await shot(page, "10-desktop");
 
   // Click into the xterm and type a command whose output fills many pixels.

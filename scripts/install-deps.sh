@@ -10,6 +10,8 @@ have_pg() {
 }
 have_pg || apt_packages+=(postgresql)
 command -v openssl >/dev/null || apt_packages+=(openssl)
+# README's API examples read JSON with jq.
+command -v jq >/dev/null || apt_packages+=(jq)
 # Browser end-to-end tests drive Debian's chromium.
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 command -v npm >/dev/null || apt_packages+=(nodejs npm)

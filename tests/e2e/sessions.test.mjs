@@ -106,6 +106,17 @@ test("a notebook opens on its own origin and runs 1+1", async () => {
   await page.locator(".jp-LauncherCard[title*='Python 3']").first().click({ timeout: 60_000 });
   const cell = page.locator(".jp-Cell .cm-content").first();
   await cell.waitFor({ timeout: 60_000 });
+  // The kernel starts in the background (slowly on a loaded machine), and JupyterLab may
+  // ask which kernel to use: type only once it is idle.
+  const idle = page.getByText("| Idle").first();
+  for (const deadline = Date.now() + 120_000; !(await idle.isVisible()); await page.waitForTimeout(500)) {
+    const select = page.getByRole("button", { name: "Select", exact: true }).first();
+    if (await select.isVisible()) await select.click();
+    if (Date.now() > deadline) {
+      await shot(page, "12-notebook-no-kernel");
+      assert.fail("the kernel did not become idle");
+    }
+  }
   await cell.click();
   await page.keyboard.type("1+1");
   await page.keyboard.press("Shift+Enter");

@@ -178,15 +178,8 @@ fn resources(cpu_millis: i32, memory_mib: i32, gpus: i32, gpu_type: Option<&str>
 async fn quota_left(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
     let mut conn = state.db.acquire().await?;
     let limits = crate::quotas::for_user(&mut conn, user.id, user.role.as_str()).await?;
-    let (sessions, cpu, mem, gpus): (i64, i64, i64, i64) = sqlx::query_as(&format!(
-        "select count(*), coalesce(sum(cpu_millis), 0)::bigint, coalesce(sum(memory_mib), 0)::bigint,
-                coalesce(sum(gpus), 0)::bigint
-         from sessions where owner_id = $1 and state in {}",
-        db::ACTIVE
-    ))
-    .bind(user.id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let used = crate::quotas::usage_of_user(&mut conn, user.id).await?;
+    let (sessions, cpu, mem, gpus) = (used.sessions, used.cpu_millis, used.memory_mib, used.gpus);
     let line = |what: &str, used: String, limit: Option<String>| match limit {
         Some(limit) => format!("{what}: {used} of {limit} in use"),
         None => format!("{what}: {used} in use, no limit"),

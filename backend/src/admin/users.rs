@@ -339,30 +339,10 @@ pub async fn set_user_beamlines(
     security(("bearer" = [])))]
 pub async fn revoke_user_token(
     state: AppState,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     actor: Actor,
     Path((username, id)): Path<(String, Uuid)>,
 ) -> Result<axum::http::StatusCode> {
-    let mut tx = state.db.begin().await?;
-    let name: String = sqlx::query_scalar(
-        "update api_tokens t set revoked_at = now() from users u
-         where t.id = $2 and t.user_id = u.id and u.username = $1 and t.revoked_at is null
-         returning t.name",
-    )
-    .bind(&username)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(AppError::NotFound)?;
-    audit::record(
-        &mut *tx,
-        &actor,
-        "token.revoke",
-        "api_token",
-        &id.to_string(),
-        json!({"user": username, "name": name}),
-    )
-    .await?;
-    tx.commit().await?;
+    crate::tokens::db::revoke(&state.db, &actor, &admin, id, Some(&username)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

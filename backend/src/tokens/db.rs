@@ -94,22 +94,32 @@ pub async fn create(db: &PgPool, actor: &Actor, caller: &CurrentUser, new: &NewT
     Ok(CreatedToken { id, name: name.to_string(), token, expires_at })
 }
 
-/// Revokes a token of the caller's (any token for an admin); 404 for anyone else's.
-pub async fn revoke(db: &PgPool, actor: &Actor, caller: &CurrentUser, id: Uuid) -> Result<()> {
+/// Revokes a token of the caller's (any token for an admin); 404 for anyone else's, and
+/// for a token that is not `owner`'s when one is named.
+pub async fn revoke(db: &PgPool, actor: &Actor, caller: &CurrentUser, id: Uuid, owner: Option<&str>) -> Result<()> {
     let mut tx = db.begin().await?;
-    let owner: Option<String> = sqlx::query_scalar(
+    let revoked: Option<(String, String)> = sqlx::query_as(
         "update api_tokens t set revoked_at = now() from users u
          where t.id = $1 and u.id = t.user_id and t.revoked_at is null and (t.user_id = $2 or $3)
-         returning u.username",
+           and ($4::text is null or u.username = $4)
+         returning u.username, t.name",
     )
     .bind(id)
     .bind(caller.id)
     .bind(caller.is_admin())
+    .bind(owner)
     .fetch_optional(&mut *tx)
     .await?;
-    let owner = owner.ok_or(AppError::NotFound)?;
-    audit::record(&mut *tx, actor, "token.revoke", "api_token", &id.to_string(), serde_json::json!({"user": owner}))
-        .await?;
+    let (owner, name) = revoked.ok_or(AppError::NotFound)?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "token.revoke",
+        "api_token",
+        &id.to_string(),
+        serde_json::json!({"user": owner, "name": name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -57,6 +57,6 @@ pub async fn revoke_token(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    db::revoke(&state.db, &actor, &user, id).await?;
+    db::revoke(&state.db, &actor, &user, id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

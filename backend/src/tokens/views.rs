@@ -116,6 +116,6 @@ async fn revoke_token(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> PageResult {
-    db::revoke(&state.db, &actor, &user, id).await?;
+    db::revoke(&state.db, &actor, &user, id, None).await?;
     Ok(see_other("/tokens"))
 }

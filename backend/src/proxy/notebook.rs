@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE};
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -224,13 +225,38 @@ async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Respon
     if is_upgrade(&request) {
         return websocket(state, id, request).await;
     }
-    match state.notebooks.client.request(request).await {
+    match send(&state.notebooks.client, request).await {
         Ok(response) if is_html(&response) => hide_token(response, &route).await,
         Ok(response) => Ok(response.map(Body::new)),
         Err(err) => {
             tracing::debug!(error = %err, "notebook did not answer");
             Ok(plain(StatusCode::BAD_GATEWAY, "The notebook does not answer."))
         }
+    }
+}
+
+/// Sends a request through the pool. A bodiless GET or HEAD that fails (most often a pooled
+/// connection Jupyter closed while it sat idle, or a server still binding its port) is sent
+/// once more on a fresh try, as nginx's `proxy_next_upstream` would: replaying it is safe.
+async fn send(
+    client: &Client<HttpConnector, Body>,
+    request: Request,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+    let replay =
+        (matches!(*request.method(), Method::GET | Method::HEAD) && request.body().is_end_stream()).then(|| {
+            let mut copy = Request::new(Body::empty());
+            *copy.method_mut() = request.method().clone();
+            *copy.uri_mut() = request.uri().clone();
+            *copy.headers_mut() = request.headers().clone();
+            copy
+        });
+    match (client.request(request).await, replay) {
+        (Err(err), Some(replay)) => {
+            tracing::debug!(error = %err, "notebook request failed, sending it once more");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.request(replay).await
+        }
+        (answer, _) => answer,
     }
 }
 

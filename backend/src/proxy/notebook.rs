@@ -37,8 +37,11 @@ pub const COOKIE_NAME: &str = "daas_notebook";
 const TICKET_TTL_S: i32 = 30;
 /// How long a session origin's cookie lasts.
 const COOKIE_TTL_H: i32 = 12;
-/// At most one write of `last_activity_at` per session in this long.
+/// Activity of a session is noted at most once in this long.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(5);
+/// Noted activity is written for all sessions at once, in one statement, this often (with
+/// thousands of notebooks in use, a write per session would keep Postgres busy).
+const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Cached routes and cookies are read again from Postgres after this long at the latest
 /// (they are also dropped at once when the session has an event).
 const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -47,7 +50,7 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
     cache: Mutex<Cache>,
-    watching: std::sync::Once,
+    started: std::sync::Once,
 }
 
 #[derive(Default)]
@@ -55,7 +58,10 @@ struct Cache {
     routes: HashMap<Uuid, (Route, Instant)>,
     /// Cookie hash -> (session, user), for cookies known valid.
     cookies: HashMap<Vec<u8>, (Uuid, Uuid, Instant)>,
+    /// When each session's activity was last noted.
     activity: HashMap<Uuid, Instant>,
+    /// Sessions whose noted activity is not written yet.
+    unwritten: Vec<Uuid>,
 }
 
 #[derive(Clone)]
@@ -69,7 +75,7 @@ impl Default for Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { client, cache: Mutex::new(Cache::default()), watching: std::sync::Once::new() }
+        Self { client, cache: Mutex::new(Cache::default()), started: std::sync::Once::new() }
     }
 }
 
@@ -81,8 +87,17 @@ impl Proxy {
         cache.cookies.retain(|_, (session, _, _)| *session != id);
     }
 
-    /// Drops every cache entry of a session when it has an event, for the life of the process.
-    fn watch(state: &AppState) {
+    /// For the life of the process: drops every cache entry of a session when it has an
+    /// event, and writes noted activity.
+    fn start(state: &AppState) {
+        let writer = state.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ACTIVITY_WRITE_EVERY);
+            loop {
+                every.tick().await;
+                write_activity(&writer).await;
+            }
+        });
         let mut notes = state.events.subscribe();
         let state = state.clone();
         tokio::spawn(async move {
@@ -179,7 +194,7 @@ fn cookie_of(request: &Request) -> Option<&str> {
 
 /// One request on a session origin.
 async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
-    state.notebooks.watching.call_once(|| Proxy::watch(&state));
+    state.notebooks.started.call_once(|| Proxy::start(&state));
     if request.uri().path() == "/_daas/enter" {
         let query = request.uri().query().unwrap_or("").to_owned();
         return enter(&state, id, &query).await;
@@ -391,23 +406,31 @@ async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
     Ok(Some(route))
 }
 
-/// Records activity, at most once per `ACTIVITY_EVERY` per session, without waiting.
+/// Notes activity (requests, kernel messages), at most once per `ACTIVITY_EVERY` per
+/// session, for the next `write_activity`.
 fn touch(state: &AppState, id: Uuid) {
-    {
-        let mut cache = state.notebooks.cache.lock().expect("cache lock");
-        if cache.activity.get(&id).is_some_and(|at| at.elapsed() < ACTIVITY_EVERY) {
-            return;
-        }
-        cache.activity.insert(id, Instant::now());
+    let mut cache = state.notebooks.cache.lock().expect("cache lock");
+    if cache.activity.get(&id).is_some_and(|at| at.elapsed() < ACTIVITY_EVERY) {
+        return;
     }
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        if let Err(err) =
-            sqlx::query("update sessions set last_activity_at = now() where id = $1").bind(id).execute(&db).await
-        {
-            tracing::warn!(error = %err, "cannot record activity");
-        }
-    });
+    cache.activity.insert(id, Instant::now());
+    cache.unwritten.push(id);
+}
+
+/// Writes the noted activity of every session in one statement.
+async fn write_activity(state: &AppState) {
+    let ids = {
+        let mut cache = state.notebooks.cache.lock().expect("cache lock");
+        cache.activity.retain(|_, at| at.elapsed() < ACTIVITY_EVERY);
+        std::mem::take(&mut cache.unwritten)
+    };
+    if ids.is_empty() {
+        return;
+    }
+    let written = sqlx::query("update sessions set last_activity_at = now() where id = any($1)").bind(&ids);
+    if let Err(err) = written.execute(&state.db).await {
+        tracing::warn!(error = %err, sessions = ids.len(), "cannot record activity");
+    }
 }
 
 /// A WebSocket (Jupyter's kernel channels): the upgrade goes to Jupyter; once both sides

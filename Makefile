@@ -5,7 +5,7 @@ DAAS := target/debug/daas
 # The private PostgreSQL of the tests, apart from the development one in .daas/.
 TEST_DEV_DIR := .daas/test
 
-.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -30,12 +30,17 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 e2e: build ## only the browser end-to-end tests (screenshots in target/screenshots/)
 	cd tests/e2e && npm test
 
-bench: bench-launch ## run every benchmark
+bench: bench-launch bench-proxies ## run every benchmark
 
 bench-launch: build ## launch and stop N trivial sessions through the API (N=$$BENCH_SESSIONS, default 50)
 	@set -euo pipefail; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
 	$(CARGO) run --quiet --example bench_launch
+
+bench-proxies: build ## desktop relay vs websockify, notebook proxy vs configurable-http-proxy, vs direct (release build)
+	@set -euo pipefail; \
+	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
+	$(CARGO) run --quiet --release --example bench_proxies
 
 lint: ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

@@ -49,10 +49,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# npm packages: the browser code daas serves (frontend/) and the end-to-end test tools
-# (tests/e2e/), exactly as their lock files say; reinstalled only when a lock file changed.
+# npm packages: the browser code daas serves (frontend/), the end-to-end test tools
+# (tests/e2e/) and configurable-http-proxy, which the benchmarks compare with (tests/bench/),
+# exactly as their lock files say; reinstalled only when a lock file changed.
 root="$(cd "$(dirname "$0")/.." && pwd)"
-for dir in frontend tests/e2e; do
+for dir in frontend tests/e2e tests/bench; do
   if [ ! -f "$root/$dir/node_modules/.package-lock.json" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
     echo "npm ci in $dir"
     (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)

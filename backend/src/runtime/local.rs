@@ -364,7 +364,13 @@ fn group_members(pgid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Signals a session's process group; never init's group, nor daas's own, whatever a
+/// handle from the database says (`kill(-1)` would take every process of the machine).
 fn signal_group(pgid: i32, signal: rustix::process::Signal) {
+    if pgid <= 1 || pgid == rustix::process::getpgrp().as_raw_nonzero().get() {
+        tracing::error!(pgid, "refusing to signal this process group: not a session's");
+        return;
+    }
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
         let _ = rustix::process::kill_process_group(pid, signal);
     }

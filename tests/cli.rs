@@ -317,13 +317,7 @@ struct KillSessions(std::path::PathBuf);
 
 impl Drop for KillSessions {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
-            if let Some(pid) = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|h| h["pid"].as_i64()) {
-                let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
-            }
-        }
+        daas::runtime::local::kill_all(&self.0);
     }
 }
 

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let result = run(n, &url, work.path()).await;
     // Sessions outlive daas by design: after a failure, kill what is left.
-    kill_sessions(&work.path().join("sessions"));
+    daas::runtime::local::kill_all(&work.path().join("sessions"));
     admin.execute(format!("drop database {name} with (force)").as_str()).await?;
     result
 }
@@ -114,17 +114,6 @@ async fn run(n: usize, url: &str, work: &std::path::Path) -> anyhow::Result<()> 
     );
     println!("  (JupyterHub publishes about 13 spawns/s with mock spawners on 32 cores)");
     Ok(())
-}
-
-/// Kills the process group named by each session folder's handle.
-fn kill_sessions(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
-        if let Some(pid) = serde_json::from_str::<Value>(&text).ok().and_then(|h| h["pid"].as_i64()) {
-            let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
-        }
-    }
 }
 
 /// Kills `daas serve` when dropped, even on an error.

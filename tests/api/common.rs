@@ -173,14 +173,7 @@ impl TestApp {
 /// session folder's handle names its process group.
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.data.path().join("_runtime/sessions")) else { return };
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
-            let Ok(handle) = serde_json::from_str::<Value>(&text) else { continue };
-            if let Some(pid) = handle["pid"].as_i64() {
-                let _ = std::process::Command::new("kill").args(["-9", &format!("-{pid}")]).status();
-            }
-        }
+        daas::runtime::local::kill_all(&self.data.path().join("_runtime/sessions"));
     }
 }
 

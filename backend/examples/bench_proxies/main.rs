@@ -139,8 +139,10 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `command` as the leader of a process group of its own.
     pub fn spawn(name: &'static str, command: &mut Command) -> anyhow::Result<Self> {
-        let child = command.spawn().map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
+        use std::os::unix::process::CommandExt;
+        let child = command.process_group(0).spawn().map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
         Ok(Self { name, child })
     }
 
@@ -160,8 +162,11 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        // websockify's forked children belong to its process group.
-        let _ = Command::new("kill").args(["-9", &format!("-{}", self.child.id())]).status();
+        // websockify's forked children belong to its process group. Not reaped yet, the
+        // child still holds its pid, so the group is still its own.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").args(["-9", &format!("-{}", self.child.id())]).status();
+        }
         let _ = self.child.kill();
         if self.child.wait().is_err() {
             eprintln!("{} did not exit", self.name);

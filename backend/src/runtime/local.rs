@@ -355,7 +355,38 @@ fn alive(handle: &LocalHandle) -> bool {
     matches!(proc_stat(handle.pid), Some((state, _, start)) if start == handle.start_time && state != 'Z' && state != 'X')
 }
 
-/// Processes (not zombies) left in the process group.
+/// Whether process group `handle.pid` is still the session's. Linux never gives out a pid
+/// still in use as a process group id, so when another process now has that pid (another
+/// start time), the session's group ended and the number was recycled: signalling it would
+/// hit a stranger (pids wrap at 32768 on many machines).
+fn group_is_ours(handle: &LocalHandle) -> bool {
+    proc_stat(handle.pid).is_none_or(|(_, _, start)| start == handle.start_time)
+}
+
+/// Processes (not zombies) left in the session's process group.
+fn session_processes(handle: &LocalHandle) -> Vec<i32> {
+    if group_is_ours(handle) {
+        group_members(handle.pid)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Kills what is left of every session under a sessions folder (for tests and benchmarks
+/// that must not leave sessions running; sessions outlive daas by design).
+pub fn kill_all(sessions_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(sessions_dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
+        if let Ok(handle) = serde_json::from_str::<LocalHandle>(&text) {
+            if group_is_ours(&handle) {
+                signal_group(handle.pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Processes (not zombies) in a process group.
 fn group_members(pgid: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -511,7 +542,7 @@ impl Runtime for LocalRuntime {
         let dir = self.dir(session_id);
         if !alive(&handle) {
             let code = std::fs::read_to_string(dir.join("exit-code")).ok().and_then(|c| c.trim().parse::<i32>().ok());
-            if code.is_none() && !dir.exists() && group_members(handle.pid).is_empty() {
+            if code.is_none() && !dir.exists() && session_processes(&handle).is_empty() {
                 return Ok(Observed::Gone);
             }
             let last = tail(&self.log_path(session_id), 10);
@@ -545,14 +576,14 @@ impl Runtime for LocalRuntime {
         if let Some(handle) = &handle {
             // The group outlives the wrapper when only the wrapper was killed: signal
             // the group whenever anything is left in it, not only when the wrapper lives.
-            if alive(handle) || !group_members(handle.pid).is_empty() {
+            if alive(handle) || !session_processes(handle).is_empty() {
                 signal_group(handle.pid, rustix::process::Signal::TERM);
                 let deadline = tokio::time::Instant::now() + self.config.stop_grace;
-                while !group_members(handle.pid).is_empty() && tokio::time::Instant::now() < deadline {
+                while !session_processes(handle).is_empty() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-                while !group_members(handle.pid).is_empty() {
+                while !session_processes(handle).is_empty() {
                     if tokio::time::Instant::now() > deadline {
                         bail!("processes of session {session_id} survive SIGKILL");
                     }

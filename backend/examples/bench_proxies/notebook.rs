@@ -178,13 +178,16 @@ async fn daas_cookies(bench: &Bench, ids: &[Uuid]) -> anyhow::Result<Vec<String>
         .map(|chunk| {
             let portal = portal.clone();
             tokio::spawn(async move {
+                // One kept-alive connection per task: 20,000 fresh ones would leave as many
+                // sockets in TIME_WAIT and use up the loopback's ephemeral ports.
+                let mut send = connect(addr).await?;
                 let mut cookies = Vec::new();
                 for id in chunk {
-                    let open = get_once(addr, "localhost:8080", &format!("/sessions/{id}/open"), &portal).await?;
+                    let open = redirect(&mut send, "localhost:8080", &format!("/sessions/{id}/open"), &portal).await?;
                     let ticket = url::Url::parse(open.headers()["location"].to_str()?)?;
                     let enter = format!("{}?{}", ticket.path(), ticket.query().unwrap_or_default());
                     let host = format!("{}:{}", ticket.host_str().unwrap_or_default(), ticket.port().unwrap_or(80));
-                    let entered = get_once(addr, &host, &enter, "").await?;
+                    let entered = redirect(&mut send, &host, &enter, "").await?;
                     let cookie = entered.headers()["set-cookie"].to_str()?;
                     cookies.push(cookie.split(';').next().unwrap_or_default().to_string());
                 }
@@ -199,17 +202,18 @@ async fn daas_cookies(bench: &Bench, ids: &[Uuid]) -> anyhow::Result<Vec<String>
     Ok(cookies)
 }
 
-async fn get_once(
-    addr: SocketAddr,
+/// A GET that must answer 303; its (empty) body is read so the connection can go on.
+async fn redirect(
+    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     host: &str,
     path: &str,
     cookie: &str,
-) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
-    let mut send = connect::<Empty<Bytes>>(addr).await?;
+) -> anyhow::Result<hyper::Response<Bytes>> {
     let request = hyper::Request::get(path).header("host", host).header("cookie", cookie).body(Empty::new())?;
     let response = send.send_request(request).await?;
     anyhow::ensure!(response.status() == 303, "{path} answered {}", response.status());
-    Ok(response)
+    let (parts, body) = response.into_parts();
+    Ok(hyper::Response::from_parts(parts, body.collect().await?.to_bytes()))
 }
 
 async fn connect<B>(addr: SocketAddr) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>

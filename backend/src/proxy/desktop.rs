@@ -3,8 +3,6 @@
 //! never leaves daas), offers the browser no authentication, and reads every message the
 //! browser sends so only the member in control reaches the keyboard, pointer and clipboard.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use askama::Template;
@@ -15,7 +13,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
@@ -123,22 +120,26 @@ async fn desktop_ws(
     }))
 }
 
-/// Bytes from the browser, read as the handshake needs them.
-struct Incoming {
-    socket: futures_util::stream::SplitStream<WebSocket>,
+/// The browser's WebSocket, with what it sent but the handshake did not use yet.
+struct Browser {
+    socket: WebSocket,
     pending: Vec<u8>,
 }
 
-impl Incoming {
+impl Browser {
     /// The next WebSocket data, or `None` when the browser is gone.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            match self.socket.next().await? {
+            match self.socket.recv().await? {
                 Ok(Message::Binary(bytes)) => return Some(bytes),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => {}
             }
         }
+    }
+
+    async fn send(&mut self, bytes: Bytes) -> Result<(), axum::Error> {
+        self.socket.send(Message::Binary(bytes)).await
     }
 
     async fn take(&mut self, n: usize) -> anyhow::Result<Vec<u8>> {
@@ -150,6 +151,9 @@ impl Incoming {
     }
 }
 
+/// One task per connection owns both sockets and moves whatever is ready: updates from
+/// the VNC server to the browser, the browser's messages (filtered) to the VNC server,
+/// and session changes (control, membership, stop).
 async fn relay(
     state: AppState,
     user: CurrentUser,
@@ -158,43 +162,41 @@ async fn relay(
     server: TcpStream,
     socket: WebSocket,
 ) -> anyhow::Result<()> {
-    let (mut to_browser, from_browser) = socket.split();
-    let mut browser = Incoming { socket: from_browser, pending: Vec::new() };
+    let mut browser = Browser { socket, pending: Vec::new() };
     // daas is the server to the browser: version 3.8, security type None only.
-    to_browser.send(Message::Binary(Bytes::from_static(rfb::VERSION))).await?;
+    browser.send(Bytes::from_static(rfb::VERSION)).await?;
     let version = browser.take(12).await?;
     anyhow::ensure!(version == rfb::VERSION, "the browser does not speak RFB 3.8");
-    to_browser.send(Message::Binary(Bytes::from_static(&[1, 1]))).await?;
+    browser.send(Bytes::from_static(&[1, 1])).await?;
     anyhow::ensure!(browser.take(1).await? == [1], "the browser chose another security type");
-    to_browser.send(Message::Binary(Bytes::from_static(&[0, 0, 0, 0]))).await?;
+    browser.send(Bytes::from_static(&[0, 0, 0, 0])).await?;
     browser.take(1).await?;
     let (mut server_rx, mut server_tx) = server.into_split();
     // ClientInit: always shared, so one viewer never disconnects the others.
     server_tx.write_u8(1).await?;
 
-    let may_input = Arc::new(AtomicBool::new(target.may_input(user.id)));
-    let mut downstream = tokio::spawn(async move {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = server_rx.read(&mut buf).await?;
-            if n == 0 {
-                return anyhow::Ok(());
-            }
-            to_browser.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await?;
-        }
-    });
+    let mut may_input = target.may_input(user.id);
     let mut notes = state.events.subscribe();
     let mut messages = ClientStream::default();
     let mut last_activity: Option<Instant> = None;
     let mut first = std::mem::take(&mut browser.pending);
-    let result = loop {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
         let bytes = if !first.is_empty() {
             Bytes::from(std::mem::take(&mut first))
         } else {
             tokio::select! {
+                read = server_rx.read(&mut buf) => {
+                    let n = read?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    browser.send(Bytes::copy_from_slice(&buf[..n])).await?;
+                    continue;
+                }
                 bytes = browser.next() => match bytes {
                     Some(bytes) => bytes,
-                    None => break Ok(()),
+                    None => return Ok(()),
                 },
                 note = notes.recv() => {
                     let relevant = match note {
@@ -205,23 +207,21 @@ async fn relay(
                     if relevant {
                         // A state, membership or control change: look again.
                         match self::target(&state.db, &user, id).await {
-                            Ok(Some(t)) if t.state == "running" => may_input.store(t.may_input(user.id), Ordering::Relaxed),
-                            Ok(_) => break Ok(()),
+                            Ok(Some(t)) if t.state == "running" => may_input = t.may_input(user.id),
+                            Ok(_) => return Ok(()),
                             Err(err) => tracing::warn!(error = %err, "cannot re-read the session"),
                         }
                     }
                     continue;
                 }
-                _ = &mut downstream => break Ok(()),
             }
         };
-        let allowed = may_input.load(Ordering::Relaxed);
         let mut forward = Vec::with_capacity(bytes.len());
         let mut active = false;
         for (class, message) in messages.push(&bytes)? {
             match class {
                 Class::View => forward.extend_from_slice(&message),
-                Class::Input | Class::Activity if allowed => {
+                Class::Input | Class::Activity if may_input => {
                     active |= class == Class::Activity;
                     forward.extend_from_slice(&message);
                 }
@@ -241,7 +241,5 @@ async fn relay(
                 }
             });
         }
-    };
-    downstream.abort();
-    result
+    }
 }

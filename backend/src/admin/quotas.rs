@@ -73,10 +73,8 @@ fn use_columns(cond: &str) -> String {
             and s.state in ('requested', 'starting', 'running', 'stopping')) as memory_mib,
          (select coalesce(sum(s.gpus), 0)::bigint from sessions s where {cond}
             and s.state in ('requested', 'starting', 'running', 'stopping')) as gpus,
-         (select coalesce(sum(s.gpus * extract(epoch from
-              least(coalesce(s.stopped_at, now()), now()) - greatest(s.started_at, date_trunc('month', now(), 'UTC'))) / 3600), 0)::float8
-            from sessions s where {cond} and s.gpus > 0 and s.started_at is not null
-            and coalesce(s.stopped_at, now()) > date_trunc('month', now(), 'UTC')) as gpu_hours_month"
+         {gpu_hours} as gpu_hours_month",
+        gpu_hours = crate::quotas::gpu_hours_this_month(cond)
     )
 }
 

@@ -230,58 +230,78 @@ pub struct SessionRow {
     pub active: bool,
 }
 
+/// The sessions list of the admin page and of a beamline's staff page (`crate::beamlines`):
+/// the same filters, table and stop form, over a different scope.
+pub struct SessionList {
+    pub sessions: Vec<SessionRow>,
+    pub total: i64,
+    pub f: SessionFilter,
+    pub states: [&'static str; 7],
+    /// Where the filter and the stop form go: `/admin/sessions` or `/beamlines/BL11/sessions`.
+    pub base: String,
+    /// The beamline the list is narrowed to (staff pages): no beamline filter, no extend.
+    pub beamline: Option<String>,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "admin/sessions.html")]
 struct SessionsPage {
     ctx: Ctx,
-    sessions: Vec<SessionRow>,
-    total: i64,
-    f: SessionFilter,
-    states: [&'static str; 7],
-    error: Option<String>,
-    done: Option<String>,
+    list: SessionList,
 }
 
+/// The filters of the sessions list, as typed.
 #[derive(Deserialize, Default)]
-struct SessionFilter {
+pub struct SessionFilter {
     #[serde(default)]
-    state: String,
+    pub state: String,
     #[serde(default)]
-    user: String,
+    pub user: String,
     #[serde(default)]
-    proposal: String,
+    pub proposal: String,
     #[serde(default)]
-    image: String,
+    pub image: String,
     #[serde(default)]
-    beamline: String,
+    pub beamline: String,
 }
 
-async fn sessions_view(
-    state: &AppState,
-    ctx: Ctx,
+const STATES: [&str; 7] = ["active", "requested", "starting", "running", "stopping", "stopped", "failed"];
+
+/// The newest 100 sessions in `scope` matching `f`; a bad filter is a message, not an error.
+pub async fn session_list(
+    db: &sqlx::PgPool,
+    scope: super::sessions::Scope<'_>,
     f: SessionFilter,
     error: Option<String>,
     done: Option<String>,
-) -> PageResult {
+) -> Result<SessionList, PageError> {
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let page = super::sessions::list(
-        &state.db,
-        super::sessions::Filter {
-            state: opt(&f.state),
-            user: opt(&f.user),
-            proposal: opt(&f.proposal),
-            image: opt(&f.image),
-            beamline: opt(&f.beamline),
-        },
-        100,
-        0,
-    )
-    .await;
-    let (items, total) = match page {
-        Ok(page) => page,
-        Err(err) => return sessions_view_empty(ctx, f, message(err)?),
+    let filter = super::sessions::Filter {
+        state: opt(&f.state),
+        user: opt(&f.user),
+        proposal: opt(&f.proposal),
+        image: opt(&f.image),
+        beamline: opt(&f.beamline),
     };
-    let sessions = items
+    let (base, beamline) = match scope {
+        super::sessions::Scope::All => ("/admin/sessions".to_owned(), None),
+        super::sessions::Scope::Beamline(b) => (
+            format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()),
+            Some(b.to_owned()),
+        ),
+    };
+    let mut list = SessionList { sessions: Vec::new(), total: 0, f, states: STATES, base, beamline, error, done };
+    let (items, total) = match super::sessions::list(db, scope, filter, 100, 0).await {
+        Ok(page) => page,
+        Err(err) => {
+            list.error = Some(message(err)?);
+            return Ok(list);
+        }
+    };
+    list.total = total;
+    list.sessions = items
         .into_iter()
         .map(|s| SessionRow {
             active: ["requested", "starting", "running"].contains(&s.state.as_str()),
@@ -303,13 +323,32 @@ async fn sessions_view(
             expires: when(s.expires_at),
         })
         .collect();
-    render(&SessionsPage { ctx, sessions, total, f, states: STATES, error, done })
+    Ok(list)
 }
 
-const STATES: [&str; 7] = ["active", "requested", "starting", "running", "stopping", "stopped", "failed"];
+/// The ids ticked in a stop form; `None` when one is not an id (a forged form).
+pub fn ticked_ids(body: &Bytes) -> Option<Vec<Uuid>> {
+    let ids: Result<Vec<Uuid>, _> = FormData::parse(body).all("ids").iter().map(|i| i.parse::<Uuid>()).collect();
+    let mut ids = ids.ok()?;
+    ids.sort();
+    ids.dedup();
+    Some(ids)
+}
 
-fn sessions_view_empty(ctx: Ctx, f: SessionFilter, error: String) -> PageResult {
-    render(&SessionsPage { ctx, sessions: Vec::new(), total: 0, f, states: STATES, error: Some(error), done: None })
+/// What a stop did, for the line above the list.
+pub fn stopped_message(result: &super::sessions::StopResult) -> String {
+    format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len())
+}
+
+async fn sessions_view(
+    state: &AppState,
+    ctx: Ctx,
+    f: SessionFilter,
+    error: Option<String>,
+    done: Option<String>,
+) -> PageResult {
+    let list = session_list(&state.db, super::sessions::Scope::All, f, error, done).await?;
+    render(&SessionsPage { ctx, list })
 }
 
 async fn sessions_page(state: AppState, page: PageUser, Query(f): Query<SessionFilter>) -> PageResult {
@@ -318,11 +357,7 @@ async fn sessions_page(state: AppState, page: PageUser, Query(f): Query<SessionF
 
 async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
     let ctx = admin(page)?;
-    let form = FormData::parse(&body);
-    let ids: Result<Vec<Uuid>, _> = form.all("ids").iter().map(|i| i.parse::<Uuid>()).collect();
-    let Ok(mut ids) = ids else { return Err(PageError(AppError::NotFound)) };
-    ids.sort();
-    ids.dedup();
+    let Some(ids) = ticked_ids(&body) else { return Err(PageError(AppError::NotFound)) };
     if ids.is_empty() {
         return sessions_view(
             &state,
@@ -333,12 +368,11 @@ async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Byte
         )
         .await;
     }
-    let result = super::sessions::stop(&state.db, &actor, &ids).await?;
+    let result = super::sessions::stop(&state.db, &actor, super::sessions::Scope::All, &ids).await?;
     if !result.stopping.is_empty() {
         state.reconcile.notify_one();
     }
-    let done = format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len());
-    sessions_view(&state, ctx, SessionFilter::default(), None, Some(done)).await
+    sessions_view(&state, ctx, SessionFilter::default(), None, Some(stopped_message(&result))).await
 }
 
 async fn extend_session(

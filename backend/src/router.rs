@@ -50,6 +50,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::sessions::members::routes())
         .merge(crate::jobs::routes::routes())
         .merge(crate::quotas::routes::routes())
+        .merge(crate::beamlines::routes::routes())
 }
 
 /// The pages people use in a browser.
@@ -61,6 +62,7 @@ fn pages() -> Router<AppState> {
         .merge(crate::sessions::views::routes())
         .merge(crate::admin::views::routes())
         .merge(crate::datasets::views::routes())
+        .merge(crate::beamlines::views::routes())
         .merge(crate::proxy::desktop::routes())
         .merge(crate::proxy::notebook::routes())
 }

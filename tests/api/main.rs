@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod admin_pages;
+mod beamlines;
 mod catalogue;
 mod datasets;
 mod desktop;

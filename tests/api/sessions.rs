@@ -691,3 +691,104 @@ async fn a_gpu_flavour_fails_at_once_on_a_machine_without_gpus(db: PgPool) {
     assert_eq!(failed["failure_reason"], "could not start: the flavour asks for 1 GPU(s) and this machine has none");
     assert_eq!(app.get("/api/v1/quota", Some(&alice)).await.body["used"]["gpus"], 0);
 }
+
+/// GPU-hours per month: once the GPU-hours of this month (past GPU sessions here) reach
+/// the limit, a launch on a GPU flavour is refused with a 409 naming the quota and writes
+/// nothing; a launch without GPUs still passes; under the limit a GPU launch passes. The
+/// same for a proposal's limit. The Launch dialog shows the figure beside the limit.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn used_up_gpu_hours_refuse_gpu_launches_only(db: PgPool) {
+    let app = TestApp::new(db).await;
+    add_trivial_image(&app.db, "Trivial", 0).await;
+    let alice = app.token("alice").await;
+    let admin = app.token("admin").await;
+    // Two GPU sessions of alice that ran 10 hours each and ended an hour ago (as much of
+    // them as falls in this month counts, so the test holds on the 1st too).
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (start, end) = (rfc(now - time::Duration::hours(11)), rfc(now - time::Duration::hours(1)));
+    for gpus in [1, 2] {
+        crate::admin::insert_session(
+            &app.db,
+            "alice",
+            "S0011",
+            "JupyterLab",
+            "stopped",
+            (8000, gpus),
+            (Some(&start), Some(&end)),
+        )
+        .await;
+    }
+    let used = app.get("/api/v1/quota", Some(&alice)).await.body["used"]["gpu_hours_month"].as_f64().unwrap();
+    assert!((0.0..=30.0).contains(&used), "{used}");
+    let reached = used.floor() as i64;
+    // Room in every other limit, so that only the GPU-hours can refuse.
+    let set = |limit: i64| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let limits = json!({"max_gpu_hours_month": limit, "max_cpu_millis": 64000, "max_memory_mib": 262144});
+            let r = app.request(Method::PUT, "/api/v1/admin/quotas/users/alice", Some(admin), Some(limits)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    set(reached).await;
+
+    let gpu = launch_body(&app, "JupyterLab", "gpu", "S0011").await;
+    let before = counts(&app.db).await;
+    let audit = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from audit_events").fetch_one(&app.db).await.unwrap()
+    };
+    let audit_before = audit().await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(gpu.clone())).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::CONFLICT, "conflict"), "{}", r.text);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with(&format!("over quota: {} of {reached} GPU-hours used this month;", daas::quotas::hours(used))),
+        "{message}"
+    );
+    assert!(message.contains("flavours without GPUs still can"), "{message}");
+    assert_eq!((counts(&app.db).await, audit().await), (before, audit_before), "a refused launch wrote");
+
+    // The Launch dialog says so beside the other limits.
+    let browser = app.browser("alice").await;
+    let image = gpu["image"].as_str().unwrap();
+    let page = app
+        .browse(Method::GET, &format!("/proposals/20180101/launch?image={image}"), Some(&browser.cookie), None, &[])
+        .await;
+    assert!(
+        page.text.contains(&format!(
+            "GPU-hours this month: {} of {reached} used; GPU flavours can be launched again from",
+            daas::quotas::hours(used)
+        )),
+        "{}",
+        page.text
+    );
+
+    // Without GPUs: launched.
+    let small = launch_body(&app, "Trivial", "small", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(small)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // Under the limit: launched (it then fails here, a machine without GPUs).
+    set(reached + 1).await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(gpu.clone())).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    wait_state(&app, &alice, r.body["id"].as_str().unwrap(), 10, is("failed")).await;
+
+    // A proposal's GPU-hours count every member's: carol's first GPU launch is refused.
+    let r = app
+        .request(
+            Method::PUT,
+            "/api/v1/admin/quotas/proposals/20180101",
+            Some(&admin),
+            Some(json!({"max_sessions": 6, "max_gpus": 2, "max_gpu_hours_month": reached})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let carol = app.token("carol").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&carol), Some(gpu)).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.body["error"]["message"].as_str().unwrap().starts_with("over quota: proposal 20180101: "), "{}", r.text);
+    app.stop_everything().await;
+}

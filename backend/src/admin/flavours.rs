@@ -34,6 +34,8 @@ pub struct AdminFlavour {
     pub enabled: bool,
     /// Sessions of it not yet stopped.
     pub active_sessions: i64,
+    /// Sessions ever launched on it (a flavour with any cannot be deleted, only disabled).
+    pub total_sessions: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -42,6 +44,7 @@ const SELECT: &str = "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f
         f.node_selector, f.tolerations, f.allowed_roles, f.enabled,
         (select count(*) from sessions s where s.flavour_id = f.id
           and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
+        (select count(*) from sessions s where s.flavour_id = f.id) as total_sessions,
         f.created_at
     from flavours f";
 
@@ -186,7 +189,7 @@ fn check(mut f: FlavourInput) -> Result<FlavourInput> {
     Ok(f)
 }
 
-async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminFlavour> {
+pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminFlavour> {
     sqlx::query_as(&format!("{SELECT} where f.id = $1")).bind(id).fetch_optional(db).await?.ok_or(AppError::NotFound)
 }
 
@@ -216,8 +219,13 @@ pub async fn create_flavour(
     actor: Actor,
     Json(input): Json<FlavourInput>,
 ) -> Result<(axum::http::StatusCode, Json<AdminFlavour>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(create(&state.db, &actor, input).await?)))
+}
+
+/// Checks and stores a new flavour, with its audit event.
+pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let id: Uuid = sqlx::query_scalar(
         "insert into flavours (name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations,
                                allowed_roles, enabled)
@@ -238,7 +246,7 @@ pub async fn create_flavour(
     .map_err(name_taken)?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "flavour.create",
         "flavour",
         &id.to_string(),
@@ -247,7 +255,7 @@ pub async fn create_flavour(
     .await?;
     let flavour = find(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, Json(flavour)))
+    Ok(flavour)
 }
 
 /// Replaces a flavour's settings; sessions already running keep what they were given.
@@ -263,9 +271,19 @@ pub async fn update_flavour(
     Path(id): Path<Uuid>,
     Json(input): Json<FlavourInput>,
 ) -> Result<Json<AdminFlavour>> {
+    Ok(Json(update(&state.db, &actor, id, input).await?))
+}
+
+/// Checks and stores a flavour's new settings, with its audit event.
+pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
-    let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
+    let mut tx = db.begin().await?;
+    let was_enabled: bool = sqlx::query_scalar("select enabled from flavours where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    sqlx::query(
         "update flavours set name = $2, cpu_millis = $3, memory_mib = $4, gpus = $5, gpu_type = $6, disk_gib = $7,
              node_selector = $8, tolerations = $9, allowed_roles = $10, enabled = $11
          where id = $1",
@@ -284,13 +302,15 @@ pub async fn update_flavour(
     .execute(&mut *tx)
     .await
     .map_err(name_taken)?;
-    if updated.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
+    let action = match (was_enabled, f.enabled) {
+        (true, false) => "flavour.disable",
+        (false, true) => "flavour.enable",
+        _ => "flavour.update",
+    };
     audit::record(
         &mut *tx,
-        &actor,
-        "flavour.update",
+        actor,
+        action,
         "flavour",
         &id.to_string(),
         json!({"name": f.name, "cpu_millis": f.cpu_millis, "memory_mib": f.memory_mib, "gpus": f.gpus, "enabled": f.enabled}),
@@ -298,7 +318,7 @@ pub async fn update_flavour(
     .await?;
     let flavour = find(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok(Json(flavour))
+    Ok(flavour)
 }
 
 /// Deletes a flavour no session ever used (409 otherwise: disable it instead).
@@ -312,7 +332,13 @@ pub async fn delete_flavour(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode> {
-    let mut tx = state.db.begin().await?;
+    delete(&state.db, &actor, id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Deletes a flavour no session refers to, with its audit event.
+pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
     let name: String = sqlx::query_scalar("select name from flavours where id = $1 for update")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -326,9 +352,27 @@ pub async fn delete_flavour(
         )));
     }
     sqlx::query("delete from flavours where id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut *tx, &actor, "flavour.delete", "flavour", &id.to_string(), json!({"name": name})).await?;
+    audit::record(&mut *tx, actor, "flavour.delete", "flavour", &id.to_string(), json!({"name": name})).await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+impl AdminFlavour {
+    /// The flavour as input again, to change one setting and save the rest unchanged.
+    pub fn to_input(&self) -> FlavourInput {
+        FlavourInput {
+            name: self.name.clone(),
+            cpu_millis: self.cpu_millis,
+            memory_mib: self.memory_mib,
+            gpus: self.gpus,
+            gpu_type: self.gpu_type.clone(),
+            disk_gib: self.disk_gib,
+            node_selector: self.node_selector.clone(),
+            tolerations: self.tolerations.clone(),
+            allowed_roles: self.allowed_roles.clone(),
+            enabled: self.enabled,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -73,10 +73,8 @@ fn use_columns(cond: &str) -> String {
             and s.state in ('requested', 'starting', 'running', 'stopping')) as memory_mib,
          (select coalesce(sum(s.gpus), 0)::bigint from sessions s where {cond}
             and s.state in ('requested', 'starting', 'running', 'stopping')) as gpus,
-         (select coalesce(sum(s.gpus * extract(epoch from
-              least(coalesce(s.stopped_at, now()), now()) - greatest(s.started_at, date_trunc('month', now(), 'UTC'))) / 3600), 0)::float8
-            from sessions s where {cond} and s.gpus > 0 and s.started_at is not null
-            and coalesce(s.stopped_at, now()) > date_trunc('month', now(), 'UTC')) as gpu_hours_month"
+         {gpu_hours} as gpu_hours_month",
+        gpu_hours = crate::quotas::gpu_hours_this_month(cond)
     )
 }
 
@@ -121,7 +119,7 @@ fn check(limits: &Limits) -> Result<()> {
         ("max_gpu_hours_month", limits.max_gpu_hours_month),
     ] {
         if value.is_some_and(|v| v < 0) {
-            return Err(AppError::invalid(field, "must not be negative (leave it null for no limit)"));
+            return Err(AppError::invalid(field, "must not be negative (no value means no limit)"));
         }
     }
     Ok(())
@@ -170,14 +168,20 @@ pub async fn set_quota(
     Path((scope, subject)): Path<(String, String)>,
     Json(limits): Json<Limits>,
 ) -> Result<Json<Limits>> {
+    Ok(Json(set(&state.db, &actor, &scope, &subject, limits).await?))
+}
+
+/// Checks and stores the limits of `scope` (`roles`, `users`, `proposals`) `subject`, with
+/// its audit event; 404 when there is no such role, user or proposal.
+pub async fn set(db: &sqlx::PgPool, actor: &Actor, scope: &str, subject: &str, limits: Limits) -> Result<Limits> {
     check(&limits)?;
-    let target = resolve(&state.db, &scope, &subject).await?;
+    let target = resolve(db, scope, subject).await?;
     let (kind, role, user_id, proposal_id, conflict) = match &target {
         Subject::Role(r) => ("role", Some(r.clone()), None, None, "(role) where scope = 'role'"),
         Subject::User(u) => ("user", None, Some(*u), None, "(user_id) where scope = 'user'"),
         Subject::Proposal(p) => ("proposal", None, None, Some(*p), "(proposal_id) where scope = 'proposal'"),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let id: Uuid = sqlx::query_scalar(&format!(
         "insert into quotas (scope, role, user_id, proposal_id, max_sessions, max_cpu_millis, max_memory_mib, max_gpus,
                              max_gpu_hours_month)
@@ -200,7 +204,7 @@ pub async fn set_quota(
     .await?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "quota.set",
         "quota",
         &id.to_string(),
@@ -208,7 +212,7 @@ pub async fn set_quota(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(limits))
+    Ok(limits)
 }
 
 /// Removes a user's or a proposal's override (a role's defaults cannot be removed, only
@@ -224,7 +228,13 @@ pub async fn delete_quota(
     actor: Actor,
     Path((scope, subject)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode> {
-    let target = resolve(&state.db, &scope, &subject).await?;
+    remove(&state.db, &actor, &scope, &subject).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Removes a user's or a proposal's override, with its audit event.
+pub async fn remove(db: &sqlx::PgPool, actor: &Actor, scope: &str, subject: &str) -> Result<()> {
+    let target = resolve(db, scope, subject).await?;
     let (kind, user_id, proposal_id) = match target {
         Subject::Role(_) => {
             return Err(AppError::invalid("scope", "a role's defaults cannot be removed; set them to null instead"))
@@ -232,7 +242,7 @@ pub async fn delete_quota(
         Subject::User(u) => ("user", Some(u), None),
         Subject::Proposal(p) => ("proposal", None, Some(p)),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let id: Uuid = sqlx::query_scalar(
         "delete from quotas where scope = $1 and user_id is not distinct from $2 and proposal_id is not distinct from $3
          returning id",
@@ -245,7 +255,7 @@ pub async fn delete_quota(
     .ok_or(AppError::NotFound)?;
     audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "quota.delete",
         "quota",
         &id.to_string(),
@@ -253,5 +263,5 @@ pub async fn delete_quota(
     )
     .await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
 }

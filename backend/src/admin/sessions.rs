@@ -1,6 +1,8 @@
 //! Every session: filter by state, user, proposal, image and beamline; stop one or many;
 //! extend a lifetime. Stopping only asks: the session moves to `stopping` with an event,
-//! and the reconciler stops what the runtime runs and marks it `stopped`.
+//! and the reconciler stops what the runtime runs and marks it `stopped`. The list and the
+//! stop take a `Scope`, so a beamline's staff (`crate::beamlines`) get the same list and
+//! the same stop, narrowed to the sessions on their beamline's experiments.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -91,8 +93,26 @@ pub async fn list_all_sessions(
         image: filter(&f.image).map(String::from),
         beamline: filter(&f.beamline).map(String::from),
     };
-    let (items, total) = list(&state.db, filter, per_page, offset).await?;
+    let (items, total) = list(&state.db, Scope::All, filter, per_page, offset).await?;
     Ok(Json(Page { items, total, page, per_page }))
+}
+
+/// Whose sessions a caller may list and stop.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// An admin: every session.
+    All,
+    /// A beamline's staff: the sessions on the experiments of that beamline.
+    Beamline(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    fn beamline(self) -> Option<&'a str> {
+        match self {
+            Scope::All => None,
+            Scope::Beamline(b) => Some(b),
+        }
+    }
 }
 
 /// What the sessions list is narrowed to; `None` is no filter.
@@ -106,8 +126,14 @@ pub struct Filter {
     pub beamline: Option<String>,
 }
 
-/// A page of sessions, newest first, and how many match in all.
-pub async fn list(db: &sqlx::PgPool, f: Filter, limit: i64, offset: i64) -> Result<(Vec<AdminSession>, i64)> {
+/// A page of the sessions in `scope`, newest first, and how many match in all.
+pub async fn list(
+    db: &sqlx::PgPool,
+    scope: Scope<'_>,
+    f: Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AdminSession>, i64)> {
     let states: Option<Vec<&str>> = match f.state.as_deref() {
         None => None,
         Some("active") => Some(STATES[..4].to_vec()),
@@ -116,14 +142,15 @@ pub async fn list(db: &sqlx::PgPool, f: Filter, limit: i64, offset: i64) -> Resu
     };
     let condition = "($1::text[] is null or s.state = any($1)) and ($2::text is null or u.username = $2)
         and ($3::text is null or p.identifier = $3) and ($4::text is null or i.name = $4)
-        and ($5::text is null or e.beamline = $5)";
+        and ($5::text is null or e.beamline = $5) and ($6::text is null or e.beamline = $6)";
     let items =
-        sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $6 offset $7"))
+        sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $7 offset $8"))
             .bind(&states)
             .bind(&f.user)
             .bind(&f.proposal)
             .bind(&f.image)
             .bind(&f.beamline)
+            .bind(scope.beamline())
             .bind(limit)
             .bind(offset)
             .fetch_all(db)
@@ -134,6 +161,7 @@ pub async fn list(db: &sqlx::PgPool, f: Filter, limit: i64, offset: i64) -> Resu
         .bind(&f.proposal)
         .bind(&f.image)
         .bind(&f.beamline)
+        .bind(scope.beamline())
         .fetch_one(db)
         .await?;
     Ok((items, total))
@@ -171,7 +199,7 @@ pub async fn stop_sessions(
     if input.ids.is_empty() || input.ids.len() > 500 {
         return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
     }
-    let result = stop(&state.db, &actor, &input.ids).await?;
+    let result = stop(&state.db, &actor, Scope::All, &input.ids).await?;
     if !result.stopping.is_empty() {
         state.reconcile.notify_one();
     }
@@ -189,7 +217,7 @@ pub async fn stop_session_as_admin(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<Json<StopResult>> {
-    let result = stop(&state.db, &actor, &[id]).await?;
+    let result = stop(&state.db, &actor, Scope::All, &[id]).await?;
     if !result.stopping.is_empty() {
         state.reconcile.notify_one();
     }
@@ -197,34 +225,38 @@ pub async fn stop_session_as_admin(
 }
 
 /// Moves the active ones of `ids` to `stopping`, each with an event and an audit entry.
-pub async fn stop(db: &sqlx::PgPool, actor: &Actor, ids: &[Uuid]) -> Result<StopResult> {
+/// An id that is not in `scope` (or does not exist) makes the whole request a 404 that
+/// changes nothing, so a beamline's staff learn nothing of other beamlines' sessions.
+pub async fn stop(db: &sqlx::PgPool, actor: &Actor, scope: Scope<'_>, ids: &[Uuid]) -> Result<StopResult> {
     let mut tx = db.begin().await?;
     // Locked in id order, as every multi-row lock should be, so two bulk stops cannot deadlock.
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("select id, state from sessions where id = any($1) order by id for update")
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "select s.id, s.state from sessions s join experiments e on e.id = s.experiment_id
+         where s.id = any($1) and ($2::text is null or e.beamline = $2) order by s.id for update of s",
+    )
+    .bind(ids)
+    .bind(scope.beamline())
+    .fetch_all(&mut *tx)
+    .await?;
     if rows.len() != ids.len() {
         return Err(AppError::NotFound);
     }
+    let (message, by) = match scope {
+        Scope::All => (format!("Stop requested by the administrator {}", actor.name), json!("admin")),
+        Scope::Beamline(b) => (format!("Stop requested by {}, staff of beamline {b}", actor.name), json!("beamline")),
+    };
     let mut result = StopResult { stopping: Vec::new(), unchanged: Vec::new() };
     for (id, from) in rows {
         // The sessions' own stop contract: `stopping` plus an event, the reconciler the rest.
-        let message = format!("Stop requested by the administrator {}", actor.name);
         if !crate::sessions::db::request_stop(&mut tx, id, &message).await? {
             result.unchanged.push(id);
             continue;
         }
-        audit::record(
-            &mut *tx,
-            actor,
-            "session.stop",
-            "session",
-            &id.to_string(),
-            json!({"from": from, "by": "admin"}),
-        )
-        .await?;
+        let mut details = json!({"from": from, "by": by});
+        if let Some(beamline) = scope.beamline() {
+            details["beamline"] = json!(beamline);
+        }
+        audit::record(&mut *tx, actor, "session.stop", "session", &id.to_string(), details).await?;
         result.stopping.push(id);
     }
     tx.commit().await?;

@@ -1,9 +1,11 @@
 //! The admin console's pages under `/admin`: images, flavours, quotas, sessions, users,
-//! usage, the audit log, notices and proposal import. Plain forms (CSRF-checked by the web layer) that call the same functions
-//! as the JSON API, so a page and a script change things the same way, audit included.
+//! usage, the audit log, notices and proposal import. Plain forms (CSRF-checked by the web
+//! layer) that call the same functions as the JSON API, so a page and a script change
+//! things the same way, audit included.
 
 use askama::Template;
 use axum::body::Bytes;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -12,8 +14,10 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::flavours::{self, AdminFlavour, FlavourInput};
 use super::images::{self, AdminImage, ImageInput};
 use super::notices::{self, Notice, NoticeInput};
+use super::quotas;
 use super::usage::{self, UsageParams, UsageRow};
 use crate::audit::Actor;
 use crate::config::Role;
@@ -38,8 +42,12 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/audit", get(audit_page))
         .route("/admin/notices", get(notices_page).post(create_notice))
         .route("/admin/notices/{id}/delete", post(delete_notice))
-        .route("/admin/flavours", get(flavours_page))
-        .route("/admin/quotas", get(quotas_page))
+        .route("/admin/flavours", get(flavours_page).post(create_flavour))
+        .route("/admin/flavours/{id}", post(update_flavour))
+        .route("/admin/flavours/{id}/enabled", post(toggle_flavour))
+        .route("/admin/flavours/{id}/delete", post(delete_flavour))
+        .route("/admin/quotas", get(quotas_page).post(set_quota))
+        .route("/admin/quotas/delete", post(delete_quota))
         .route("/admin/import", get(import_page).post(import_proposals))
         .route("/notices/banner", get(notices_banner))
 }
@@ -98,6 +106,34 @@ fn message(err: AppError) -> Result<String, PageError> {
         AppError::Conflict(message) | AppError::Forbidden(message) => Ok(message),
         other => Err(PageError(other)),
     }
+}
+
+/// Why a form was refused: the status of the answer and the message above the form.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    /// An error a person can act on (400, 403, 409); anything else is the error page.
+    fn of(err: AppError) -> Result<Self, PageError> {
+        let status = err.status();
+        Ok(Refusal { status, message: message(err)? })
+    }
+
+    /// Something typed into the form does not exist.
+    fn not_found(message: String) -> Self {
+        Refusal { status: StatusCode::NOT_FOUND, message }
+    }
+}
+
+/// A page shown again after a refused form, with the refusal's message and status, so
+/// neither a person nor a script mistakes it for a success.
+fn refused_page(refused: Option<Refusal>, page: impl FnOnce(Option<String>) -> PageResult) -> PageResult {
+    let Some(refusal) = refused else { return page(None) };
+    let mut response = page(Some(refusal.message))?;
+    *response.status_mut() = refusal.status;
+    Ok(response)
 }
 
 // ---- images ----------------------------------------------------------------------------
@@ -194,58 +230,78 @@ pub struct SessionRow {
     pub active: bool,
 }
 
+/// The sessions list of the admin page and of a beamline's staff page (`crate::beamlines`):
+/// the same filters, table and stop form, over a different scope.
+pub struct SessionList {
+    pub sessions: Vec<SessionRow>,
+    pub total: i64,
+    pub f: SessionFilter,
+    pub states: [&'static str; 7],
+    /// Where the filter and the stop form go: `/admin/sessions` or `/beamlines/BL11/sessions`.
+    pub base: String,
+    /// The beamline the list is narrowed to (staff pages): no beamline filter, no extend.
+    pub beamline: Option<String>,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "admin/sessions.html")]
 struct SessionsPage {
     ctx: Ctx,
-    sessions: Vec<SessionRow>,
-    total: i64,
-    f: SessionFilter,
-    states: [&'static str; 7],
-    error: Option<String>,
-    done: Option<String>,
+    list: SessionList,
 }
 
+/// The filters of the sessions list, as typed.
 #[derive(Deserialize, Default)]
-struct SessionFilter {
+pub struct SessionFilter {
     #[serde(default)]
-    state: String,
+    pub state: String,
     #[serde(default)]
-    user: String,
+    pub user: String,
     #[serde(default)]
-    proposal: String,
+    pub proposal: String,
     #[serde(default)]
-    image: String,
+    pub image: String,
     #[serde(default)]
-    beamline: String,
+    pub beamline: String,
 }
 
-async fn sessions_view(
-    state: &AppState,
-    ctx: Ctx,
+const STATES: [&str; 7] = ["active", "requested", "starting", "running", "stopping", "stopped", "failed"];
+
+/// The newest 100 sessions in `scope` matching `f`; a bad filter is a message, not an error.
+pub async fn session_list(
+    db: &sqlx::PgPool,
+    scope: super::sessions::Scope<'_>,
     f: SessionFilter,
     error: Option<String>,
     done: Option<String>,
-) -> PageResult {
+) -> Result<SessionList, PageError> {
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let page = super::sessions::list(
-        &state.db,
-        super::sessions::Filter {
-            state: opt(&f.state),
-            user: opt(&f.user),
-            proposal: opt(&f.proposal),
-            image: opt(&f.image),
-            beamline: opt(&f.beamline),
-        },
-        100,
-        0,
-    )
-    .await;
-    let (items, total) = match page {
-        Ok(page) => page,
-        Err(err) => return sessions_view_empty(ctx, f, message(err)?),
+    let filter = super::sessions::Filter {
+        state: opt(&f.state),
+        user: opt(&f.user),
+        proposal: opt(&f.proposal),
+        image: opt(&f.image),
+        beamline: opt(&f.beamline),
     };
-    let sessions = items
+    let (base, beamline) = match scope {
+        super::sessions::Scope::All => ("/admin/sessions".to_owned(), None),
+        super::sessions::Scope::Beamline(b) => (
+            format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()),
+            Some(b.to_owned()),
+        ),
+    };
+    let mut list = SessionList { sessions: Vec::new(), total: 0, f, states: STATES, base, beamline, error, done };
+    let (items, total) = match super::sessions::list(db, scope, filter, 100, 0).await {
+        Ok(page) => page,
+        Err(err) => {
+            list.error = Some(message(err)?);
+            return Ok(list);
+        }
+    };
+    list.total = total;
+    list.sessions = items
         .into_iter()
         .map(|s| SessionRow {
             active: ["requested", "starting", "running"].contains(&s.state.as_str()),
@@ -267,13 +323,32 @@ async fn sessions_view(
             expires: when(s.expires_at),
         })
         .collect();
-    render(&SessionsPage { ctx, sessions, total, f, states: STATES, error, done })
+    Ok(list)
 }
 
-const STATES: [&str; 7] = ["active", "requested", "starting", "running", "stopping", "stopped", "failed"];
+/// The ids ticked in a stop form; `None` when one is not an id (a forged form).
+pub fn ticked_ids(body: &Bytes) -> Option<Vec<Uuid>> {
+    let ids: Result<Vec<Uuid>, _> = FormData::parse(body).all("ids").iter().map(|i| i.parse::<Uuid>()).collect();
+    let mut ids = ids.ok()?;
+    ids.sort();
+    ids.dedup();
+    Some(ids)
+}
 
-fn sessions_view_empty(ctx: Ctx, f: SessionFilter, error: String) -> PageResult {
-    render(&SessionsPage { ctx, sessions: Vec::new(), total: 0, f, states: STATES, error: Some(error), done: None })
+/// What a stop did, for the line above the list.
+pub fn stopped_message(result: &super::sessions::StopResult) -> String {
+    format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len())
+}
+
+async fn sessions_view(
+    state: &AppState,
+    ctx: Ctx,
+    f: SessionFilter,
+    error: Option<String>,
+    done: Option<String>,
+) -> PageResult {
+    let list = session_list(&state.db, super::sessions::Scope::All, f, error, done).await?;
+    render(&SessionsPage { ctx, list })
 }
 
 async fn sessions_page(state: AppState, page: PageUser, Query(f): Query<SessionFilter>) -> PageResult {
@@ -282,11 +357,7 @@ async fn sessions_page(state: AppState, page: PageUser, Query(f): Query<SessionF
 
 async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
     let ctx = admin(page)?;
-    let form = FormData::parse(&body);
-    let ids: Result<Vec<Uuid>, _> = form.all("ids").iter().map(|i| i.parse::<Uuid>()).collect();
-    let Ok(mut ids) = ids else { return Err(PageError(AppError::NotFound)) };
-    ids.sort();
-    ids.dedup();
+    let Some(ids) = ticked_ids(&body) else { return Err(PageError(AppError::NotFound)) };
     if ids.is_empty() {
         return sessions_view(
             &state,
@@ -297,12 +368,11 @@ async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Byte
         )
         .await;
     }
-    let result = super::sessions::stop(&state.db, &actor, &ids).await?;
+    let result = super::sessions::stop(&state.db, &actor, super::sessions::Scope::All, &ids).await?;
     if !result.stopping.is_empty() {
         state.reconcile.notify_one();
     }
-    let done = format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len());
-    sessions_view(&state, ctx, SessionFilter::default(), None, Some(done)).await
+    sessions_view(&state, ctx, SessionFilter::default(), None, Some(stopped_message(&result))).await
 }
 
 async fn extend_session(
@@ -570,30 +640,369 @@ async fn notices_banner(state: AppState, MaybeUser(user): MaybeUser) -> PageResu
     render(&Banner { notices })
 }
 
-// ---- flavours, quotas ------------------------------------------------------------------
+// ---- flavours ---------------------------------------------------------------------------
+
+/// The flavour form as typed, so a refused submission comes back with what was typed.
+pub struct FlavourForm {
+    /// The flavour being edited; `None` adds one.
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub cpu_millis: String,
+    pub memory_mib: String,
+    pub gpus: String,
+    pub gpu_type: String,
+    pub disk_gib: String,
+    pub node_selector: String,
+    pub tolerations: String,
+    pub roles: Vec<String>,
+    pub enabled: bool,
+}
+
+impl FlavourForm {
+    /// An empty form, with the sizes most flavours start from.
+    fn blank() -> Self {
+        FlavourForm {
+            id: None,
+            name: String::new(),
+            cpu_millis: "2000".into(),
+            memory_mib: "4096".into(),
+            gpus: "0".into(),
+            gpu_type: String::new(),
+            disk_gib: "0".into(),
+            node_selector: "{}".into(),
+            tolerations: "[]".into(),
+            roles: images::all_roles(),
+            enabled: true,
+        }
+    }
+
+    fn of(f: &AdminFlavour) -> Self {
+        FlavourForm {
+            id: Some(f.id),
+            name: f.name.clone(),
+            cpu_millis: f.cpu_millis.to_string(),
+            memory_mib: f.memory_mib.to_string(),
+            gpus: f.gpus.to_string(),
+            gpu_type: f.gpu_type.clone().unwrap_or_default(),
+            disk_gib: f.disk_gib.to_string(),
+            node_selector: f.node_selector.to_string(),
+            tolerations: f.tolerations.to_string(),
+            roles: f.allowed_roles.clone(),
+            enabled: f.enabled,
+        }
+    }
+
+    fn submitted(form: &FormData, id: Option<Uuid>) -> Self {
+        FlavourForm {
+            id,
+            name: form.one("name"),
+            cpu_millis: form.one("cpu_millis"),
+            memory_mib: form.one("memory_mib"),
+            gpus: form.one("gpus"),
+            gpu_type: form.one("gpu_type"),
+            disk_gib: form.one("disk_gib"),
+            node_selector: form.one("node_selector"),
+            tolerations: form.one("tolerations"),
+            roles: form.all("allowed_roles"),
+            enabled: form.one("enabled") == "true",
+        }
+    }
+
+    /// The input the API takes; each field that is not a number (or not JSON) is a 400
+    /// naming it. No role ticked means no role may use it.
+    fn input(&self) -> Result<FlavourInput, AppError> {
+        let number = |field: &str, text: &str, default: i32| match text.trim() {
+            "" => Ok(default),
+            text => text.parse::<i32>().map_err(|_| AppError::invalid(field, "must be a whole number")),
+        };
+        let json = |field: &str, text: &str, default: serde_json::Value| match text.trim() {
+            "" => Ok(default),
+            text => serde_json::from_str(text).map_err(|e| AppError::invalid(field, format!("is not JSON: {e}"))),
+        };
+        Ok(FlavourInput {
+            name: self.name.clone(),
+            cpu_millis: number("cpu_millis", &self.cpu_millis, 0)?,
+            memory_mib: number("memory_mib", &self.memory_mib, 0)?,
+            gpus: number("gpus", &self.gpus, 0)?,
+            gpu_type: Some(self.gpu_type.clone()),
+            disk_gib: number("disk_gib", &self.disk_gib, 0)?,
+            node_selector: json("node_selector", &self.node_selector, serde_json::json!({}))?,
+            tolerations: json("tolerations", &self.tolerations, serde_json::json!([]))?,
+            allowed_roles: self.roles.clone(),
+            enabled: self.enabled,
+        })
+    }
+
+    pub fn has_role(&self, role: &&str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
 
 #[derive(Template)]
 #[template(path = "admin/flavours.html")]
 struct FlavoursPage {
     ctx: Ctx,
-    flavours: Vec<super::flavours::AdminFlavour>,
+    flavours: Vec<AdminFlavour>,
+    form: FlavourForm,
+    error: Option<String>,
 }
 
-async fn flavours_page(state: AppState, page: PageUser) -> PageResult {
+/// The flavours page; after a refused submission its status is the refusal's (400, 404,
+/// 409), with the message above the form and the form as it was typed.
+async fn flavours_view(state: &AppState, ctx: Ctx, form: FlavourForm, refused: Option<AppError>) -> PageResult {
+    let refused = refused.map(Refusal::of).transpose()?;
+    let flavours = flavours::all(&state.db).await?;
+    refused_page(refused, |error| render(&FlavoursPage { ctx, flavours, form, error }))
+}
+
+#[derive(Deserialize)]
+struct FlavoursQuery {
+    /// The flavour to fill the form with.
+    edit: Option<Uuid>,
+}
+
+async fn flavours_page(state: AppState, page: PageUser, Query(q): Query<FlavoursQuery>) -> PageResult {
     let ctx = admin(page)?;
-    render(&FlavoursPage { ctx, flavours: super::flavours::all(&state.db).await? })
+    let form = match q.edit {
+        Some(id) => FlavourForm::of(&flavours::find(&state.db, id).await?),
+        None => FlavourForm::blank(),
+    };
+    flavours_view(&state, ctx, form, None).await
+}
+
+async fn create_flavour(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
+    let ctx = admin(page)?;
+    let form = FlavourForm::submitted(&FormData::parse(&body), None);
+    let result = match form.input() {
+        Ok(input) => flavours::create(&state.db, &actor, input).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(see_other("/admin/flavours")),
+        Err(err) => flavours_view(&state, ctx, form, Some(err)).await,
+    }
+}
+
+async fn update_flavour(
+    state: AppState,
+    page: PageUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> PageResult {
+    let ctx = admin(page)?;
+    let form = FlavourForm::submitted(&FormData::parse(&body), Some(id));
+    let result = match form.input() {
+        Ok(input) => flavours::update(&state.db, &actor, id, input).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(see_other("/admin/flavours")),
+        Err(err) => flavours_view(&state, ctx, form, Some(err)).await,
+    }
+}
+
+async fn toggle_flavour(state: AppState, page: PageUser, actor: Actor, Path(id): Path<Uuid>) -> PageResult {
+    let ctx = admin(page)?;
+    let flavour = flavours::find(&state.db, id).await?;
+    let mut input = flavour.to_input();
+    input.enabled = !flavour.enabled;
+    match flavours::update(&state.db, &actor, id, input).await {
+        Ok(_) => Ok(see_other("/admin/flavours")),
+        Err(err) => flavours_view(&state, ctx, FlavourForm::blank(), Some(err)).await,
+    }
+}
+
+async fn delete_flavour(state: AppState, page: PageUser, actor: Actor, Path(id): Path<Uuid>) -> PageResult {
+    let ctx = admin(page)?;
+    match flavours::delete(&state.db, &actor, id).await {
+        Ok(()) => Ok(see_other("/admin/flavours")),
+        Err(err) => flavours_view(&state, ctx, FlavourForm::blank(), Some(err)).await,
+    }
+}
+
+// ---- quotas ----------------------------------------------------------------------------
+
+/// The limits a quota row has, in the order the page shows them.
+const LIMITS: [(&str, &str); 5] = [
+    ("max_sessions", "Sessions"),
+    ("max_cpu_millis", "CPU (millicores)"),
+    ("max_memory_mib", "Memory (MiB)"),
+    ("max_gpus", "GPUs"),
+    ("max_gpu_hours_month", "GPU-hours / month"),
+];
+
+/// One limit of a row: what is used now beside what may be used (as typed, for a form).
+pub struct LimitCell {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub used: String,
+    pub value: String,
+}
+
+/// A quota as the page shows it: one form per row.
+pub struct QuotaLine {
+    /// `roles`, `users` or `proposals`, as the API's path names it.
+    pub scope: String,
+    /// `role`, `user` or `proposal`.
+    pub kind: String,
+    pub subject: String,
+    pub cells: Vec<LimitCell>,
+    /// This row's submission was refused (it shows what was typed).
+    pub refused: bool,
+}
+
+/// The quota form as typed.
+pub struct QuotaForm {
+    pub scope: String,
+    pub subject: String,
+    pub values: Vec<String>,
+}
+
+impl QuotaForm {
+    fn submitted(form: &FormData) -> Self {
+        QuotaForm {
+            scope: form.one("scope"),
+            subject: form.one("subject"),
+            values: LIMITS.iter().map(|(name, _)| form.one(name)).collect(),
+        }
+    }
+
+    /// The limits as the API takes them: empty is no limit (for a user: the role's).
+    fn limits(&self) -> Result<quotas::Limits, AppError> {
+        let mut numbers = [None; 5];
+        for (n, ((field, _), text)) in LIMITS.iter().zip(&self.values).enumerate() {
+            numbers[n] =
+                match text.trim() {
+                    "" => None,
+                    text => Some(text.parse::<i32>().map_err(|_| {
+                        AppError::invalid(*field, "must be a whole number (leave it empty for no limit)")
+                    })?),
+                };
+        }
+        let [max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month] = numbers;
+        Ok(quotas::Limits { max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month })
+    }
+
+    /// The labelled cells of the "set a quota" form.
+    pub fn cells(&self) -> Vec<LimitCell> {
+        LIMITS
+            .iter()
+            .zip(&self.values)
+            .map(|((name, label), value)| LimitCell { name, label, used: String::new(), value: value.clone() })
+            .collect()
+    }
 }
 
 #[derive(Template)]
 #[template(path = "admin/quotas.html")]
 struct QuotasPage {
     ctx: Ctx,
-    quotas: Vec<super::quotas::Quota>,
+    lines: Vec<QuotaLine>,
+    /// The form for a new override (or for a refused one that matched no row).
+    entry: QuotaForm,
+    error: Option<String>,
+}
+
+fn text(limit: Option<i32>) -> String {
+    limit.map(|l| l.to_string()).unwrap_or_default()
+}
+
+async fn quotas_view(state: &AppState, ctx: Ctx, submitted: Option<QuotaForm>, refused: Option<Refusal>) -> PageResult {
+    let mut lines: Vec<QuotaLine> = quotas::all(&state.db)
+        .await?
+        .into_iter()
+        .map(|q| {
+            let (l, u) = (&q.limits, &q.in_use);
+            let used = [
+                u.sessions.to_string(),
+                u.cpu_millis.to_string(),
+                u.memory_mib.to_string(),
+                u.gpus.to_string(),
+                crate::quotas::hours(u.gpu_hours_month),
+            ];
+            let values = [
+                text(l.max_sessions),
+                text(l.max_cpu_millis),
+                text(l.max_memory_mib),
+                text(l.max_gpus),
+                text(l.max_gpu_hours_month),
+            ];
+            QuotaLine {
+                scope: format!("{}s", q.scope),
+                cells: LIMITS
+                    .iter()
+                    .zip(used.into_iter().zip(values))
+                    .map(|((name, label), (used, value))| LimitCell { name, label, used, value })
+                    .collect(),
+                kind: q.scope,
+                subject: q.subject,
+                refused: false,
+            }
+        })
+        .collect();
+    let mut entry = QuotaForm { scope: "users".into(), subject: String::new(), values: vec![String::new(); 5] };
+    if let Some(submitted) = submitted {
+        match lines.iter_mut().find(|l| l.scope == submitted.scope && l.subject == submitted.subject) {
+            Some(line) => {
+                line.refused = true;
+                for (cell, value) in line.cells.iter_mut().zip(submitted.values) {
+                    cell.value = value;
+                }
+            }
+            None => entry = submitted,
+        }
+    }
+    refused_page(refused, |error| render(&QuotasPage { ctx, lines, entry, error }))
 }
 
 async fn quotas_page(state: AppState, page: PageUser) -> PageResult {
+    quotas_view(&state, admin(page)?, None, None).await
+}
+
+/// Why a quota form was refused. A 404 from the quota functions means that the role, user
+/// or proposal typed does not exist (or, to remove, has no quota of its own): a mistake in
+/// the form, said on the page.
+fn quota_refusal(err: AppError, form: &QuotaForm, removing: bool) -> Result<Refusal, PageError> {
+    let AppError::NotFound = err else { return Refusal::of(err) };
+    let subject = &form.subject;
+    Ok(Refusal::not_found(match form.scope.as_str() {
+        "users" | "proposals" if removing => {
+            format!("{} {subject:?} has no quota of its own to remove", form.scope.trim_end_matches('s'))
+        }
+        "roles" => format!("there is no role {subject:?} (user, scientist or admin)"),
+        "users" => format!("there is no user {subject:?}"),
+        "proposals" => format!("there is no proposal {subject:?}"),
+        _ => "choose a role, a user or a proposal".into(),
+    }))
+}
+
+async fn set_quota(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
     let ctx = admin(page)?;
-    render(&QuotasPage { ctx, quotas: super::quotas::all(&state.db).await? })
+    let form = QuotaForm::submitted(&FormData::parse(&body));
+    let result = match form.limits() {
+        Ok(limits) => quotas::set(&state.db, &actor, &form.scope, &form.subject, limits).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(see_other("/admin/quotas")),
+        Err(err) => {
+            let refusal = quota_refusal(err, &form, false)?;
+            quotas_view(&state, ctx, Some(form), Some(refusal)).await
+        }
+    }
+}
+
+async fn delete_quota(state: AppState, page: PageUser, actor: Actor, body: Bytes) -> PageResult {
+    let ctx = admin(page)?;
+    let form = QuotaForm::submitted(&FormData::parse(&body));
+    match quotas::remove(&state.db, &actor, &form.scope, &form.subject).await {
+        Ok(()) => Ok(see_other("/admin/quotas")),
+        Err(err) => {
+            let refusal = quota_refusal(err, &form, true)?;
+            quotas_view(&state, ctx, None, Some(refusal)).await
+        }
+    }
 }
 
 // ---- proposal import -------------------------------------------------------------------

@@ -53,7 +53,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 fn login_page_for(state: &AppState, next: String, username: String, error: Option<String>) -> LoginPage {
     LoginPage {
-        ctx: Ctx { user: None, csrf: String::new(), path: "/login".into() },
+        ctx: Ctx { user: None, csrf: String::new(), path: "/login".into(), beamlines: Vec::new() },
         next,
         oidc_name: state.oidc.as_ref().map(|o| o.name.clone()),
         local_login: state.config.web.local_login,

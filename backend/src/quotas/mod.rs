@@ -1,11 +1,19 @@
 //! Quotas: what a user (role defaults, overridden field by field per user) and a proposal
-//! (all members together) may hold at once. Checked at launch inside the launch's
-//! transaction, after locking the user's and the proposal's rows, so concurrent launches
-//! queue up and each sees the sessions the previous ones added.
+//! (all members together) may hold at once, and how many GPU-hours they may use in a
+//! calendar month (UTC). Checked at launch inside the launch's transaction, after locking
+//! the user's and the proposal's rows, so concurrent launches queue up and each sees the
+//! sessions the previous ones added.
+//!
+//! The GPU-hours rule: a launch of a flavour with GPUs is refused once the GPU-hours used
+//! this month (finished sessions plus running ones up to now) have reached the limit. A
+//! session already running is not cut short when it passes the limit (its lifetime bounds
+//! it); flavours without GPUs are never refused for GPU-hours. A limit of 0 allows no GPU
+//! sessions at all.
 
 pub mod routes;
 
 use sqlx::PgConnection;
+use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::error::{AppError, Result};
@@ -17,6 +25,8 @@ pub struct Limits {
     pub max_cpu_millis: Option<i32>,
     pub max_memory_mib: Option<i32>,
     pub max_gpus: Option<i32>,
+    /// GPU-hours per calendar month (UTC): once used up, no more GPU launches that month.
+    pub max_gpu_hours_month: Option<i32>,
     pub lifetime_minutes: Option<i32>,
     pub idle_minutes: Option<i32>,
 }
@@ -29,24 +39,59 @@ pub struct Request {
     pub gpus: i32,
 }
 
-/// What a user (or a proposal) holds now: sessions that have not ended.
+/// What a user (or a proposal) holds now: sessions that have not ended; and the GPU-hours
+/// used this month.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Usage {
     pub sessions: i64,
     pub cpu_millis: i64,
     pub memory_mib: i64,
     pub gpus: i64,
+    /// GPU-hours since the first of this month (UTC), running sessions counted up to now.
+    pub gpu_hours_month: f64,
 }
 
-/// What the user holds now.
+/// A scalar subquery: the GPU-hours used since the first of this month (UTC) by the
+/// sessions `s` matching `cond`. Each session counts its GPUs times the part of its run
+/// (start to stop, or to now while it runs) that falls in this month; a session that never
+/// started counts nothing. The admin's quota page shows the same figure.
+pub fn gpu_hours_this_month(cond: &str) -> String {
+    format!(
+        "(select coalesce(sum(s.gpus * extract(epoch from
+              least(coalesce(s.stopped_at, now()), now()) - greatest(s.started_at, date_trunc('month', now(), 'UTC')))
+              / 3600), 0)::float8
+          from sessions s where ({cond}) and s.gpus > 0 and s.started_at is not null
+            and coalesce(s.stopped_at, now()) > date_trunc('month', now(), 'UTC'))"
+    )
+}
+
+/// What the user holds now, and their GPU-hours this month.
 pub async fn usage_of_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Usage> {
     sqlx::query_as(&format!(
         "select count(*) as sessions, coalesce(sum(cpu_millis), 0)::bigint as cpu_millis,
-                coalesce(sum(memory_mib), 0)::bigint as memory_mib, coalesce(sum(gpus), 0)::bigint as gpus
+                coalesce(sum(memory_mib), 0)::bigint as memory_mib, coalesce(sum(gpus), 0)::bigint as gpus,
+                {} as gpu_hours_month
          from sessions where owner_id = $1 and state in {}",
+        gpu_hours_this_month("s.owner_id = $1"),
         crate::sessions::db::ACTIVE
     ))
     .bind(user_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// What the members of a proposal hold together now, and its GPU-hours this month.
+async fn usage_of_proposal(conn: &mut PgConnection, proposal_id: Uuid) -> sqlx::Result<Usage> {
+    sqlx::query_as(&format!(
+        "select count(*) as sessions, coalesce(sum(s.cpu_millis), 0)::bigint as cpu_millis,
+                coalesce(sum(s.memory_mib), 0)::bigint as memory_mib, coalesce(sum(s.gpus), 0)::bigint as gpus,
+                {} as gpu_hours_month
+         from sessions s join experiments e on e.id = s.experiment_id
+         where e.proposal_id = $1 and s.state in {}",
+        gpu_hours_this_month("s.experiment_id in (select id from experiments where proposal_id = $1)"),
+        crate::sessions::db::ACTIVE
+    ))
+    .bind(proposal_id)
     .fetch_one(conn)
     .await
 }
@@ -58,6 +103,7 @@ pub async fn for_user(conn: &mut PgConnection, user_id: Uuid, role: &str) -> sql
                 coalesce(u.max_cpu_millis, r.max_cpu_millis) as max_cpu_millis,
                 coalesce(u.max_memory_mib, r.max_memory_mib) as max_memory_mib,
                 coalesce(u.max_gpus, r.max_gpus) as max_gpus,
+                coalesce(u.max_gpu_hours_month, r.max_gpu_hours_month) as max_gpu_hours_month,
                 coalesce(u.lifetime_minutes, r.lifetime_minutes) as lifetime_minutes,
                 coalesce(u.idle_minutes, r.idle_minutes) as idle_minutes
          from (select 1) one
@@ -91,30 +137,27 @@ pub async fn check_launch(
     let usage = usage_of_user(conn, user_id).await?;
     check(&limits, &usage, request, "")?;
 
-    let proposal: Option<(Limits, String)> = sqlx::query_as::<
-        _,
-        (Option<i32>, Option<i32>, Option<i32>, Option<i32>, String),
-    >(
-        "select q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, p.identifier
+    let proposal: Option<(Limits, String)> =
+        sqlx::query_as::<_, (Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, String)>(
+            "select q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, q.max_gpu_hours_month, p.identifier
          from quotas q join proposals p on p.id = q.proposal_id where q.scope = 'proposal' and q.proposal_id = $1",
-    )
-    .bind(proposal_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|(s, c, m, g, identifier)| {
-        (Limits { max_sessions: s, max_cpu_millis: c, max_memory_mib: m, max_gpus: g, ..Limits::default() }, identifier)
-    });
-    if let Some((proposal_limits, identifier)) = proposal {
-        let usage: Usage = sqlx::query_as(&format!(
-            "select count(*) as sessions, coalesce(sum(s.cpu_millis), 0)::bigint as cpu_millis,
-                    coalesce(sum(s.memory_mib), 0)::bigint as memory_mib, coalesce(sum(s.gpus), 0)::bigint as gpus
-             from sessions s join experiments e on e.id = s.experiment_id
-             where e.proposal_id = $1 and s.state in {}",
-            crate::sessions::db::ACTIVE
-        ))
+        )
         .bind(proposal_id)
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|(s, c, m, g, h, identifier)| {
+            let limits = Limits {
+                max_sessions: s,
+                max_cpu_millis: c,
+                max_memory_mib: m,
+                max_gpus: g,
+                max_gpu_hours_month: h,
+                ..Limits::default()
+            };
+            (limits, identifier)
+        });
+    if let Some((proposal_limits, identifier)) = proposal {
+        let usage = usage_of_proposal(conn, proposal_id).await?;
         check(&proposal_limits, &usage, request, &format!("proposal {identifier}: "))?;
     }
     Ok(limits)
@@ -147,7 +190,33 @@ fn check(limits: &Limits, usage: &Usage, request: Request, prefix: &str) -> Resu
             usage.gpus, request.gpus
         )));
     }
+    if let Some(limit) =
+        limits.max_gpu_hours_month.filter(|l| request.gpus > 0 && usage.gpu_hours_month >= f64::from(*l))
+    {
+        return Err(AppError::Conflict(format!(
+            "over quota: {prefix}{} of {limit} GPU-hours used this month; GPU flavours can be launched again \
+             from {} (UTC), flavours without GPUs still can",
+            hours(usage.gpu_hours_month),
+            next_month(OffsetDateTime::now_utc().date())
+        )));
+    }
     Ok(())
+}
+
+/// GPU-hours for people: one decimal, rounded down so that "40 of 40" is not shown while
+/// some minutes are left.
+pub fn hours(h: f64) -> String {
+    let s = format!("{:.1}", (h * 10.0).floor() / 10.0);
+    s.strip_suffix(".0").map(String::from).unwrap_or(s)
+}
+
+/// The first day of the month after `day`'s: when the GPU-hours count starts again.
+pub fn next_month(day: Date) -> Date {
+    let (year, month) = match day.month() {
+        Month::December => (day.year() + 1, Month::January),
+        m => (day.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1).unwrap_or(day)
 }
 
 fn cores(millis: i64) -> String {
@@ -177,5 +246,28 @@ mod tests {
         );
         assert!(check(&limits, &Usage { sessions: 1, cpu_millis: 4000, ..Usage::default() }, request, "").is_ok());
         assert!(check(&Limits::default(), &full, request, "").is_ok());
+    }
+
+    #[test]
+    fn gpu_hours_refuse_only_gpu_launches_once_used_up() {
+        let limits = Limits { max_gpu_hours_month: Some(40), ..Limits::default() };
+        let gpu = Request { cpu_millis: 4000, memory_mib: 4096, gpus: 1 };
+        let cpu_only = Request { gpus: 0, ..gpu };
+        let used_up = Usage { gpu_hours_month: 40.02, ..Usage::default() };
+        let message = check(&limits, &used_up, gpu, "proposal 20180101: ").unwrap_err().to_string();
+        assert!(message.starts_with("over quota: proposal 20180101: 40 of 40 GPU-hours used this month;"), "{message}");
+        assert!(check(&limits, &used_up, cpu_only, "").is_ok());
+        assert!(check(&limits, &Usage { gpu_hours_month: 39.9, ..Usage::default() }, gpu, "").is_ok());
+        let none = Limits { max_gpu_hours_month: Some(0), ..Limits::default() };
+        assert!(check(&none, &Usage::default(), gpu, "").is_err(), "0 GPU-hours allows no GPU session");
+    }
+
+    #[test]
+    fn the_count_starts_again_on_the_first() {
+        use time::macros::date;
+        assert_eq!(next_month(date!(2026 - 11 - 21)), date!(2026 - 12 - 01));
+        assert_eq!(next_month(date!(2026 - 12 - 31)), date!(2027 - 01 - 01));
+        assert_eq!(hours(39.96), "39.9");
+        assert_eq!(hours(12.0), "12");
     }
 }

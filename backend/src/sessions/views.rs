@@ -193,6 +193,21 @@ async fn quota_left(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<St
         ),
         line("Memory (GiB)", (mem / 1024).to_string(), limits.max_memory_mib.map(|l| (l / 1024).to_string())),
         line("GPUs", gpus.to_string(), limits.max_gpus.map(|l| l.to_string())),
+        match limits.max_gpu_hours_month {
+            Some(limit) => format!(
+                "GPU-hours this month: {} of {limit} used{}",
+                crate::quotas::hours(used.gpu_hours_month),
+                if used.gpu_hours_month >= f64::from(limit) {
+                    format!(
+                        "; GPU flavours can be launched again from {} (UTC)",
+                        crate::quotas::next_month(time::OffsetDateTime::now_utc().date())
+                    )
+                } else {
+                    " (GPU flavours are refused once they are used up)".to_string()
+                }
+            ),
+            None => format!("GPU-hours this month: {} used, no limit", crate::quotas::hours(used.gpu_hours_month)),
+        },
     ])
 }
 

@@ -19,6 +19,9 @@ pub struct Ctx {
     pub csrf: String,
     /// Path of the page, to mark the current navigation entry.
     pub path: String,
+    /// The beamlines whose sessions the visitor looks after (a scientist's), linked in the
+    /// navigation.
+    pub beamlines: Vec<String>,
 }
 
 impl Ctx {
@@ -38,6 +41,11 @@ impl Ctx {
             "false"
         }
     }
+
+    /// `aria-current` for the navigation link to a beamline's sessions.
+    pub fn current_beamline(&self, beamline: &str) -> &'static str {
+        self.current(&format!("/beamlines/{beamline}/"))
+    }
 }
 
 /// A logged-in visitor of a page; anyone else is sent to `/login?next=<this page>`.
@@ -49,13 +57,17 @@ pub struct PageUser {
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let user = parts.extensions.get::<CurrentUser>().cloned();
         let session = parts.extensions.get::<BrowserSession>().cloned();
         let path = parts.uri.path().to_string();
         match (user, session) {
             (Some(user), Some(session)) => {
-                Ok(PageUser { ctx: Ctx { user: Some(user.clone()), csrf: session.csrf_token, path }, user })
+                let beamlines = crate::beamlines::of_user(&state.db, &user)
+                    .await
+                    .map_err(|err| PageError(err.into()).into_response())?;
+                let ctx = Ctx { user: Some(user.clone()), csrf: session.csrf_token, path, beamlines };
+                Ok(PageUser { ctx, user })
             }
             _ => {
                 let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -119,7 +131,7 @@ impl IntoResponse for PageError {
             err => (status.canonical_reason().unwrap_or("Error"), err.to_string()),
         };
         let page = ErrorPage {
-            ctx: Ctx { user: None, csrf: String::new(), path: String::new() },
+            ctx: Ctx { user: None, csrf: String::new(), path: String::new(), beamlines: Vec::new() },
             status: status.as_u16(),
             title,
             message,

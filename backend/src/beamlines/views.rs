@@ -1,0 +1,61 @@
+//! The page of a beamline's sessions (`/beamlines/{beamline}/sessions`) for its staff:
+//! the admin console's sessions list and stop form, narrowed to the beamline.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::admin::sessions::Scope;
+use crate::admin::views::{session_list, stopped_message, ticked_ids, SessionFilter, SessionList};
+use crate::audit::Actor;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::page::{render, Ctx, PageError, PageResult, PageUser};
+use crate::web::{Path, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/beamlines/{beamline}/sessions", get(beamline_sessions_page))
+        .route("/beamlines/{beamline}/sessions/stop", post(stop_beamline_sessions))
+}
+
+#[derive(Template)]
+#[template(path = "beamlines/sessions.html")]
+struct BeamlineSessionsPage {
+    ctx: Ctx,
+    beamline: String,
+    list: SessionList,
+}
+
+async fn beamline_sessions_page(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    Path(beamline): Path<String>,
+    Query(f): Query<SessionFilter>,
+) -> PageResult {
+    super::check_staff(&state.db, &user, &beamline).await?;
+    // The beamline is the scope; a beamline filter typed into the URL changes nothing.
+    let f = SessionFilter { beamline: String::new(), ..f };
+    let list = session_list(&state.db, Scope::Beamline(&beamline), f, None, None).await?;
+    render(&BeamlineSessionsPage { ctx, beamline, list })
+}
+
+async fn stop_beamline_sessions(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    actor: Actor,
+    Path(beamline): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    super::check_staff(&state.db, &user, &beamline).await?;
+    let Some(ids) = ticked_ids(&body) else { return Err(PageError(AppError::NotFound)) };
+    let (error, done) = if ids.is_empty() {
+        (Some("Tick the sessions to stop first.".to_owned()), None)
+    } else {
+        let result = super::routes::stop(&state, &actor, &beamline, &ids).await?;
+        (None, Some(stopped_message(&result)))
+    };
+    let list = session_list(&state.db, Scope::Beamline(&beamline), SessionFilter::default(), error, done).await?;
+    render(&BeamlineSessionsPage { ctx, beamline, list })
+}

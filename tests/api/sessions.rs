@@ -30,18 +30,27 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
     Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
 }
 
-/// A notebook image that starts in a blink: Python's HTTP server on the session's port.
-pub async fn add_trivial_image(db: &PgPool, name: &str, delay_s: u32) -> Uuid {
-    let script = format!("sleep {delay_s}; exec python3 -m http.server --bind 127.0.0.1 {{port}}");
+/// An image whose local command is `sh -c SCRIPT` (`{port}` etc. expanded by the runtime).
+pub async fn add_shell_image(db: &PgPool, name: &str, kind: &str, script: &str) -> Uuid {
+    let protocol = if kind == "job" { "none" } else { "http" };
     sqlx::query_scalar(
         "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
-         values ($1, 'notebook', 'example/trivial:1', 'http', 100, 64, $2) returning id",
+         values ($1, $2, $3, $4, 100, 64, $5) returning id",
     )
     .bind(name)
+    .bind(kind)
+    .bind(format!("example/{}:1", name.to_lowercase()))
+    .bind(protocol)
     .bind(json!({"argv": ["sh", "-c", script]}))
     .fetch_one(db)
     .await
     .unwrap()
+}
+
+/// A notebook image that starts in a blink: Python's HTTP server on the session's port.
+pub async fn add_trivial_image(db: &PgPool, name: &str, delay_s: u32) -> Uuid {
+    let script = format!("sleep {delay_s}; exec python3 -m http.server --bind 127.0.0.1 {{port}}");
+    add_shell_image(db, name, "notebook", &script).await
 }
 
 pub async fn id_of(db: &PgPool, table: &str, column: &str, value: &str) -> Uuid {
@@ -589,14 +598,7 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
          test -e {repo}/.daas/test && echo LEAK database; test -e {repo}/Cargo.toml && echo LEAK repository; \
          test -e /root/.cargo && echo LEAK cargo; echo end"
     );
-    sqlx::query(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
-         values ('Inspect', 'job', 'example/inspect:1', 'none', 100, 64, $1)",
-    )
-    .bind(json!({"argv": ["sh", "-c", script]}))
-    .execute(&app.db)
-    .await
-    .unwrap();
+    add_shell_image(&app.db, "Inspect", "job", &script).await;
     let alice = app.token("alice").await;
     let mut body = launch_body(&app, "Inspect", "small", "S0011").await;
     body["parameters"] = json!({});
@@ -625,14 +627,8 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
 async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
     let app = TestApp::new(db).await;
     app.start_reconciler();
-    sqlx::query(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
-         values ('Leaky', 'notebook', 'example/leaky:1', 'http', 100, 64, $1)",
-    )
-    .bind(json!({"argv": ["sh", "-c", "echo serving at http://127.0.0.1:{port}/?token=$JUPYTER_TOKEN; exit 3"]}))
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let script = "echo serving at http://127.0.0.1:{port}/?token=$JUPYTER_TOKEN; exit 3";
+    add_shell_image(&app.db, "Leaky", "notebook", script).await;
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Leaky", "small", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
@@ -648,14 +644,7 @@ async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
 async fn a_session_that_never_answers_fails_with_the_reason(db: PgPool) {
     let app = TestApp::with_config(db, |config| config.sessions.startup_timeout = Duration::from_secs(2)).await;
     app.start_reconciler();
-    sqlx::query(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
-         values ('Mute', 'notebook', 'example/mute:1', 'http', 100, 64, $1)",
-    )
-    .bind(json!({"argv": ["sh", "-c", "echo loading a very large model; exec sleep 300"]}))
-    .execute(&app.db)
-    .await
-    .unwrap();
+    add_shell_image(&app.db, "Mute", "notebook", "echo loading a very large model; exec sleep 300").await;
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Mute", "small", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;

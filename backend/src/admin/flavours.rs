@@ -338,23 +338,7 @@ pub async fn delete_flavour(
 
 /// Deletes a flavour no session refers to, with its audit event.
 pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let name: String = sqlx::query_scalar("select name from flavours where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let sessions: i64 =
-        sqlx::query_scalar("select count(*) from sessions where flavour_id = $1").bind(id).fetch_one(&mut *tx).await?;
-    if sessions > 0 {
-        return Err(AppError::Conflict(format!(
-            "{sessions} session(s) refer to flavour {name:?}; disable it instead of deleting it"
-        )));
-    }
-    sqlx::query("delete from flavours where id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut *tx, actor, "flavour.delete", "flavour", &id.to_string(), json!({"name": name})).await?;
-    tx.commit().await?;
-    Ok(())
+    super::delete_unused(db, actor, "flavour", id).await
 }
 
 impl AdminFlavour {

@@ -384,25 +384,7 @@ pub async fn delete_image(
 
 /// Deletes an image no session refers to, with its audit event.
 pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let name: String = sqlx::query_scalar("select name from images where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    // A launch racing this delete cannot orphan a session: its insert holds a key-share
-    // lock on the image through the foreign key, so the delete waits and then fails (409).
-    let sessions: i64 =
-        sqlx::query_scalar("select count(*) from sessions where image_id = $1").bind(id).fetch_one(&mut *tx).await?;
-    if sessions > 0 {
-        return Err(AppError::Conflict(format!(
-            "{sessions} session(s) refer to image {name:?}; disable it instead of deleting it"
-        )));
-    }
-    sqlx::query("delete from images where id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut *tx, actor, "image.delete", "image", &id.to_string(), json!({"name": name})).await?;
-    tx.commit().await?;
-    Ok(())
+    super::delete_unused(db, actor, "image", id).await
 }
 
 impl AdminImage {

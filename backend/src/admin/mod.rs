@@ -56,6 +56,39 @@ pub(crate) fn check_positive(field: &str, value: i32) -> Result<i32> {
     Ok(value)
 }
 
+/// Deletes a catalogue entry (`kind` is `image` or `flavour`: table `{kind}s`, referred to
+/// by `sessions.{kind}_id`) that no session ever used, with its audit event; 409 when one
+/// did (disable it instead, since sessions and usage refer to it). A launch racing the
+/// delete cannot orphan a session: its insert holds a key-share lock on the row through
+/// the foreign key, so the delete waits and then finds it.
+pub(crate) async fn delete_unused(
+    db: &sqlx::PgPool,
+    actor: &crate::audit::Actor,
+    kind: &'static str,
+    id: uuid::Uuid,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let name: String = sqlx::query_scalar(&format!("select name from {kind}s where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let sessions: i64 = sqlx::query_scalar(&format!("select count(*) from sessions where {kind}_id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if sessions > 0 {
+        return Err(AppError::Conflict(format!(
+            "{sessions} session(s) refer to {kind} {name:?}; disable it instead of deleting it"
+        )));
+    }
+    sqlx::query(&format!("delete from {kind}s where id = $1")).bind(id).execute(&mut *tx).await?;
+    let action = format!("{kind}.delete");
+    crate::audit::record(&mut *tx, actor, &action, kind, &id.to_string(), serde_json::json!({"name": name})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Reads `page`/`per_page` like the public lists do.
 pub(crate) use crate::proposals::routes::paginate;
 pub(crate) use crate::proposals::routes::Page;

@@ -197,6 +197,33 @@ pub struct SessionArgs {
     /// How long a stop waits for a session's processes after SIGTERM before SIGKILL.
     #[arg(long, env = "DAAS_STOP_GRACE", value_parser = humantime::parse_duration, default_value = "5s")]
     pub stop_grace: std::time::Duration,
+    /// The host uids given to portal users, `FIRST-LAST`: each user's sessions run as one
+    /// of them (gid = uid), allocated at their first launch and kept in PostgreSQL. Keep
+    /// the range clear of the machine's accounts and subordinate ids (`/etc/subuid`).
+    #[arg(long, env = "DAAS_SESSION_UIDS", default_value = "3000000-3999999")]
+    pub session_uids: UidRange,
+}
+
+/// An inclusive range of host uids, written `FIRST-LAST`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UidRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl std::str::FromStr for UidRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (first, last) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 3000000-3999999")?;
+        let parse = |n: &str| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}"));
+        let (first, last) = (parse(first)?, parse(last)?);
+        // Below 1000 are the system's own accounts; uids must fit PostgreSQL's integer.
+        if first < 1000 || last < first || last > i32::MAX as u32 {
+            return Err("FIRST must be at least 1000, LAST at least FIRST and below 2^31".into());
+        }
+        Ok(Self { first, last })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -399,6 +399,26 @@ async fn launch_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host uid of a session's owner, allocated from the configured range at their first
+/// launch (in one statement: concurrent launches of one user get the same uid, of two
+/// users two uids).
+async fn host_uid(state: &AppState, session: Uuid) -> anyhow::Result<u32> {
+    let range = state.config.sessions.uids;
+    let uid: i32 = sqlx::query_scalar(
+        "with owner as (select owner_id from sessions where id = $1)
+         update users set host_uid = coalesce(host_uid, $2 + nextval('users_host_uid_seq')::int)
+         where id = (select owner_id from owner) returning host_uid",
+    )
+    .bind(session)
+    .bind(i64::from(range.first))
+    .fetch_one(&state.db)
+    .await?;
+    match u32::try_from(uid) {
+        Ok(uid) if uid <= range.last => Ok(uid),
+        _ => anyhow::bail!("no host uid left in the configured range {}-{}", range.first, range.last),
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct SpecRow {
     kind: String,
@@ -437,6 +457,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
     .fetch_optional(&state.db)
     .await?;
     let Some(row) = row.filter(|r| matches!(r.state.as_str(), "requested" | "starting")) else { return Ok(None) };
+    let uid = host_uid(state, id).await?;
     let datasets: Vec<(String, String)> =
         sqlx::query_as("select name, location from datasets where experiment_id = $1 order by name")
             .bind(row.experiment_id)
@@ -447,6 +468,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
         session_id: id,
         kind,
         owner: row.owner,
+        uid,
         image: ImageSpec { name: row.image, reference: row.reference, local_command: row.local_command },
         resources: Resources {
             cpu_millis: row.cpu_millis,

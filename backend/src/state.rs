@@ -80,6 +80,8 @@ pub struct SessionPolicy {
     pub startup_timeout: Duration,
     /// The reconciler's period.
     pub reconcile_interval: Duration,
+    /// The host uids sessions run as, one per user.
+    pub uids: crate::config::UidRange,
 }
 
 impl SessionPolicy {
@@ -90,6 +92,7 @@ impl SessionPolicy {
             warning: args.expiry_warning,
             startup_timeout: args.startup_timeout,
             reconcile_interval: args.reconcile_interval,
+            uids: args.session_uids,
         }
     }
 }

@@ -261,6 +261,7 @@ fn spec(n: u8, kind: Kind, image: &str, resources: Resources) -> LaunchSpec {
         session_id: id(n),
         kind,
         owner: "alice".into(),
+        uid: 3_000_007,
         image: ImageSpec {
             name: image.into(),
             reference: format!("registry.example.org/daas/{image}:1.0"),

@@ -52,6 +52,9 @@ pub struct LaunchSpec {
     pub kind: Kind,
     /// The owner's username (for the home folder / volume and the pod's labels).
     pub owner: String,
+    /// The owner's host uid, also their gid: every process of the session runs as it
+    /// and every file it creates belongs to it (never daas's uid, never root).
+    pub uid: u32,
     pub image: ImageSpec,
     pub resources: Resources,
     /// The proposal's user office identifier and the experiment's code, e.g. for sub-paths.

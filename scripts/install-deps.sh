@@ -21,6 +21,10 @@ command -v bwrap >/dev/null || apt_packages+=(bubblewrap)
 command -v Xvnc >/dev/null || apt_packages+=(tigervnc-standalone-server)
 command -v openbox >/dev/null || apt_packages+=(openbox)
 command -v xterm >/dev/null || apt_packages+=(xterm)
+# X cookies for the desktops' displays; socat relays a session's socket to an image that
+# listens on a TCP port inside its network namespace.
+command -v xauth >/dev/null || apt_packages+=(xauth)
+command -v socat >/dev/null || apt_packages+=(socat)
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 

@@ -225,10 +225,19 @@ async fn runtime(
             if which("Xvnc").is_none() {
                 tracing::warn!("no Xvnc on PATH: desktops will fail to start (run `make deps`)");
             }
+            if which("socat").is_none() {
+                tracing::warn!(
+                    "no socat on PATH: images that listen on {{port}} will not be reached (run `make deps`)"
+                );
+            }
             if !args.venv.join("bin/jupyter").exists() {
                 tracing::warn!(venv = %args.venv.display(), "no jupyter in the venv: notebooks will fail to start (run `make deps`)");
             }
-            tracing::info!(limits = runtime.limits().describe(), "local runtime ready");
+            tracing::info!(
+                limits = runtime.limits().describe(),
+                isolation = runtime.isolation().describe(),
+                "local runtime ready"
+            );
             Ok(std::sync::Arc::new(runtime))
         }
     }

@@ -279,23 +279,25 @@ pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The local runtime's desktop: TigerVNC's Xvnc on the session's port with daas's
-/// password, then a window manager and a terminal; the session lasts as long as Xvnc.
+/// The local runtime's desktop: TigerVNC's Xvnc on the session's socket (no TCP) with
+/// daas's password and an X cookie of its own, then a window manager and a terminal; the
+/// session lasts as long as Xvnc.
 pub fn desktop_command() -> serde_json::Value {
     json!({"argv": ["sh", "-c", concat!(
         // Xvnc creates its socket folder only as root; in the sandbox daas creates it.
         "mkdir -p -m 1777 /tmp/.X11-unix; ",
-        "Xvnc :{display} -rfbport {port} -localhost -nolisten tcp -SecurityTypes VncAuth ",
-        "-PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
-        "export DISPLAY=:{display}; i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ",
+        "export XAUTHORITY=/tmp/.Xauthority DISPLAY=:{display}; xauth -q add :{display} . \"$(mcookie)\"; ",
+        "Xvnc :{display} -auth \"$XAUTHORITY\" -rfbunixpath {socket} -rfbport -1 -nolisten tcp ",
+        "-SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
+        "i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ",
         "openbox & xterm -geometry 120x36+40+40 & wait $xvnc")]})
 }
 
-/// The local runtime's notebook: JupyterLab from daas's venv, on the session's port and
+/// The local runtime's notebook: JupyterLab from daas's venv, on the session's socket and
 /// base URL, in the user's home; the token comes in `JUPYTER_TOKEN`.
 pub fn notebook_command() -> serde_json::Value {
-    json!({"argv": ["{venv}/bin/jupyter", "lab", "--no-browser", "--ip=127.0.0.1", "--port={port}",
-                    "--ServerApp.port_retries=0", "--ServerApp.base_url={base_url}", "--ServerApp.root_dir={home}",
+    json!({"argv": ["{venv}/bin/jupyter", "lab", "--no-browser", "--ServerApp.sock={socket}",
+                    "--ServerApp.sock_mode=0600", "--ServerApp.base_url={base_url}", "--ServerApp.root_dir={home}",
                     "--ServerApp.allow_remote_access=true"]})
 }
 

@@ -10,6 +10,7 @@ mod catalogue;
 mod datasets;
 mod desktop;
 mod health;
+mod hostile;
 mod import;
 mod login;
 mod me;

@@ -11,6 +11,8 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use daas::proxy::upstream::connect;
+
 use crate::common::TestApp;
 
 /// A local runtime whose folders live in the test's temporary folder.
@@ -30,7 +32,8 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
     Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
 }
 
-/// An image whose local command is `sh -c SCRIPT` (`{port}` etc. expanded by the runtime).
+/// An image whose local command is `sh -c SCRIPT` (`{socket}`, `{port}` etc. expanded by
+/// the runtime).
 pub async fn add_shell_image(db: &PgPool, name: &str, kind: &str, script: &str) -> Uuid {
     let protocol = if kind == "job" { "none" } else { "http" };
     sqlx::query_scalar(
@@ -304,7 +307,7 @@ async fn a_notebook_runs_answers_and_stops_without_leftovers(db: PgPool) {
     let stopped = wait_state(&app, &alice, &id, 30, is("stopped")).await;
     assert!(stopped["stopped_at"].is_string());
     assert_eq!(group_members(pgid), Vec::<i32>::new(), "processes of the notebook remain");
-    assert!(tokio::net::TcpStream::connect(&endpoint).await.is_err(), "its port still answers");
+    assert!(connect(&endpoint).await.is_err(), "its socket still answers");
     // Stopping again changes nothing.
     let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
     assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("stopped")));
@@ -312,8 +315,8 @@ async fn a_notebook_runs_answers_and_stops_without_leftovers(db: PgPool) {
 
 /// A plain HTTP/1.0 GET: status and body.
 async fn http(endpoint: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(endpoint).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut stream = connect(endpoint).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut response)).await.unwrap().unwrap();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -324,7 +327,7 @@ async fn http(endpoint: &str, path: &str) -> (u16, String) {
 /// accepts `password`.
 async fn vnc_login(endpoint: &str, password: &str) -> bool {
     use des::cipher::{BlockEncrypt, KeyInit};
-    let mut s = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    let mut s = connect(endpoint).await.unwrap();
     let mut greeting = [0u8; 12];
     s.read_exact(&mut greeting).await.unwrap();
     assert!(greeting.starts_with(b"RFB 003.00"), "{greeting:?}");
@@ -370,7 +373,7 @@ async fn a_desktop_greets_with_rfb_and_takes_only_daas_password(db: PgPool) {
     assert_eq!(r.status, 202);
     wait_state(&app, &alice, &id, 30, is("stopped")).await;
     assert_eq!(group_members(pgid), Vec::<i32>::new(), "processes of the desktop remain");
-    assert!(tokio::net::TcpStream::connect(&endpoint).await.is_err());
+    assert!(connect(&endpoint).await.is_err());
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -614,7 +617,9 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
         Ok(inside) => format!(" {}", inside.iter().next().unwrap().to_string_lossy()),
         Err(_) => String::new(),
     };
-    let expected = format!("data: tomo_scan_0001 tomo_scan_0002\nhomes: alice\ntmp:{tmp}\nuid: 1000\n");
+    let uid: i32 =
+        sqlx::query_scalar("select host_uid from users where username = 'alice'").fetch_one(&app.db).await.unwrap();
+    let expected = format!("data: tomo_scan_0001 tomo_scan_0002\nhomes: alice\ntmp:{tmp}\nuid: {uid}\n");
     assert!(logs.starts_with(&expected), "{logs}");
     let pids: u32 = logs.lines().find_map(|l| l.strip_prefix("pids: ")).unwrap().parse().unwrap();
     assert!(pids < 10, "the sandbox sees {pids} processes: {logs}");

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::upstream::{self, Stream};
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -14,7 +15,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use super::rfb::{self, Class, ClientStream};
@@ -104,11 +104,10 @@ async fn desktop_ws(
         return Err(AppError::Conflict("the desktop is not running".into()));
     };
     let unavailable = || AppError::Unavailable("the desktop does not answer; try again in a moment".into());
-    let mut server = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(endpoint))
+    let mut server = tokio::time::timeout(Duration::from_secs(10), upstream::connect(endpoint))
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())?;
-    server.set_nodelay(true).ok();
     if let Err(err) = tokio::time::timeout(Duration::from_secs(10), rfb::login(&mut server, secret)).await {
         tracing::warn!(error = %err, "no VNC login in time");
         return Err(unavailable());
@@ -159,7 +158,7 @@ async fn relay(
     user: CurrentUser,
     id: Uuid,
     target: Target,
-    server: TcpStream,
+    mut server: Stream,
     socket: WebSocket,
 ) -> anyhow::Result<()> {
     let mut browser = Browser { socket, pending: Vec::new() };
@@ -171,9 +170,8 @@ async fn relay(
     anyhow::ensure!(browser.take(1).await? == [1], "the browser chose another security type");
     browser.send(Bytes::from_static(&[0, 0, 0, 0])).await?;
     browser.take(1).await?;
-    let (mut server_rx, mut server_tx) = server.into_split();
     // ClientInit: always shared, so one viewer never disconnects the others.
-    server_tx.write_u8(1).await?;
+    server.write_u8(1).await?;
 
     let mut may_input = target.may_input(user.id);
     let mut notes = state.events.subscribe();
@@ -186,7 +184,7 @@ async fn relay(
             Bytes::from(std::mem::take(&mut first))
         } else {
             tokio::select! {
-                read = server_rx.read(&mut buf) => {
+                read = server.read(&mut buf) => {
                     let n = read?;
                     if n == 0 {
                         return Ok(());
@@ -229,7 +227,7 @@ async fn relay(
             }
         }
         if !forward.is_empty() {
-            server_tx.write_all(&forward).await?;
+            server.write_all(&forward).await?;
         }
         if active && last_activity.is_none_or(|at| at.elapsed() >= ACTIVITY_EVERY) {
             last_activity = Some(Instant::now());

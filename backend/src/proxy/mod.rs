@@ -4,3 +4,4 @@
 pub mod desktop;
 pub mod notebook;
 pub mod rfb;
+pub mod upstream;

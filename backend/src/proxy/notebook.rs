@@ -18,13 +18,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::upstream::{self, Connector};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -48,7 +48,7 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// The upstream client (pooled) and what it knows of sessions.
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     cache: Mutex<Cache>,
     started: std::sync::Once,
 }
@@ -72,9 +72,7 @@ struct Route {
 
 impl Default for Proxy {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(Connector);
         Self { client, cache: Mutex::new(Cache::default()), started: std::sync::Once::new() }
     }
 }
@@ -234,11 +232,11 @@ async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Respon
         }
     }
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    *request.uri_mut() = Uri::try_from(format!("http://{}{path}", route.endpoint))
+    *request.uri_mut() = Uri::try_from(format!("http://{}{path}", upstream::authority(&route.endpoint)))
         .map_err(|_| AppError::invalid("path", "not a valid path"))?;
 
     if is_upgrade(&request) {
-        return websocket(state, id, request).await;
+        return websocket(state, id, &route.endpoint, request).await;
     }
     match send(&state.notebooks.client, request).await {
         Ok(response) if is_html(&response) => hide_token(response, &route).await,
@@ -254,7 +252,7 @@ async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Respon
 /// connection Jupyter closed while it sat idle, or a server still binding its port) is sent
 /// once more on a fresh try, as nginx's `proxy_next_upstream` would: replaying it is safe.
 async fn send(
-    client: &Client<HttpConnector, Body>,
+    client: &Client<Connector, Body>,
     request: Request,
 ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
     let replay =
@@ -435,17 +433,15 @@ async fn write_activity(state: &AppState) {
 
 /// A WebSocket (Jupyter's kernel channels): the upgrade goes to Jupyter; once both sides
 /// switched protocols, bytes are copied both ways until either side or the session ends.
-async fn websocket(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
+async fn websocket(state: AppState, id: Uuid, endpoint: &str, mut request: Request) -> Result<Response, AppError> {
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _) = request.into_parts();
-    let endpoint = parts.uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let mut upstream_request = hyper::Request::from_parts(parts, Body::empty());
     *upstream_request.uri_mut() =
         upstream_request.uri().path_and_query().map_or("/", |p| p.as_str()).parse().map_err(anyhow::Error::from)?;
     // A connection of its own (not from the pool): it becomes the WebSocket.
     let bad_gateway = || plain(StatusCode::BAD_GATEWAY, "The notebook does not answer.");
-    let Ok(stream) = tokio::net::TcpStream::connect(&endpoint).await else { return Ok(bad_gateway()) };
-    stream.set_nodelay(true).ok();
+    let Ok(stream) = upstream::connect(endpoint).await else { return Ok(bad_gateway()) };
     let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
         return Ok(bad_gateway());
     };

@@ -1,6 +1,17 @@
 //! The local runtime: each session is a process group on this machine, inside a
-//! `bubblewrap` sandbox, on its own loopback port. Everything daas needs to find it again
-//! after a restart lives in its folder `<sessions dir>/<id>/` and in the handle.
+//! `bubblewrap` sandbox. Everything daas needs to find it again after a restart lives in
+//! its folder `<sessions dir>/<id>/` and in the handle.
+//!
+//! Every session is a hostile tenant. When daas runs as root, a session runs as its
+//! owner's host uid (never daas's, never root; `setpriv` drops to it inside the sandbox),
+//! with no new privileges, no capabilities, its own mount, PID, IPC, UTS, cgroup and
+//! network namespaces (no network but its own loopback: not the host's listeners, not the
+//! LAN, not another session's abstract sockets), and of the host's files only `/usr`, a
+//! few files of `/etc`, daas's tools, its data read-only and its owner's home (0700,
+//! `nosuid,nodev`). daas reaches a desktop or notebook only through a Unix socket in
+//! the session's folder, which no other session can see. When daas does not run as root,
+//! sessions run in an unprivileged user namespace as daas's own uid: the same namespaces,
+//! but one user's files are not kept from another's sessions by the host.
 //!
 //! A session's processes are started by a small `sh` wrapper in a process group of its own
 //! (so daas exiting or being killed does not touch them); the wrapper applies the limits,
@@ -38,30 +49,45 @@ pub struct LocalConfig {
     pub gpu_devices: Vec<PathBuf>,
 }
 
-/// How CPU and memory limits are enforced on this machine.
+/// Processes (and threads) one session may have at once.
+const MAX_PROCESSES: u32 = 2048;
+
+/// How CPU, memory and process-count limits are enforced on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Limits {
-    /// A cgroup v2 per session below this folder: `cpu.max` and `memory.max`.
+    /// A cgroup v2 per session below this folder: `cpu.max`, `memory.max`, `pids.max`.
     CgroupV2(PathBuf),
-    /// No writable cgroup v2 with the cpu and memory controllers: the address space is
-    /// limited with `ulimit -v`, CPU time is shared by niceness only.
+    /// cgroup v1: a group per session below `daas/` of the `cpu`, `memory` and `pids`
+    /// hierarchies (`cpu.cfs_quota_us`, `memory.limit_in_bytes`, `pids.max`).
+    CgroupV1 { cpu: PathBuf, memory: PathBuf, pids: PathBuf },
+    /// No writable cgroup: the address space is limited with `ulimit -v` per process and
+    /// processes with `ulimit -u` per uid; CPU time is shared by niceness only.
     Rlimits,
 }
 
 impl Limits {
-    /// Uses cgroup v2 when `/sys/fs/cgroup` is a v2 hierarchy that delegates `cpu` and
-    /// `memory` and daas may create a folder there.
+    /// Uses cgroup v2 when `/sys/fs/cgroup` is a v2 hierarchy that delegates `cpu`,
+    /// `memory` and `pids` and daas may create a folder there; else the cgroup v1
+    /// hierarchies of those controllers where daas may create folders; else rlimits.
     pub fn detect() -> Self {
         let root = Path::new("/sys/fs/cgroup");
         let controllers = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
         let words: Vec<&str> = controllers.split_whitespace().collect();
-        if words.contains(&"cpu") && words.contains(&"memory") {
+        if ["cpu", "memory", "pids"].iter().all(|c| words.contains(c)) {
             let dir = root.join("daas");
             if std::fs::create_dir_all(&dir).is_ok()
-                && std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory").is_ok()
+                && std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids").is_ok()
             {
                 return Limits::CgroupV2(dir);
             }
+        }
+        let v1 = |controller: &str| {
+            let dir = root.join(controller).join("daas");
+            (root.join(controller).join("cgroup.procs").exists() && std::fs::create_dir_all(&dir).is_ok())
+                .then_some(dir)
+        };
+        if let (Some(cpu), Some(memory), Some(pids)) = (v1("cpu"), v1("memory"), v1("pids")) {
+            return Limits::CgroupV1 { cpu, memory, pids };
         }
         Limits::Rlimits
     }
@@ -69,8 +95,43 @@ impl Limits {
     /// For the README and the start-up log line.
     pub fn describe(&self) -> String {
         match self {
-            Limits::CgroupV2(dir) => format!("cgroup v2 under {} (cpu.max, memory.max)", dir.display()),
-            Limits::Rlimits => "rlimits (address space per process; CPU not capped)".into(),
+            Limits::CgroupV2(dir) => format!("cgroup v2 under {} (cpu.max, memory.max, pids.max)", dir.display()),
+            Limits::CgroupV1 { cpu, .. } => format!(
+                "cgroup v1 under {} of the cpu, memory and pids hierarchies (cfs quota, memory limit, pids.max)",
+                cpu.strip_prefix("/sys/fs/cgroup/cpu").unwrap_or(cpu).display()
+            ),
+            Limits::Rlimits => "rlimits (address space per process, processes per uid; CPU not capped)".into(),
+        }
+    }
+}
+
+/// Whose identity sessions run under, which depends on daas's own privileges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// daas is root: each session runs as its owner's host uid.
+    PerUser,
+    /// daas is not root: sessions run as daas's uid in an unprivileged user namespace.
+    SameUid,
+}
+
+impl Isolation {
+    pub fn detect() -> Self {
+        if rustix::process::geteuid().is_root() {
+            Isolation::PerUser
+        } else {
+            Isolation::SameUid
+        }
+    }
+
+    /// For the start-up log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Isolation::PerUser => "each session runs as its owner's host uid in its own namespaces (network included)",
+            Isolation::SameUid => {
+                "daas is not root: sessions run as daas's uid in an unprivileged user namespace, with their own \
+                 network; the host does not keep one user's files from another's sessions (run daas as root for \
+                 a uid per user)"
+            }
         }
     }
 }
@@ -83,29 +144,40 @@ pub struct LocalHandle {
     /// Its start time in clock ticks after boot (`/proc/<pid>/stat`, field 22), so a
     /// recycled pid is never taken for the session.
     pub start_time: u64,
-    /// Loopback port (0 for a job).
-    pub port: u16,
+    /// The Unix socket daas reaches a desktop or notebook through (none for a job).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
     pub kind: Kind,
     /// For the notebook probe.
     pub base_url: String,
-    /// The cgroup folder, when limits use cgroup v2.
+    /// The session's cgroup folders (one with cgroup v2, one per controller with v1).
     #[serde(default)]
-    pub cgroup: Option<PathBuf>,
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// The `local` engine: sessions as sandboxed process groups on this machine.
 pub struct LocalRuntime {
     config: LocalConfig,
     limits: Limits,
+    isolation: Isolation,
 }
 
 /// Environment variables for a session's command.
 type Env = Vec<(String, String)>;
 
-/// The wrapper run as `sh -c WRAPPER sh <dir> <cgroup> <memory KiB> <argv...>`.
-const WRAPPER: &str = r#"dir="$1"; cgroup="$2"; memory_kib="$3"; shift 3
-if [ -n "$cgroup" ]; then echo $$ > "$cgroup/cgroup.procs" || exit 125; fi
+/// Where a desktop or notebook listens inside its sandbox (`{socket}` in image commands);
+/// `<session folder>/run/` outside.
+const SOCKET_IN: &str = "/run/daas/server.sock";
+/// The TCP port of an image command that listens on `{port}` rather than `{socket}`:
+/// inside the session's own network namespace, so every session can have the same one.
+const SESSION_PORT: u16 = 8888;
+
+/// The wrapper run as `sh -c WRAPPER sh <dir> <cgroups> <memory KiB> <processes> <argv...>`
+/// (as daas: it enters the cgroups, sets the rlimits, records the exit code).
+const WRAPPER: &str = r#"dir="$1"; cgroups="$2"; memory_kib="$3"; processes="$4"; shift 4
+for cgroup in $cgroups; do echo $$ > "$cgroup/cgroup.procs" || exit 125; done
 if [ -n "$memory_kib" ]; then ulimit -v "$memory_kib" || exit 125; fi
+if [ -n "$processes" ]; then ulimit -u "$processes" || exit 125; fi
 "$@"
 code=$?
 echo "$code" > "$dir/exit-code.tmp" && mv "$dir/exit-code.tmp" "$dir/exit-code"
@@ -115,17 +187,18 @@ exit "$code"
 impl LocalRuntime {
     /// Checks the prerequisites (one clear error for the first one missing).
     pub fn new(config: LocalConfig, limits: Limits) -> anyhow::Result<Self> {
-        for program in ["bwrap", "sh"] {
+        let isolation = Isolation::detect();
+        for program in ["bwrap", "sh", "setpriv"] {
             which(program).with_context(|| format!("the local runtime needs `{program}` (run `make deps`)"))?;
         }
         std::fs::create_dir_all(config.sessions_dir.join("logs"))
             .with_context(|| format!("cannot create {}", config.sessions_dir.display()))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&config.sessions_dir, std::fs::Permissions::from_mode(0o700))?;
-        }
         std::fs::create_dir_all(&config.homes_dir)
             .with_context(|| format!("cannot create {}", config.homes_dir.display()))?;
+        // daas's alone: sessions see their own folder and home only as bwrap mounts them.
+        set_mode(&config.sessions_dir, 0o700)?;
+        set_mode(&config.sessions_dir.join("logs"), 0o700)?;
+        set_mode(&config.homes_dir, 0o700)?;
         let config = LocalConfig {
             sessions_dir: absolute(&config.sessions_dir)?,
             homes_dir: absolute(&config.homes_dir)?,
@@ -135,12 +208,17 @@ impl LocalRuntime {
             stop_grace: config.stop_grace,
             gpu_devices: config.gpu_devices,
         };
-        Ok(Self { config, limits })
+        Ok(Self { config, limits, isolation })
     }
 
     /// How this machine enforces the flavours' limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whose identity sessions run under.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
     }
 
     fn dir(&self, id: Uuid) -> PathBuf {
@@ -162,89 +240,135 @@ impl LocalRuntime {
         serde_json::from_str(&text).ok()
     }
 
-    /// The `bwrap` command line for a session.
+    /// The `bwrap` command line for a session, up to its command.
+    ///
+    /// As root, bwrap makes the sandbox with root's rights (so it reaches whatever it
+    /// mounts, wherever daas's folders are), keeps only the capabilities to change uid,
+    /// and `setpriv` (util-linux) then becomes the session's uid for good: no supplementary
+    /// groups, no capabilities (bounding set emptied), `no_new_privs`. bwrap's own
+    /// `--uid` is no use here: run as root, its user namespace maps the uid inside to root
+    /// outside. As another user, bwrap makes an unprivileged user namespace (`--uid`
+    /// inside, daas's uid outside) and refuses nested ones.
     fn sandbox_args(&self, spec: &LaunchSpec, dir: &Path, home: &Path) -> Vec<String> {
         let c = &self.config;
-        // The root is a fresh tmpfs: only the system's programs and libraries, the Python
-        // environment and daas's tools are visible, read-only, then what is this session's.
-        let mut args: Vec<String> = [
-            "--unshare-user",
-            "--uid",
-            "1000",
-            "--gid",
-            "1000",
-            "--die-with-parent",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--cap-drop",
-            "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--ro-bind",
-            "/etc",
-            "/etc",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-            "--dir",
-            "/var/tmp",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
+        let uid = spec.uid.to_string();
+        let mut args: Vec<String> = match self.isolation {
+            // DAC_READ_SEARCH: to `--chdir` into the home, which is the user's alone.
+            Isolation::PerUser => ["--cap-drop".to_string(), "ALL".into()]
+                .into_iter()
+                .chain(
+                    ["SETUID", "SETGID", "SETPCAP", "DAC_READ_SEARCH"]
+                        .into_iter()
+                        .flat_map(|cap| ["--cap-add".to_string(), format!("CAP_{cap}")]),
+                )
+                .collect(),
+            Isolation::SameUid => {
+                ["--unshare-user", "--uid", &uid, "--gid", &uid, "--disable-userns", "--cap-drop", "ALL"]
+                    .map(String::from)
+                    .to_vec()
+            }
+        };
+        // The root is a fresh tmpfs: only the system's programs and libraries, a few files
+        // of /etc, the Python environment and daas's tools are visible, read-only, then
+        // what is this session's. bwrap mounts every bind `nosuid` (and `nodev`, but for
+        // --dev-bind), so a setuid bit set in the home means nothing.
+        args.extend(
+            [
+                "--die-with-parent",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-net",
+                "--unshare-cgroup-try",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--perms",
+                "1777",
+                "--tmpfs",
+                "/tmp",
+            ]
+            .map(String::from),
+        );
+        let mut root = Root { args, made: Default::default(), mounted: Default::default() };
+        root.mount("--ro-bind", Path::new("/usr"), Path::new("/usr"));
+        root.dir(Path::new("/var/tmp"), "1777");
         for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
             match std::fs::read_link(top) {
-                Ok(target) => args.extend(["--symlink".into(), target.display().to_string(), top.into()]),
-                Err(_) if Path::new(top).is_dir() => args.extend(["--ro-bind".into(), top.into(), top.into()]),
+                Ok(target) => root.args.extend(["--symlink".into(), target.display().to_string(), top.into()]),
+                Err(_) if Path::new(top).is_dir() => root.mount("--ro-bind", Path::new(top), Path::new(top)),
                 Err(_) => {}
             }
         }
-        let mut mount = |op: &str, from: &Path, to: &Path| {
-            args.extend([op.to_string(), from.display().to_string(), to.display().to_string()]);
-        };
+        for file in ETC {
+            let path = Path::new("/etc").join(file);
+            if path.exists() {
+                root.mount("--ro-bind", &path, &path);
+            }
+        }
+        // The session's own account files: its user, root and nobody, nothing of the host's.
+        for file in ["passwd", "group", "hosts", "hostname"] {
+            root.mount("--ro-bind", &dir.join("etc").join(file), &Path::new("/etc").join(file));
+        }
         if c.venv.exists() {
-            mount("--ro-bind", &c.venv, &c.venv);
+            root.mount("--ro-bind", &c.venv, &c.venv);
             if let Some(python) = python_home(&c.venv).filter(|p| !p.starts_with("/usr")) {
-                mount("--ro-bind", &python, &python);
+                root.mount("--ro-bind", &python, &python);
             }
         }
         if c.tools_dir.exists() {
-            mount("--ro-bind", &c.tools_dir, &c.tools_dir);
+            root.mount("--ro-bind", &c.tools_dir, &c.tools_dir);
         }
         if spec.resources.gpus > 0 {
             // Every NVIDIA device: the local runtime does not share GPUs out one by one.
             for device in &c.gpu_devices {
-                mount("--dev-bind", device, device);
+                root.mount("--dev-bind", device, device);
             }
         }
-        mount("--bind", home, &PathBuf::from(format!("/home/{}", spec.owner)));
-        mount("--ro-bind", &dir.join("share"), Path::new("/session"));
+        root.mount("--bind", home, &PathBuf::from(format!("/home/{}", spec.owner)));
+        root.mount("--ro-bind", &dir.join("share"), Path::new("/session"));
+        if spec.kind != Kind::Job {
+            root.mount("--bind", &dir.join("run"), Path::new(SOCKET_IN).parent().expect("a folder"));
+        }
         for dataset in &spec.datasets {
             let source = c.data_root.join(&dataset.location);
             if !dataset.location.contains("://") && source.exists() {
-                mount("--ro-bind", &source, &Path::new("/data").join(sanitise(&dataset.name)));
+                root.mount("--ro-bind", &source, &Path::new("/data").join(sanitise(&dataset.name)));
             }
         }
-        let home_in = format!("/home/{}", spec.owner);
-        let workdir = match spec.kind {
-            Kind::Job => format!("{home_in}/{}", Self::job_output(spec.session_id)),
-            _ => home_in.clone(),
-        };
-        args.extend(["--chdir".into(), workdir, "--hostname".into(), "daas-session".into(), "--".into()]);
+        let mut args = root.args;
+        args.extend([
+            "--chdir".into(),
+            format!("/home/{}", spec.owner),
+            "--hostname".into(),
+            HOSTNAME.into(),
+            "--".into(),
+        ]);
+        if self.isolation == Isolation::PerUser {
+            args.extend([
+                "setpriv".into(),
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+                "--no-new-privs".into(),
+                "--inh-caps=-all".into(),
+                "--bounding-set=-all".into(),
+                "--".into(),
+            ]);
+        }
         args
     }
 
-    /// `{port}`, `{display}`, `{base_url}`, `{home}`, `{output}`, `{venv}`, `{tools}` in the
-    /// image's command.
-    fn expand(&self, text: &str, spec: &LaunchSpec, port: u16) -> String {
+    /// `{socket}`, `{port}`, `{display}`, `{base_url}`, `{home}`, `{output}`, `{venv}`,
+    /// `{tools}` in the image's command.
+    fn expand(&self, text: &str, spec: &LaunchSpec) -> String {
         let home = format!("/home/{}", spec.owner);
-        text.replace("{port}", &port.to_string())
-            .replace("{display}", &display(port).to_string())
+        text.replace("{socket}", SOCKET_IN)
+            .replace("{port}", &SESSION_PORT.to_string())
+            // The session's network namespace has its own abstract sockets: no other X
+            // server can be on its display.
+            .replace("{display}", "1")
             .replace("{base_url}", &spec.base_url)
             .replace("{output}", &format!("{home}/{}", Self::job_output(spec.session_id)))
             .replace("{home}", &home)
@@ -252,38 +376,211 @@ impl LocalRuntime {
             .replace("{tools}", &self.config.tools_dir.display().to_string())
     }
 
-    /// The image's `argv` and `env`, expanded.
-    fn command_of(&self, spec: &LaunchSpec, port: u16) -> anyhow::Result<(Vec<String>, Env)> {
+    /// The image's `argv` and `env`, expanded, and wrapped where the session needs it: a
+    /// job first makes its output folder (as the user, inside the sandbox: daas never
+    /// follows a path in a home with its own privileges); a desktop or notebook whose
+    /// command listens on `{port}` rather than `{socket}` gets `socat` relaying the
+    /// socket to that port.
+    fn command_of(&self, spec: &LaunchSpec) -> anyhow::Result<(Vec<String>, Env)> {
         let Some(command) = &spec.image.local_command else {
             bail!("the image {:?} has no command for the local runtime", spec.image.name);
         };
-        let argv: Vec<String> = command
+        let raw: Vec<&str> = command
             .get("argv")
             .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str()).map(|s| self.expand(s, spec, port)).collect())
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
             .unwrap_or_default();
-        if argv.is_empty() {
+        if raw.is_empty() {
             bail!("the image {:?} has an empty local command", spec.image.name);
         }
-        let env = command
+        let argv: Vec<String> = raw.iter().map(|s| self.expand(s, spec)).collect();
+        let env: Env = command
             .get("env")
             .and_then(|e| e.as_object())
-            .map(|e| e.iter().filter_map(|(k, v)| Some((k.clone(), self.expand(v.as_str()?, spec, port)))).collect())
+            .map(|e| e.iter().filter_map(|(k, v)| Some((k.clone(), self.expand(v.as_str()?, spec)))).collect())
             .unwrap_or_default();
-        Ok((argv, env))
+        let prefix: Vec<String> = match spec.kind {
+            Kind::Job => vec![
+                "sh".into(),
+                "-c".into(),
+                r#"mkdir -p "$1" && cd "$1" && shift && exec "$@""#.into(),
+                "sh".into(),
+                format!("/home/{}/{}", spec.owner, Self::job_output(spec.session_id)),
+            ],
+            _ if command.to_string().contains("{socket}") => Vec::new(),
+            _ => vec![
+                "sh".into(),
+                "-c".into(),
+                format!(r#"socat UNIX-LISTEN:{SOCKET_IN},fork,mode=600 TCP:127.0.0.1:{SESSION_PORT} 2>/dev/null & exec "$@""#),
+                "sh".into(),
+            ],
+        };
+        Ok((prefix.into_iter().chain(argv).collect(), env))
     }
 
-    fn cgroup_for(&self, spec: &LaunchSpec) -> anyhow::Result<Option<PathBuf>> {
-        let Limits::CgroupV2(root) = &self.limits else { return Ok(None) };
-        let dir = root.join(spec.session_id.to_string());
-        std::fs::create_dir_all(&dir)?;
+    /// The session's own `/etc/passwd`, `group`, `hosts` and `hostname`: its user (with
+    /// the owner's name and uid), root and nobody.
+    fn write_etc(&self, spec: &LaunchSpec, dir: &Path) -> anyhow::Result<()> {
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc)?;
+        let (user, uid) = (&spec.owner, spec.uid);
+        let files = [
+            (
+                "passwd",
+                format!(
+                    "root:x:0:0:root:/root:/usr/sbin/nologin\n{user}:x:{uid}:{uid}:{user}:/home/{user}:/bin/bash\n\
+                     nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                ),
+            ),
+            ("group", format!("root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n")),
+            ("hosts", format!("127.0.0.1 localhost {HOSTNAME}\n::1 localhost ip6-localhost ip6-loopback\n")),
+            ("hostname", format!("{HOSTNAME}\n")),
+        ];
+        for (name, text) in files {
+            std::fs::write(etc.join(name), text)?;
+        }
+        Ok(())
+    }
+
+    /// The owner's home, `<homes dir>/<owner>`: made at the first launch, theirs alone
+    /// (0700, owned by `uid` when sessions have uids of their own). A home made before
+    /// sessions had their own uids is handed over whole, by `chown -R`, which never
+    /// follows the symbolic links a user may have put there.
+    fn home(&self, spec: &LaunchSpec, uid: Option<u32>) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let home = self.config.homes_dir.join(&spec.owner);
+        let metadata = match std::fs::symlink_metadata(&home) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&home).with_context(|| format!("cannot create {}", home.display()))?;
+                std::fs::symlink_metadata(&home)?
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", home.display())),
+        };
+        if !metadata.is_dir() {
+            bail!("the home {} is not a folder", home.display());
+        }
+        if let Some(uid) = uid.filter(|uid| metadata.uid() != *uid) {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "-P", &format!("{uid}:{uid}"), "--"])
+                .arg(&home)
+                .status()
+                .context("cannot run chown")?;
+            anyhow::ensure!(status.success(), "cannot give the home {} to uid {uid}", home.display());
+        }
+        set_mode(&home, 0o700)?;
+        Ok(home)
+    }
+
+    /// The session's cgroups, made and limited (none with rlimits).
+    fn cgroups_for(&self, spec: &LaunchSpec) -> anyhow::Result<Vec<PathBuf>> {
+        let id = spec.session_id.to_string();
         let period = 100_000;
         let quota = i64::from(spec.resources.cpu_millis) * period / 1000;
-        std::fs::write(dir.join("cpu.max"), format!("{quota} {period}"))?;
-        std::fs::write(dir.join("memory.max"), (i64::from(spec.resources.memory_mib) * 1024 * 1024).to_string())?;
-        Ok(Some(dir))
+        let memory = (i64::from(spec.resources.memory_mib) * 1024 * 1024).to_string();
+        let make = |root: &Path, settings: &[(&str, String)]| -> anyhow::Result<PathBuf> {
+            let dir = root.join(&id);
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
+            for (file, value) in settings {
+                std::fs::write(dir.join(file), value)
+                    .with_context(|| format!("cannot set {file} of {}", dir.display()))?;
+            }
+            Ok(dir)
+        };
+        Ok(match &self.limits {
+            Limits::CgroupV2(root) => vec![make(
+                root,
+                &[
+                    ("cpu.max", format!("{quota} {period}")),
+                    ("memory.max", memory),
+                    ("pids.max", MAX_PROCESSES.to_string()),
+                ],
+            )?],
+            Limits::CgroupV1 { cpu, memory: mem, pids } => vec![
+                make(cpu, &[("cpu.cfs_period_us", period.to_string()), ("cpu.cfs_quota_us", quota.to_string())])?,
+                make(mem, &[("memory.limit_in_bytes", memory)])?,
+                make(pids, &[("pids.max", MAX_PROCESSES.to_string())])?,
+            ],
+            Limits::Rlimits => Vec::new(),
+        })
     }
 }
+
+/// The sandbox's root as bwrap arguments. bwrap makes the folders a mount needs with mode
+/// 0700 (its owner's alone: root's, where daas is root), so every folder on the way to a
+/// mount is made first, readable by all.
+struct Root {
+    args: Vec<String>,
+    /// Folders made so far.
+    made: std::collections::BTreeSet<PathBuf>,
+    /// What is mounted so far: nothing is made below it.
+    mounted: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Root {
+    /// Makes `path` (and the folders on its way) with `mode`, unless it is made already
+    /// or lies in something mounted.
+    fn dir(&mut self, path: &Path, mode: &str) {
+        if path == Path::new("/") || self.made.contains(path) || path.ancestors().any(|p| self.mounted.contains(p)) {
+            return;
+        }
+        if let Some(parent) = path.parent() {
+            self.dir(parent, "0755");
+        }
+        self.args.extend(["--perms".into(), mode.into(), "--dir".into(), path.display().to_string()]);
+        self.made.insert(path.to_owned());
+    }
+
+    fn mount(&mut self, op: &str, from: &Path, to: &Path) {
+        if let Some(parent) = to.parent() {
+            self.dir(parent, "0755");
+        }
+        self.args.extend([op.to_string(), from.display().to_string(), to.display().to_string()]);
+        self.mounted.insert(to.to_owned());
+    }
+}
+
+/// The files of the host's `/etc` a session sees (read-only): what programs, libraries,
+/// fonts, the desktop and TLS clients need. Not the host's accounts (`passwd`, `group`,
+/// `shadow`: the session gets its own), not its keys (`ssl/private`), not its services'
+/// configuration.
+const ETC: &[&str] = &[
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "fonts",
+    "gai.conf",
+    "gtk-3.0",
+    "host.conf",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "localtime",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "profile",
+    "profile.d",
+    "protocols",
+    "python3",
+    "python3.11",
+    "services",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "terminfo",
+    "timezone",
+    "X11",
+    "xdg",
+];
+
+/// The sandbox's host name.
+const HOSTNAME: &str = "daas-session";
 
 /// The NVIDIA device files of this machine (`/dev/nvidia0`, `/dev/nvidiactl`, ...).
 pub fn gpu_devices() -> Vec<PathBuf> {
@@ -304,12 +601,6 @@ fn python_home(venv: &Path) -> Option<PathBuf> {
     let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
     let home = cfg.lines().find_map(|l| l.strip_prefix("home")?.trim_start().strip_prefix('=').map(str::trim))?;
     Some(Path::new(home).parent()?.to_owned())
-}
-
-/// An X display number derived from the port, so that sessions never share one (X servers
-/// also listen on abstract sockets named after the display, which the sandbox shares).
-fn display(port: u16) -> u32 {
-    u32::from(port)
 }
 
 /// A dataset name as a single path component.
@@ -333,9 +624,20 @@ pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
-/// A free loopback port (the session binds it a moment later).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// Gives a file daas made to `(uid, gid)` (when sessions have uids of their own) with
+/// `mode`.
+fn give(path: &Path, owner: Option<(u32, u32)>, mode: u32) -> anyhow::Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", path.display()))?;
+    }
+    set_mode(path, mode)
 }
 
 /// `/proc/<pid>/stat`: (state, process group, start time), if the process exists.
@@ -420,9 +722,10 @@ fn handle_of(value: &Handle) -> anyhow::Result<LocalHandle> {
     serde_json::from_value(value.0.clone()).context("not a local runtime handle")
 }
 
-/// Does something answer on the port the way the session's server should?
+/// Does something answer on the socket the way the session's server should?
 async fn probe(handle: &LocalHandle) -> bool {
-    let connect = tokio::net::TcpStream::connect(("127.0.0.1", handle.port));
+    let Some(socket) = &handle.socket else { return handle.kind == Kind::Job };
+    let connect = tokio::net::UnixStream::connect(socket);
     let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else { return false };
     let mut buf = [0u8; 12];
     match handle.kind {
@@ -468,13 +771,10 @@ impl Runtime for LocalRuntime {
         std::fs::create_dir_all(&share).with_context(|| format!("cannot create {}", share.display()))?;
         std::fs::write(dir.join(SESSION_LABEL.replace('/', "_")), id.to_string())?;
         let _ = std::fs::remove_file(dir.join("exit-code"));
-        let home = self.config.homes_dir.join(&spec.owner);
-        std::fs::create_dir_all(&home)?;
-        if spec.kind == Kind::Job {
-            std::fs::create_dir_all(home.join(Self::job_output(id)))?;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        set_mode(&dir, 0o700)?;
+        let owner = (self.isolation == Isolation::PerUser).then_some(spec.uid);
+        let home = self.home(spec, owner)?;
+        self.write_etc(spec, &dir)?;
         match spec.kind {
             Kind::Desktop => std::fs::write(share.join("vncpasswd"), super::vnc::password_file(&spec.secret))?,
             Kind::Job => std::fs::write(
@@ -483,12 +783,30 @@ impl Runtime for LocalRuntime {
             )?,
             Kind::Notebook => {}
         }
-        let port = if spec.kind == Kind::Job { 0 } else { free_port()? };
-        let (argv, env) = self.command_of(spec, port)?;
-        let cgroup = self.cgroup_for(spec)?;
-        let memory_kib = match cgroup {
-            Some(_) => String::new(),
-            None => (i64::from(spec.resources.memory_mib) * 1024).to_string(),
+        // `share` is readable by the session's group alone, root's otherwise.
+        for entry in std::fs::read_dir(&share)? {
+            give(&entry?.path(), owner.map(|uid| (0, uid)), 0o640)?;
+        }
+        give(&share, owner.map(|uid| (0, uid)), 0o750)?;
+        let socket = if spec.kind == Kind::Job {
+            None
+        } else {
+            let run = dir.join("run");
+            std::fs::create_dir_all(&run)?;
+            let socket = run.join(Path::new(SOCKET_IN).file_name().expect("a file name"));
+            let _ = std::fs::remove_file(&socket);
+            give(&run, owner.map(|uid| (uid, uid)), 0o700)?;
+            Some(socket)
+        };
+        let (argv, env) = self.command_of(spec)?;
+        let cgroups = self.cgroups_for(spec)?;
+        let memory_kib = match cgroups.is_empty() {
+            true => (i64::from(spec.resources.memory_mib) * 1024).to_string(),
+            false => String::new(),
+        };
+        let processes = match cgroups.is_empty() {
+            true => MAX_PROCESSES.to_string(),
+            false => String::new(),
         };
         // Only daas reads the output: it may show the server's URL with its token.
         use std::os::unix::fs::OpenOptionsExt;
@@ -499,11 +817,11 @@ impl Runtime for LocalRuntime {
             .arg(WRAPPER)
             .arg("sh")
             .arg(&dir)
-            .arg(cgroup.as_ref().map(|c| c.display().to_string()).unwrap_or_default())
+            .arg(cgroups.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" "))
             .arg(memory_kib)
-            .arg("nice")
-            .arg("-n")
-            .arg("5")
+            .arg(processes)
+            .args(["nice", "-n", "5"]);
+        command
             .arg("bwrap")
             .args(self.sandbox_args(spec, &dir, &home))
             .args(&argv)
@@ -511,6 +829,7 @@ impl Runtime for LocalRuntime {
             .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
             .env("HOME", format!("/home/{}", spec.owner))
             .env("USER", &spec.owner)
+            .env("LOGNAME", &spec.owner)
             .env("LANG", "C.UTF-8")
             .env("DAAS_SESSION_ID", id.to_string())
             .envs(env)
@@ -532,7 +851,7 @@ impl Runtime for LocalRuntime {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
-        let handle = LocalHandle { pid, start_time, port, kind: spec.kind, base_url: spec.base_url.clone(), cgroup };
+        let handle = LocalHandle { pid, start_time, socket, kind: spec.kind, base_url: spec.base_url.clone(), cgroups };
         std::fs::write(dir.join("handle.json"), serde_json::to_vec(&handle)?)?;
         Ok(Handle(serde_json::to_value(handle)?))
     }
@@ -559,7 +878,7 @@ impl Runtime for LocalRuntime {
         let ready = dir.join("ready");
         if ready.exists() || probe(&handle).await {
             let _ = std::fs::write(&ready, b"");
-            let endpoint = if handle.port == 0 { String::new() } else { format!("127.0.0.1:{}", handle.port) };
+            let endpoint = handle.socket.as_ref().map(|s| format!("unix:{}", s.display())).unwrap_or_default();
             return Ok(Observed::Running { endpoint });
         }
         let message = match handle.kind {
@@ -591,7 +910,7 @@ impl Runtime for LocalRuntime {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            if let Some(cgroup) = &handle.cgroup {
+            for cgroup in &handle.cgroups {
                 let _ = std::fs::remove_dir(cgroup);
             }
         }
@@ -617,5 +936,81 @@ impl Runtime for LocalRuntime {
 
     async fn logs(&self, session_id: Uuid, _handle: &Handle, lines: usize) -> RuntimeResult<String> {
         Ok(tail(&self.log_path(session_id), lines))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(root: &Path) -> LocalRuntime {
+        let config = LocalConfig {
+            sessions_dir: root.join("sessions"),
+            homes_dir: root.join("homes"),
+            data_root: root.join("data"),
+            venv: root.join("venv"),
+            tools_dir: root.join("tools"),
+            stop_grace: Duration::from_secs(1),
+            gpu_devices: Vec::new(),
+        };
+        LocalRuntime::new(config, Limits::Rlimits).unwrap()
+    }
+
+    fn spec(kind: Kind) -> LaunchSpec {
+        LaunchSpec {
+            session_id: Uuid::nil(),
+            kind,
+            owner: "alice".into(),
+            uid: 3_000_000,
+            image: super::super::ImageSpec { name: "x".into(), reference: "x".into(), local_command: None },
+            resources: Default::default(),
+            proposal: "20180101".into(),
+            experiment: "S0011".into(),
+            datasets: Vec::new(),
+            secret: "s".into(),
+            base_url: "/".into(),
+            parameters: None,
+        }
+    }
+
+    /// bwrap makes the folders on the way to a mount 0700: the sandbox makes each one
+    /// itself, 0755, before anything is mounted below it.
+    #[test]
+    fn every_folder_on_the_way_to_a_mount_is_made_readable_first() {
+        let root = tempfile::tempdir().unwrap();
+        let runtime = runtime(root.path());
+        let dir = root.path().join("sessions/x");
+        let args = runtime.sandbox_args(&spec(Kind::Notebook), &dir, &root.path().join("homes/alice"));
+        let (mut made, mut mounted) = (vec![PathBuf::from("/")], Vec::<PathBuf>::new());
+        let mut i = 0;
+        while i < args.len() && args[i] != "--" {
+            let op = args[i].as_str();
+            let (target, n) = match op {
+                "--bind" | "--ro-bind" | "--dev-bind" | "--symlink" => (Some(PathBuf::from(&args[i + 2])), 3),
+                "--dir" | "--dev" | "--proc" | "--tmpfs" => (Some(PathBuf::from(&args[i + 1])), 2),
+                "--perms" | "--uid" | "--gid" | "--cap-add" | "--cap-drop" | "--chdir" | "--hostname" => (None, 2),
+                _ => (None, 1),
+            };
+            if let Some(target) = target {
+                let parent = target.parent().unwrap();
+                assert!(
+                    made.iter().any(|m| m == parent) || mounted.iter().any(|m| parent.starts_with(m)),
+                    "{} is mounted before {} is made",
+                    target.display(),
+                    parent.display()
+                );
+                if op == "--dir" {
+                    assert_eq!(args[i - 2], "--perms", "{} is made without its mode", target.display());
+                    made.push(target);
+                } else if op.ends_with("bind") || op == "--symlink" {
+                    mounted.push(target);
+                } else {
+                    made.push(target);
+                }
+            }
+            i += n;
+        }
+        assert!(args.contains(&"--unshare-net".to_string()));
+        assert!(!args.windows(2).any(|w| w[0] == "--ro-bind" && w[1] == "/etc"), "the host's /etc is mounted whole");
     }
 }

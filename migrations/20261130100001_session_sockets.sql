@@ -1,0 +1,9 @@
+-- Sessions of the local runtime have a network namespace of their own: daas reaches a
+-- desktop or notebook through a Unix socket ({socket}), and X displays get a cookie. The
+-- demo images still carrying the commands daas gave them before (TCP on {port}) get the
+-- new ones; a command an admin changed is left alone (a {port} command still works,
+-- relayed by socat inside the session).
+update images set local_command = '{"argv": ["sh", "-c", "mkdir -p -m 1777 /tmp/.X11-unix; export XAUTHORITY=/tmp/.Xauthority DISPLAY=:{display}; xauth -q add :{display} . \"$(mcookie)\"; Xvnc :{display} -auth \"$XAUTHORITY\" -rfbunixpath {socket} -rfbport -1 -nolisten tcp -SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; openbox & xterm -geometry 120x36+40+40 & wait $xvnc"]}'::jsonb
+ where local_command = '{"argv": ["sh", "-c", "mkdir -p -m 1777 /tmp/.X11-unix; Xvnc :{display} -rfbport {port} -localhost -nolisten tcp -SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; export DISPLAY=:{display}; i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; openbox & xterm -geometry 120x36+40+40 & wait $xvnc"]}'::jsonb;
+update images set local_command = '{"argv": ["{venv}/bin/jupyter", "lab", "--no-browser", "--ServerApp.sock={socket}", "--ServerApp.sock_mode=0600", "--ServerApp.base_url={base_url}", "--ServerApp.root_dir={home}", "--ServerApp.allow_remote_access=true"]}'::jsonb
+ where local_command = '{"argv": ["{venv}/bin/jupyter", "lab", "--no-browser", "--ip=127.0.0.1", "--port={port}", "--ServerApp.port_retries=0", "--ServerApp.base_url={base_url}", "--ServerApp.root_dir={home}", "--ServerApp.allow_remote_access=true"]}'::jsonb;

@@ -1,11 +1,13 @@
 //! The Helm chart, rendered by Helm's own engine (helm-python-sdk) with its default values
-//! and with every option on: lint-clean, valid Kubernetes, and a Role granting exactly what
-//! the runtime calls.
+//! and with every option on: lint-clean, valid Kubernetes, a Role granting exactly what
+//! the runtime calls, unprivileged pods, and session pods shut off but from the portal.
 
 use std::collections::BTreeSet;
 
+use daas::runtime::kube::manifests::{self, SESSION_PODS};
 use daas::runtime::kube::{KUBERNETES_VERSION, RBAC_RULES};
-use serde_json::Value;
+use daas::runtime::Kind;
+use serde_json::{json, Value};
 
 use crate::common::k8s_check;
 
@@ -105,4 +107,82 @@ fn values_breaking_the_schema_are_refused() {
     std::fs::write(&path, "sessions:\n  data:\n    source: nfs\n").unwrap();
     let (ok, _, stderr) = k8s_check(&["chart", KUBERNETES_VERSION, "helm/daas", path.to_str().unwrap()], None);
     assert!(!ok && stderr.contains("nfsServer"), "{stderr}");
+}
+
+#[test]
+fn the_portal_and_its_migrations_run_unprivileged() {
+    for values in [None, Some("helm/daas/ci/full-values.yaml")] {
+        let objects = render(values);
+        for kind in ["Deployment", "Job"] {
+            let pod = &find(&objects, kind)["spec"]["template"]["spec"];
+            let security = &pod["securityContext"];
+            assert_eq!(security["runAsNonRoot"], true, "{kind}");
+            assert!(security["runAsUser"].as_i64().unwrap() > 0, "{kind}");
+            assert_eq!(security["seccompProfile"], json!({"type": "RuntimeDefault"}), "{kind}");
+            assert_eq!(pod["enableServiceLinks"], false, "{kind}");
+            for host in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert!(pod[host].is_null(), "{kind}: {host}");
+            }
+            let containers: Vec<&Value> = ["initContainers", "containers"]
+                .iter()
+                .flat_map(|list| pod[*list].as_array().into_iter().flatten())
+                .collect();
+            assert!(!containers.is_empty());
+            for container in containers {
+                let security = &container["securityContext"];
+                assert_eq!(security["runAsNonRoot"], true, "{kind}");
+                assert_eq!(security["allowPrivilegeEscalation"], false, "{kind}");
+                assert_eq!(security["privileged"], false, "{kind}");
+                assert_eq!(security["readOnlyRootFilesystem"], true, "{kind}");
+                assert_eq!(security["capabilities"], json!({"drop": ["ALL"]}), "{kind}");
+            }
+        }
+        // Only the portal talks to the API server; its migrations get no token.
+        let deployment = &find(&objects, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(deployment["automountServiceAccountToken"], true);
+        assert_eq!(find(&objects, "Job")["spec"]["template"]["spec"]["automountServiceAccountToken"], false);
+    }
+}
+
+#[test]
+fn the_chart_shuts_session_pods_off_but_from_the_portal() {
+    for values in [None, Some("helm/daas/ci/full-values.yaml")] {
+        let objects = render(values);
+        let config = &find(&objects, "ConfigMap")["data"];
+        let policy = find(&objects, "NetworkPolicy");
+        assert_eq!(policy["metadata"]["namespace"], config["DAAS_KUBE_NAMESPACE"]);
+        let spec = &policy["spec"];
+        // It selects every session pod the runtime makes.
+        let mut selector = Vec::new();
+        for (k, v) in spec["podSelector"]["matchLabels"].as_object().unwrap() {
+            selector.push(format!("{k}={}", v.as_str().unwrap()));
+        }
+        selector.sort();
+        let mut sessions: Vec<&str> = SESSION_PODS.split(',').collect();
+        sessions.sort();
+        assert_eq!(selector, sessions);
+
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(spec["egress"], json!([]), "no egress, not even DNS");
+        let ingress = spec["ingress"].as_array().unwrap();
+        assert_eq!(ingress.len(), 1);
+        let ports: Vec<Value> = [Kind::Desktop, Kind::Notebook, Kind::Job]
+            .into_iter()
+            .filter_map(manifests::port)
+            .map(|(_, port)| json!({"protocol": "TCP", "port": port}))
+            .collect();
+        assert_eq!(ingress[0]["ports"], json!(ports), "the session ports, and only them");
+        let from = ingress[0]["from"].as_array().unwrap();
+        assert_eq!(from.len(), 1);
+        // One peer: the portal's pods (their labels are in the Deployment) in its namespace.
+        let portal = &find(&objects, "Deployment")["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in from[0]["podSelector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&portal[k], v, "the portal's pods lack {k}={v}");
+        }
+        assert_eq!(from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "daas");
+        assert!(from[0]["ipBlock"].is_null());
+        // The uids sessions run as are the portal's, not a fixed one.
+        assert_eq!(config["DAAS_SESSION_UIDS"], "3000000-3999999");
+        assert!(config["DAAS_KUBE_RUN_AS_USER"].is_null());
+    }
 }

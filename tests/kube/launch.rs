@@ -57,6 +57,7 @@ async fn launching_a_desktop_creates_its_objects() {
     assert_eq!(container["image"], "registry.example.org/daas/desktop:1.0");
     assert_eq!(container["resources"]["limits"]["memory"], "4096Mi");
     assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(pod.body["spec"]["securityContext"]["runAsUser"], spec.uid);
     assert_eq!(pod.body["metadata"]["labels"]["daas.io/session-id"], spec.session_id.to_string());
     let mounts = container["volumeMounts"].as_array().unwrap();
     assert!(mounts.iter().filter(|m| m["name"] == "data").all(|m| m["readOnly"] == true));
@@ -77,6 +78,7 @@ async fn launching_a_desktop_creates_its_objects() {
     let policy = api.expect(Method::POST, POLICIES).await;
     assert_eq!(policy.body, want[4]);
     assert_eq!(policy.body["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(policy.body["spec"]["egress"], json!([]));
     policy.created("policy-uid");
 
     let (_, handle) = task.await.unwrap();

@@ -42,6 +42,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* The container security context of the portal and its migrations. */}}
 {{- define "daas.containerSecurityContext" -}}
 runAsNonRoot: true
+privileged: false
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// Where the Kubernetes runtime runs sessions and how it builds them.
+/// Where the Kubernetes runtime runs sessions and how it builds them. The uid a session
+/// runs as is not set here: it is its owner's (`DAAS_SESSION_UIDS`).
 #[derive(Args, Debug, Clone)]
 pub struct KubeArgs {
     /// Namespace the session pods, services, secrets and home volumes live in.
@@ -20,12 +21,6 @@ pub struct KubeArgs {
     /// Context of the kubeconfig to use; its current context when unset.
     #[arg(long, env = "DAAS_KUBE_CONTEXT")]
     pub kube_context: Option<String>,
-    /// User id the session containers run as (never root).
-    #[arg(long, env = "DAAS_KUBE_RUN_AS_USER", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
-    pub kube_run_as_user: i64,
-    /// Group id the session containers run as; also the fsGroup of their volumes.
-    #[arg(long, env = "DAAS_KUBE_RUN_AS_GROUP", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
-    pub kube_run_as_group: i64,
     /// Kind of volume the datasets are read from: an NFS export, a folder on every node
     /// (hostPath) or an existing PersistentVolumeClaim.
     #[arg(long, env = "DAAS_KUBE_DATA_SOURCE", value_enum, default_value_t = DataSource::HostPath)]
@@ -158,6 +153,5 @@ mod tests {
         let cli = Cli::try_parse_from(["daas", "--kube-data-source", "nfs"]).unwrap();
         assert!(cli.kube.validate().unwrap_err().to_string().contains("nfs-server"));
         assert!(Cli::try_parse_from(["daas", "--kube-portal-labels", "nolabel"]).is_err());
-        assert!(Cli::try_parse_from(["daas", "--kube-run-as-user", "0"]).is_err());
     }
 }

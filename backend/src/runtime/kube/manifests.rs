@@ -166,6 +166,8 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
     let mut mounts = vec![
         json!({"name": "data", "mountPath": "/data", "subPath": experiment_path(spec, args)?, "readOnly": true}),
         json!({"name": "home", "mountPath": HOME}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+        json!({"name": "var-tmp", "mountPath": "/var/tmp"}),
     ];
     let mut seen = std::collections::BTreeSet::new();
     for dataset in &spec.datasets {
@@ -192,12 +194,7 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         "imagePullPolicy": args.kube_image_pull_policy,
         "resources": resources(spec),
         "volumeMounts": mounts,
-        "securityContext": {
-            "runAsNonRoot": true,
-            "privileged": false,
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security_context(),
     });
     match spec.kind {
         Kind::Desktop => {
@@ -231,11 +228,13 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         "restartPolicy": "Never",
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,
+        // The owner's own uid, group and volume group: one user's files are never another's,
+        // and a uid no image or node account uses (the configured range) is no one else.
         "securityContext": {
             "runAsNonRoot": true,
-            "runAsUser": args.kube_run_as_user,
-            "runAsGroup": args.kube_run_as_group,
-            "fsGroup": args.kube_run_as_group,
+            "runAsUser": spec.uid,
+            "runAsGroup": spec.uid,
+            "fsGroup": spec.uid,
             // A large home is not re-chowned file by file at every start.
             "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
@@ -244,6 +243,10 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         "volumes": [
             data_volume(args),
             {"name": "home", "persistentVolumeClaim": {"claimName": names.home_claim}},
+            // /tmp and /var/tmp, the only places of a read-only root a session writes to;
+            // counted in the pod's ephemeral-storage limit.
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "var-tmp", "emptyDir": {}},
         ],
     });
     if !node_selector.is_empty() {
@@ -259,6 +262,22 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         pod["imagePullSecrets"] = json!([{"name": pull_secret}]);
     }
     Ok(pod)
+}
+
+/// What every container of a session runs with (an init container too, should one come).
+///
+/// The root filesystem is read-only: the image's files belong to its build user, not to
+/// the session's uid, so the only places a session could write there are the world-writable
+/// /tmp and /var/tmp, which are emptyDirs instead: nothing an image can do as an unknown
+/// uid is lost, and what a session writes is on a volume it was given, not in the image.
+fn container_security_context() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "privileged": false,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+    })
 }
 
 fn secret_env(var: &str, names: &KubeHandle, key: &str) -> Value {
@@ -344,7 +363,12 @@ pub fn service(spec: &LaunchSpec, names: &KubeHandle, owner: &OwnerReference) ->
     .map(Some)
 }
 
-/// Admits only the portal's pods, on the session's port; a job admits nothing.
+/// Admits only the portal's pods, on the session's port (a job admits nothing), and lets
+/// nothing out: no egress rule, not even DNS, so a session reaches no other pod, no
+/// service, no API server, no node and no outside host. Replies to the portal still flow
+/// (policies are stateful). Outbound access for images that need it (pip) is an image
+/// setting daas does not have yet; it would add DNS and public addresses here, never the
+/// cluster's.
 pub fn network_policy(
     spec: &LaunchSpec,
     args: &KubeArgs,
@@ -369,8 +393,9 @@ pub fn network_policy(
             "metadata": metadata(spec, &names.network_policy, "network-policy", Some(owner)),
             "spec": {
                 "podSelector": {"matchLabels": {SESSION_LABEL: spec.session_id.to_string()}},
-                "policyTypes": ["Ingress"],
+                "policyTypes": ["Ingress", "Egress"],
                 "ingress": ingress,
+                "egress": [],
             },
         }),
     )

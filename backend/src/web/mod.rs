@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod page;
+pub mod redirect;
 
 pub use admin::AdminUser;
 pub use auth::{ClientAddr, CurrentUser, MaybeUser};

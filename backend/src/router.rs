@@ -113,6 +113,8 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .with_state(state.clone())
+        // Inside `authenticate`: a cross-site form is a 403 before its fields are looked at.
+        .layer(axum::middleware::from_fn(crate::web::input::check_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::auth::authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::record_metrics))
         .layer(

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod extract;
+pub mod input;
 pub mod page;
 pub mod redirect;
 

@@ -135,8 +135,16 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // A client's id would go into our logs and audit rows unchecked: every id is ours.
+        .layer(axum::middleware::map_request(drop_client_request_id))
         // Outermost: a session origin's requests never reach the portal's routes or cookie.
         .layer(axum::middleware::from_fn_with_state(state, crate::proxy::notebook::by_host))
+}
+
+/// Removes an `X-Request-Id` the client sent, so that `SetRequestIdLayer` makes a new one.
+async fn drop_client_request_id(mut request: Request) -> Request {
+    request.headers_mut().remove("x-request-id");
+    request
 }
 
 /// Adds `SECURITY_HEADERS` where a handler did not set its own.

@@ -1,5 +1,5 @@
 //! Input daas does not trust: text with NUL characters or bytes that are not UTF-8 is a
-//! 400 naming the field before any handler or query runs.
+//! 400 naming the field before any handler or query runs, and request ids are daas's own.
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -74,4 +74,32 @@ async fn a_nul_in_a_query_string_or_path_is_a_400_naming_the_field(db: PgPool) {
     assert_eq!(page.status, 400);
     // What is fine stays fine.
     assert_eq!(app.get("/api/v1/proposals?q=%C3%A9t%C3%A9", Some(&token)).await.status, 200);
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_client_request_id_is_neither_kept_nor_audited(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let password = "alice's long password";
+    sqlx::query("update users set password_hash = $1 where username = 'alice'")
+        .bind(daas::auth::password::hash(password).unwrap())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let form = [("username", "alice"), ("password", password)];
+    let chosen = "forged-id\" onload=x";
+    let response = app.browse(Method::POST, "/login", None, Some(&form), &[("x-request-id", chosen)]).await;
+    assert_eq!(response.status, 303, "{}", response.text);
+    let answered = response.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(answered, chosen);
+    assert!(uuid::Uuid::parse_str(&answered).is_ok(), "daas's own id: {answered}");
+    let audited: Option<String> = sqlx::query_scalar("select request_id from audit_events where action = 'user.login'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audited.as_deref(), Some(answered.as_str()), "the audit row carries daas's id");
+    let anywhere: i64 = sqlx::query_scalar("select count(*) from audit_events where request_id like 'forged%'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(anywhere, 0);
 }

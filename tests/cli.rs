@@ -194,15 +194,20 @@ fn every_subcommand_documents_its_flags_and_variables() {
         &["dev", "--help"],
         &["token", "create", "--help"],
         &["import", "proposals", "--help"],
+        &["check", "--help"],
     ] {
         let output = Command::new(DAAS).args(args).output().unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains("DATABASE_URL"), "{args:?}: {help}");
+        if args[0] == "check" {
+            assert!(help.contains("DAAS_DATA_ROOT") && help.contains("DAAS_EXPERIMENT_STORAGE"), "{help}");
+        }
         if args[0] == "serve" {
             for env in [
                 "DAAS_LISTEN",
                 "DAAS_METRICS_LISTEN",
                 "DAAS_DATA_ROOT",
+                "DAAS_EXPERIMENT_STORAGE",
                 "DAAS_LOG_FORMAT",
                 "DAAS_RUNTIME",
                 "DAAS_SESSIONS_DIR",
@@ -424,4 +429,62 @@ async fn serve_with_the_kubernetes_runtime_and_no_cluster_says_so_in_one_line(db
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.trim().lines().last().unwrap_or_default();
     assert!(last.starts_with("daas: cannot read the kubeconfig /nonexistent/kubeconfig"), "{stderr}");
+}
+
+/// `daas check` lists each stored link that breaks the storage rule, one line with its
+/// proposal, experiment, dataset, location and why, and fails; once fixed it passes.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn check_reports_links_outside_their_experiments_folder(db: PgPool) {
+    let data = demo(&db).await;
+    let root = data.path().display().to_string();
+    let output = daas(&db, &["check", "--data-root", &root]);
+    assert!(output.status.success(), "the demo follows the rule: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+
+    // Links made before the rule: BL04's data on a BL11 experiment, a folder that is gone,
+    // a link inside the folder leading to another proposal, a URI.
+    std::fs::create_dir_all(data.path().join("BL11/20180101/S0012/gone")).unwrap();
+    std::os::unix::fs::symlink(
+        data.path().join("BL04/I-20191502/S0201/xrd_operando_01"),
+        data.path().join("BL11/20180101/S0013/borrowed"),
+    )
+    .unwrap();
+    for (code, name, location) in [
+        ("S0011", "stolen", "BL04/I-20191502/S0201/xrd_operando_01"),
+        ("S0012", "gone", "BL11/20180101/S0012/not_there"),
+        ("S0013", "borrowed", "BL11/20180101/S0013/borrowed"),
+        ("S0014", "remote", "s3://bucket/x"),
+    ] {
+        sqlx::query(
+            "insert into datasets (experiment_id, name, location) select id, $2, $3 from experiments where code = $1",
+        )
+        .bind(code)
+        .bind(name)
+        .bind(location)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let output = daas(&db, &["check", "--data-root", &root]);
+    assert!(!output.status.success());
+    let out = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with(r#"proposal 20180101 experiment S0011 dataset "stolen" location "BL04/I-20191502/S0201/xrd_operando_01": must lie in the experiment's storage folder BL11/20180101/S0011/"#),
+        "{out}"
+    );
+    assert!(lines[1].contains(r#"dataset "gone""#) && lines[1].contains("does not exist"), "{out}");
+    assert!(lines[2].contains(r#"dataset "borrowed""#) && lines[2].contains("leads out of"), "{out}");
+    assert!(lines[3].contains(r#"dataset "remote""#) && lines[3].contains("a URI"), "{out}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("4 dataset link(s) break the storage rule"));
+
+    // Under another layout every demo link breaks it.
+    let output = daas(&db, &["check", "--data-root", &root, "--experiment-storage", "{proposal}/{experiment}"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 7 + 4);
+    sqlx::query("delete from datasets where name in ('stolen', 'gone', 'borrowed', 'remote')")
+        .execute(&db)
+        .await
+        .unwrap();
+    stdout(&daas(&db, &["check", "--data-root", &root]));
 }

@@ -87,6 +87,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Check(args) => {
+            let pool = migrated_pool(db).await?;
+            let faults = crate::datasets::check::run(&pool, &args.data_root, &args.experiment_storage).await?;
+            for fault in &faults {
+                println!("{fault}");
+            }
+            if !faults.is_empty() {
+                bail!("{} dataset link(s) break the storage rule ({})", faults.len(), args.experiment_storage);
+            }
+            eprintln!("every dataset link lies in its experiment's folder ({})", args.experiment_storage);
+            Ok(())
+        }
         Command::User(command) => {
             let pool = migrated_pool(db).await?;
             match command {
@@ -146,7 +158,7 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
     // The demo accounts log in with passwords.
     args.web.local_login = true;
     let pool = migrated_pool(db).await?;
-    if let Some(logins) = crate::demo::load_if_empty(&pool, &args.data_root).await? {
+    if let Some(logins) = crate::demo::load_into(&pool, &args.data_root, &args.experiment_storage).await? {
         let text: String = logins.0.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
         let path = db.dev_dir.join("demo-logins.txt");
         std::fs::write(&path, &text)?;

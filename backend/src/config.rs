@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::datasets::storage::StorageTemplate;
+
 #[derive(Parser, Debug)]
 #[command(name = "daas", version, about = "Data analysis as a service for light sources", long_about = None)]
 pub struct Cli {
@@ -64,6 +66,21 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Report stored dataset links that break the storage rule (outside their
+    /// experiment's folder, missing, or leading out through a symbolic link), one line
+    /// each; exits non-zero when there is any.
+    Check(CheckArgs),
+}
+
+/// Where datasets live, as `daas serve` is configured.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Folder below which datasets live (dataset locations are relative to it).
+    #[arg(long, env = "DAAS_DATA_ROOT", default_value = ".daas/data")]
+    pub data_root: PathBuf,
+    /// Each experiment's folder below the data root (see `daas serve --help`).
+    #[arg(long, env = "DAAS_EXPERIMENT_STORAGE", default_value = StorageTemplate::DEFAULT)]
+    pub experiment_storage: StorageTemplate,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +95,11 @@ pub struct ServeArgs {
     /// Folder below which datasets live (dataset locations are relative to it).
     #[arg(long, env = "DAAS_DATA_ROOT", default_value = ".daas/data")]
     pub data_root: PathBuf,
+    /// Each experiment's folder below the data root: `{beamline}` (the experiment's),
+    /// `{proposal}` (the user office identifier) and `{experiment}` (its code). A dataset
+    /// is linked only from inside its experiment's folder.
+    #[arg(long, env = "DAAS_EXPERIMENT_STORAGE", default_value = StorageTemplate::DEFAULT)]
+    pub experiment_storage: StorageTemplate,
     /// Seconds to let open requests finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "DAAS_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,

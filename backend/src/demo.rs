@@ -1,7 +1,8 @@
 //! Demo data that looks like a facility, loaded by `daas dev` into an empty database:
 //! alice (PI of 20180101 on BL11), bob (another proposal only), sam (BL11 scientist),
 //! admin; the three images; flavours small / medium / gpu; quotas per role. Dataset files
-//! are written under the data root so that sizes are real and sessions can mount them.
+//! are written in each experiment's storage folder below the data root, so that sizes are
+//! real and sessions can mount them.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::auth::password;
+use crate::datasets::storage::StorageTemplate;
 use crate::proposals::import::{self, Format};
 
 const PROPOSALS: &str = r#"{"proposals": [
@@ -40,59 +42,39 @@ const PROPOSALS: &str = r#"{"proposals": [
    "experiments": [{"code": "S0301", "start": "2020-04-20T08:00:00Z", "end": "2020-04-22T08:00:00Z"}]}
 ]}"#;
 
-/// (experiment, dataset name, files, metadata)
-fn datasets() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
+/// (experiment, dataset name, metadata); the files go in the experiment's storage folder.
+fn datasets() -> Vec<(&'static str, &'static str, serde_json::Value)> {
     vec![
         (
             "S0011",
             "tomo_scan_0001",
-            "20180101/S0011/tomo_scan_0001",
             json!({"sample": "Ti-6Al-4V coupon A", "energy_kev": 30.0, "detector": "PCO.edge 5.5", "projections": 1800}),
         ),
         (
             "S0011",
             "tomo_scan_0002",
-            "20180101/S0011/tomo_scan_0002",
             json!({"sample": "Ti-6Al-4V coupon A", "energy_kev": 30.0, "detector": "PCO.edge 5.5", "projections": 1800, "load_n": 250}),
         ),
-        (
-            "S0012",
-            "flat_and_dark",
-            "20180101/S0012/flat_and_dark",
-            json!({"kind": "calibration", "detector": "PCO.edge 5.5"}),
-        ),
-        (
-            "S0012",
-            "tomo_scan_0010",
-            "20180101/S0012/tomo_scan_0010",
-            json!({"sample": "Ti-6Al-4V coupon B", "energy_kev": 35.0, "projections": 3600}),
-        ),
-        (
-            "S0013",
-            "tomo_scan_0020",
-            "20180101/S0013/tomo_scan_0020",
-            json!({"sample": "coupon B, 10k cycles", "energy_kev": 35.0}),
-        ),
-        (
-            "S0014",
-            "tomo_scan_0031",
-            "20180101/S0014/tomo_scan_0031",
-            json!({"sample": "coupon C", "energy_kev": 40.0, "binning": 2}),
-        ),
-        (
-            "S0201",
-            "xrd_operando_01",
-            "I-20191502/S0201/xrd_operando_01",
-            json!({"sample": "NMC811 pouch cell", "energy_kev": 60.0}),
-        ),
+        ("S0012", "flat_and_dark", json!({"kind": "calibration", "detector": "PCO.edge 5.5"})),
+        ("S0012", "tomo_scan_0010", json!({"sample": "Ti-6Al-4V coupon B", "energy_kev": 35.0, "projections": 3600})),
+        ("S0013", "tomo_scan_0020", json!({"sample": "coupon B, 10k cycles", "energy_kev": 35.0})),
+        ("S0014", "tomo_scan_0031", json!({"sample": "coupon C", "energy_kev": 40.0, "binning": 2})),
+        ("S0201", "xrd_operando_01", json!({"sample": "NMC811 pouch cell", "energy_kev": 60.0})),
     ]
 }
 
 /// The demo accounts and their passwords, freshly generated.
 pub struct DemoLogins(pub Vec<(String, String)>);
 
-/// Loads the demo data if the database has no users yet; returns the new logins.
+/// Loads the demo data if the database has no users yet, with the default storage
+/// template; returns the new logins.
 pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Option<DemoLogins>> {
+    load_into(db, data_root, &StorageTemplate::default()).await
+}
+
+/// Loads the demo data if the database has no users yet, its dataset files in the folders
+/// `storage` gives each experiment; returns the new logins.
+pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate) -> anyhow::Result<Option<DemoLogins>> {
     let mut tx = db.begin().await?;
     // Serialise concurrent `daas dev` starts on the same database.
     sqlx::query("lock table users in exclusive mode").execute(&mut *tx).await?;
@@ -130,8 +112,17 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
         .execute(&mut *tx)
         .await?;
 
-    for (experiment, name, location, metadata) in datasets() {
-        let size = write_dataset(&data_root.join(location))?;
+    for (experiment, name, metadata) in datasets() {
+        let (beamline, proposal): (String, String) = sqlx::query_as(
+            "select e.beamline, p.identifier from experiments e join proposals p on p.id = e.proposal_id
+             where e.code = $1",
+        )
+        .bind(experiment)
+        .fetch_one(&mut *tx)
+        .await?;
+        let folder = storage.folder(&beamline, &proposal, experiment).map_err(anyhow::Error::msg)?;
+        let location = folder.join(name).to_str().context("a UTF-8 path")?.to_owned();
+        let size = write_dataset(&data_root.join(&location))?;
         sqlx::query(
             "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
              select e.id, $2, $3, $4, $5, (select id from users where username = 'sam')
@@ -139,7 +130,7 @@ pub async fn load_if_empty(db: &PgPool, data_root: &Path) -> anyhow::Result<Opti
         )
         .bind(experiment)
         .bind(name)
-        .bind(location)
+        .bind(&location)
         .bind(size)
         .bind(metadata)
         .execute(&mut *tx)

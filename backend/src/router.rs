@@ -113,6 +113,8 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .with_state(state.clone())
+        // Inside `authenticate`: a cross-site form is a 403 before its fields are looked at.
+        .layer(axum::middleware::from_fn(crate::web::input::check_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::auth::authenticate))
         .layer(axum::middleware::from_fn(crate::telemetry::record_metrics))
         .layer(
@@ -133,8 +135,16 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // A client's id would go into our logs and audit rows unchecked: every id is ours.
+        .layer(axum::middleware::map_request(drop_client_request_id))
         // Outermost: a session origin's requests never reach the portal's routes or cookie.
         .layer(axum::middleware::from_fn_with_state(state, crate::proxy::notebook::by_host))
+}
+
+/// Removes an `X-Request-Id` the client sent, so that `SetRequestIdLayer` makes a new one.
+async fn drop_client_request_id(mut request: Request) -> Request {
+    request.headers_mut().remove("x-request-id");
+    request
 }
 
 /// Adds `SECURITY_HEADERS` where a handler did not set its own.

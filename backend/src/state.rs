@@ -37,6 +37,8 @@ pub struct App {
 pub struct Config {
     /// Datasets live below this folder.
     pub data_root: std::path::PathBuf,
+    /// Each experiment's folder below `data_root`; its datasets must lie in it.
+    pub experiment_storage: crate::datasets::storage::StorageTemplate,
     /// Serve `/metrics` on the main listener (false when it has a listener of its own).
     pub metrics_on_main: bool,
     /// Login, cookies, the public URL.
@@ -49,6 +51,7 @@ impl Config {
     pub fn from_args(args: &crate::config::ServeArgs) -> Self {
         Self {
             data_root: args.data_root.clone(),
+            experiment_storage: args.experiment_storage.clone(),
             metrics_on_main: args.metrics_listen.is_none(),
             web: args.web.clone(),
             sessions: SessionPolicy::from_args(&args.sessions),

@@ -178,7 +178,7 @@ async fn every_admin_change_leaves_exactly_one_audit_event(db: PgPool) {
     let starting =
         insert_session(db, "carol", "S0011", "JupyterLab", "starting", (2000, 0), (Some("2026-11-01T00:00:00Z"), None))
             .await;
-    std::fs::create_dir_all(app.data.path().join("20180101/S0011/extra")).unwrap();
+    std::fs::create_dir_all(app.data.path().join("BL11/20180101/S0011/extra")).unwrap();
     let dataset = id_of(db, "datasets", "tomo_scan_0031").await;
     let import = json!({"proposals": [{"identifier": "20261121", "title": "New", "beamline": "BL11",
                                        "members": [{"username": "erin", "role": "pi"}]}]});
@@ -398,7 +398,7 @@ async fn every_admin_change_leaves_exactly_one_audit_event(db: PgPool) {
             M::POST,
             "/api/v1/proposals/{id}/experiments/{code}/datasets",
             "/api/v1/proposals/20180101/experiments/S0011/datasets".into(),
-            Some(json!({"location": "20180101/S0011/extra"})),
+            Some(json!({"location": "BL11/20180101/S0011/extra"})),
             201,
             Some("dataset.link"),
         ),

@@ -163,8 +163,8 @@ async fn admin_forms_add_disable_and_stop(db: PgPool) {
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn sam_links_a_dataset_from_the_page(db: PgPool) {
     let app = TestApp::new(db).await;
-    std::fs::create_dir_all(app.data.path().join("20180101/S0011/scan_0007")).unwrap();
-    std::fs::write(app.data.path().join("20180101/S0011/scan_0007/p.h5"), [1u8; 64]).unwrap();
+    std::fs::create_dir_all(app.data.path().join("BL11/20180101/S0011/scan_0007")).unwrap();
+    std::fs::write(app.data.path().join("BL11/20180101/S0011/scan_0007/p.h5"), [1u8; 64]).unwrap();
     let sam = app.browser("sam").await;
     let proposal = app.browse(Method::GET, "/proposals/20180101", Some(&sam.cookie), None, &[]).await;
     assert!(proposal.text.contains("/proposals/20180101/experiments/S0011/datasets/new"));
@@ -175,13 +175,14 @@ async fn sam_links_a_dataset_from_the_page(db: PgPool) {
     let uri = "/proposals/20180101/experiments/S0011/datasets/new";
     let page = app.browse(Method::GET, uri, Some(&sam.cookie), None, &[]).await;
     assert_eq!(page.status, 200);
+    assert!(page.text.contains(r#"value="BL11/20180101/S0011/""#), "starts at the experiment's folder: {}", page.text);
     let escape = [("_csrf", sam.csrf.as_str()), ("location", "20180101/../../etc"), ("metadata", "{}")];
     let r = app.browse(Method::POST, uri, Some(&sam.cookie), Some(&escape), ORIGIN).await;
     assert_eq!(r.status, 200);
     assert!(r.text.contains("location: must not contain"), "{}", r.text);
     let ok = [
         ("_csrf", sam.csrf.as_str()),
-        ("location", "20180101/S0011/scan_0007"),
+        ("location", "BL11/20180101/S0011/scan_0007"),
         ("metadata", r#"{"sample": "coupon E"}"#),
     ];
     let r = app.browse(Method::POST, uri, Some(&sam.cookie), Some(&ok), ORIGIN).await;
@@ -193,7 +194,7 @@ async fn sam_links_a_dataset_from_the_page(db: PgPool) {
             Method::POST,
             uri,
             Some(&alice.cookie),
-            Some(&[("_csrf", alice.csrf.as_str()), ("location", "20180101/S0011/scan_0007")]),
+            Some(&[("_csrf", alice.csrf.as_str()), ("location", "BL11/20180101/S0011/scan_0007")]),
             ORIGIN,
         )
         .await;

@@ -32,7 +32,6 @@ impl TestApp {
     /// The demo facility with settings changed by `change`.
     pub async fn with_config(db: PgPool, change: impl FnOnce(&mut daas::state::Config)) -> Self {
         let data = tempfile::tempdir().unwrap();
-        daas::demo::load_if_empty(&db, data.path()).await.unwrap().expect("an empty database");
         let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
         config.web.local_login = true;
         // The workspace's frontend/, wherever the test runs from.
@@ -41,6 +40,7 @@ impl TestApp {
         config.sessions.reconcile_interval = std::time::Duration::from_millis(300);
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
         change(&mut config);
+        daas::demo::load_into(&db, data.path(), &config.experiment_storage).await.unwrap().expect("an empty database");
         let runtime = crate::sessions::test_runtime(data.path());
         let state = daas::AppState::new(db.clone(), config, runtime);
         let router = daas::app(state.clone());

@@ -1,5 +1,5 @@
 //! Linking datasets to experiments (scientists of the beamline and admins only, paths
-//! kept inside the data root) and searching them.
+//! kept inside the experiment's storage folder) and searching them.
 
 use axum::http::Method;
 use serde_json::json;
@@ -13,11 +13,12 @@ const S0011: &str = "/api/v1/proposals/20180101/experiments/S0011/datasets";
 async fn a_scientist_links_data_only_on_their_beamline(db: PgPool) {
     let app = TestApp::new(db).await;
     let root = app.data.path();
-    std::fs::create_dir_all(root.join("20180101/S0011/scan_0003/raw")).unwrap();
-    std::fs::write(root.join("20180101/S0011/scan_0003/raw/proj.h5"), vec![7u8; 1000]).unwrap();
-    std::fs::write(root.join("20180101/S0011/scan_0003/notes.txt"), b"hello").unwrap();
+    std::fs::create_dir_all(root.join("BL11/20180101/S0011/scan_0003/raw")).unwrap();
+    std::fs::write(root.join("BL11/20180101/S0011/scan_0003/raw/proj.h5"), vec![7u8; 1000]).unwrap();
+    std::fs::write(root.join("BL11/20180101/S0011/scan_0003/notes.txt"), b"hello").unwrap();
     let sam = app.token("sam").await;
-    let body = json!({"location": "20180101/S0011/scan_0003", "metadata": {"sample": "coupon D", "energy_kev": 32}});
+    let body =
+        json!({"location": "BL11/20180101/S0011/scan_0003", "metadata": {"sample": "coupon D", "energy_kev": 32}});
 
     let r = app.request(Method::POST, S0011, Some(&sam), Some(body.clone())).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -38,13 +39,13 @@ async fn a_scientist_links_data_only_on_their_beamline(db: PgPool) {
     let r = app.request(Method::POST, S0011, Some(&app.token("bob").await), Some(body.clone())).await;
     assert_eq!(r.status, 404, "{}", r.text);
     // sam cannot see BL04's proposal at all: 404.
-    std::fs::create_dir_all(root.join("I-20191502/S0201/x")).unwrap();
+    std::fs::create_dir_all(root.join("BL04/I-20191502/S0201/x")).unwrap();
     let r = app
         .request(
             Method::POST,
             "/api/v1/proposals/I-20191502/experiments/S0201/datasets",
             Some(&sam),
-            Some(json!({"location": "I-20191502/S0201/x"})),
+            Some(json!({"location": "BL04/I-20191502/S0201/x"})),
         )
         .await;
     assert_eq!(r.status, 404, "{}", r.text);
@@ -63,7 +64,7 @@ async fn a_scientist_links_data_only_on_their_beamline(db: PgPool) {
             Method::POST,
             "/api/v1/proposals/I-20191502/experiments/S0201/datasets",
             Some(&app.token("admin").await),
-            Some(json!({"location": "I-20191502/S0201/x", "name": "empty run"})),
+            Some(json!({"location": "BL04/I-20191502/S0201/x", "name": "empty run"})),
         )
         .await;
     assert_eq!((r.status.as_u16(), r.body["size_bytes"].as_i64()), (201, Some(0)), "{}", r.text);
@@ -78,7 +79,7 @@ async fn a_scientist_links_data_only_on_their_beamline(db: PgPool) {
     assert_eq!(app.request(Method::DELETE, &uri, Some(&app.token("alice").await), None).await.status, 403);
     assert_eq!(app.request(Method::DELETE, &uri, Some(&app.token("bob").await), None).await.status, 404);
     assert_eq!(app.request(Method::DELETE, &uri, Some(&sam), None).await.status, 204);
-    assert!(root.join("20180101/S0011/scan_0003/notes.txt").exists(), "unlinking keeps the files");
+    assert!(root.join("BL11/20180101/S0011/scan_0003/notes.txt").exists(), "unlinking keeps the files");
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -87,21 +88,21 @@ async fn paths_escaping_the_data_root_are_refused(db: PgPool) {
     let root = app.data.path();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
-    std::fs::create_dir_all(root.join("20180101/S0011/inside")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), root.join("20180101/S0011/way_out")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret"), root.join("20180101/S0011/inside/leak")).unwrap();
+    std::fs::create_dir_all(root.join("BL11/20180101/S0011/inside")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("BL11/20180101/S0011/way_out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), root.join("BL11/20180101/S0011/inside/leak")).unwrap();
     let sam = app.token("sam").await;
     let outside_path = outside.path().display().to_string();
     for location in [
         "../outside",
         "20180101/../../etc",
-        "20180101/S0011/../../..",
+        "BL11/20180101/S0011/../../..",
         outside_path.as_str(),
         "/etc/passwd",
-        "20180101/S0011/way_out",
-        "20180101/S0011/way_out/secret",
-        "20180101/S0011/inside",
-        "20180101/S0011/not_there",
+        "BL11/20180101/S0011/way_out",
+        "BL11/20180101/S0011/way_out/secret",
+        "BL11/20180101/S0011/inside",
+        "BL11/20180101/S0011/not_there",
         "",
         ".",
     ] {
@@ -111,19 +112,84 @@ async fn paths_escaping_the_data_root_are_refused(db: PgPool) {
         assert!(!r.text.contains("top secret"));
     }
     for metadata in [json!([1, 2]), json!("text"), json!({"big": "x".repeat(70_000)})] {
-        std::fs::remove_file(root.join("20180101/S0011/inside/leak")).ok();
+        std::fs::remove_file(root.join("BL11/20180101/S0011/inside/leak")).ok();
         let r = app
             .request(
                 Method::POST,
                 S0011,
                 Some(&sam),
-                Some(json!({"location": "20180101/S0011/inside", "metadata": metadata})),
+                Some(json!({"location": "BL11/20180101/S0011/inside", "metadata": metadata})),
             )
             .await;
         assert_eq!((r.status.as_u16(), r.body["error"]["field"].as_str()), (400, Some("metadata")), "{}", r.text);
     }
     let count: i64 = sqlx::query_scalar("select count(*) from datasets").fetch_one(&app.db).await.unwrap();
     assert_eq!(count, 7, "a refused link was written");
+}
+
+/// The attack of issue 11: sam (BL11) linked a folder of BL04's proposal into his own
+/// experiment. The location must lie in the experiment's storage folder, however named.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn another_proposals_data_cannot_be_linked(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let root = app.data.path();
+    let sam = app.token("sam").await;
+    let theirs = "BL04/I-20191502/S0201/xrd_operando_01";
+    assert!(root.join(theirs).is_dir(), "the demo wrote BL04's data in its experiment's folder");
+    std::os::unix::fs::symlink(root.join(theirs), root.join("BL11/20180101/S0011/borrowed")).unwrap();
+    std::fs::create_dir_all(root.join("BL11/20180101/S0011/scan_0009")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join(theirs).join("projections.h5"),
+        root.join("BL11/20180101/S0011/scan_0009/d.h5"),
+    )
+    .unwrap();
+    for (location, why) in [
+        (theirs, "must lie in the experiment's storage folder BL11/20180101/S0011/"),
+        ("BL11/20180101/S0012/tomo_scan_0010", "must lie in the experiment's storage folder"),
+        ("BL11/20180101", "must lie in the experiment's storage folder"),
+        ("BL11/20180101/S0011/borrowed", "leads out of the experiment's storage folder"),
+        ("BL11/20180101/S0011/scan_0009", "scan_0009/d.h5 is a symbolic link leading out"),
+    ] {
+        let r = app.request(Method::POST, S0011, Some(&sam), Some(json!({"location": location}))).await;
+        assert_eq!(r.status, 400, "{location}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], "location", "{}", r.text);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(why), "{location}: {}", r.text);
+    }
+    // Not even an admin links across proposals; in the right folder it works.
+    let admin = app.token("admin").await;
+    let r = app.request(Method::POST, S0011, Some(&admin), Some(json!({"location": theirs}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let uri = "/api/v1/proposals/I-20191502/experiments/S0201/datasets";
+    let r = app.request(Method::POST, uri, Some(&admin), Some(json!({"location": theirs, "name": "again"}))).await;
+    assert_eq!(r.status, 409, "already linked there by the demo: {}", r.text);
+    // sam cannot see BL04's proposal: 404, not a word about its folder.
+    let r = app.request(Method::POST, uri, Some(&sam), Some(json!({"location": theirs}))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let count: i64 = sqlx::query_scalar("select count(*) from datasets").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 7, "a refused link was written");
+}
+
+/// `DAAS_EXPERIMENT_STORAGE` sets the layout; the demo data follows it.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn the_storage_template_is_configurable(db: PgPool) {
+    let app = TestApp::with_config(db, |c| c.experiment_storage = "raw/{proposal}-{experiment}".parse().unwrap()).await;
+    let root = app.data.path();
+    assert!(root.join("raw/20180101-S0011/tomo_scan_0001").is_dir());
+    let stored: String = sqlx::query_scalar("select location from datasets where name = 'tomo_scan_0001'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, "raw/20180101-S0011/tomo_scan_0001");
+    std::fs::create_dir_all(root.join("raw/20180101-S0011/scan_0004")).unwrap();
+    std::fs::create_dir_all(root.join("BL11/20180101/S0011/scan_0004")).unwrap();
+    let sam = app.token("sam").await;
+    let r =
+        app.request(Method::POST, S0011, Some(&sam), Some(json!({"location": "BL11/20180101/S0011/scan_0004"}))).await;
+    assert_eq!(r.status, 400, "the default layout no longer applies: {}", r.text);
+    assert!(r.text.contains("raw/20180101-S0011/"), "{}", r.text);
+    let r =
+        app.request(Method::POST, S0011, Some(&sam), Some(json!({"location": "raw/20180101-S0011/scan_0004"}))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]

@@ -200,11 +200,33 @@ async fn local_login_can_be_switched_off(db: PgPool) {
 async fn no_open_redirect_after_login(db: PgPool) {
     let app = TestApp::new(db).await;
     let password = alice_password(&app).await;
-    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example"] {
+    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example"]
+    {
         let form = [("username", "alice"), ("password", password.as_str()), ("next", next)];
         let response = app.browse(Method::POST, "/login", None, Some(&form), &[]).await;
         assert_eq!(response.headers["location"], "/proposals", "{next}");
     }
+}
+
+/// `%09` decodes to a tab, which browsers strip from a `Location`: `/\t/evil.example`
+/// would take the visitor to `//evil.example`.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn login_next_with_a_tab_stays_on_the_site(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let alice = app.browser("alice").await;
+    for uri in ["/login?next=/%09/evil.example", "/login?next=/%5Cevil.example", "/login?next=%2F%2Fevil.example"] {
+        let response = app.browse(Method::GET, uri, Some(&alice.cookie), None, &[]).await;
+        assert_eq!(response.status, 303, "{uri}");
+        assert_eq!(response.headers["location"], "/proposals", "{uri}");
+    }
+    // Not logged in: the form carries the safe target, not the given one.
+    let page = app.browse(Method::GET, "/login?next=/%09/evil.example", None, None, &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains(r#"name="next" value="/proposals""#), "{}", page.text);
+    assert!(!page.text.contains("evil.example"), "{}", page.text);
+    // A local target still works.
+    let response = app.browse(Method::GET, "/login?next=/tokens%3Fx%3D1", Some(&alice.cookie), None, &[]).await;
+    assert_eq!(response.headers["location"], "/tokens?x=1");
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]

@@ -12,6 +12,7 @@ mod desktop;
 mod health;
 mod hostile;
 mod import;
+mod input;
 mod login;
 mod me;
 mod model;

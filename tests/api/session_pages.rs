@@ -146,11 +146,13 @@ async fn my_sessions_shows_cards_and_stops_mine_only(db: PgPool) {
             Method::POST,
             &format!("/sessions/{id}/stop"),
             Some(&alice.cookie),
-            Some(&[("_csrf", &alice.csrf)]),
+            // A tab that browsers strip would make this `//evil.example`.
+            Some(&[("_csrf", &alice.csrf), ("back", "/\t/evil.example")]),
             &[],
         )
         .await;
     assert_eq!(stop.status, 303);
+    assert_eq!(stop.headers["location"], "/sessions", "the stop form's `back` stays on the site");
     let state: String = sqlx::query_scalar("select state from sessions").fetch_one(&app.db).await.unwrap();
     assert_eq!(state, "stopping");
     let events = app.browse(Method::GET, &format!("/sessions/{id}/events-list"), Some(&alice.cookie), None, &[]).await;

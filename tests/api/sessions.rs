@@ -418,7 +418,7 @@ async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
     assert_eq!(summary["shape"], json!([128, 128]));
 
     // A dataset whose files are gone: the job fails with its exit code and its words.
-    std::fs::remove_dir_all(app.data_path().join("20180101/S0011/tomo_scan_0002")).unwrap();
+    std::fs::remove_dir_all(app.data_path().join("BL11/20180101/S0011/tomo_scan_0002")).unwrap();
     body["parameters"] = json!({"dataset": "tomo_scan_0002", "algorithm": "fbp"});
     let r = post(body).await;
     let id = r.body["id"].as_str().unwrap().to_string();

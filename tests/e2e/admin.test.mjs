@@ -70,7 +70,7 @@ test("admin adds an image, sam links a dataset, alice sees both; a disabled imag
   assert.equal(await admin.locator('tr[data-image="Broken"]').count(), 0);
 
   // sam links a folder of the data root to S0011.
-  const folder = path.join(root, "target/e2e/dev/data/20180101/S0011/tomo_scan_0042");
+  const folder = path.join(root, "target/e2e/dev/data/BL11/20180101/S0011/tomo_scan_0042");
   mkdirSync(folder, { recursive: true });
   writeFileSync(path.join(folder, "projections.h5"), Buffer.alloc(4096, 7));
   const sam = await loginAs("sam");
@@ -80,7 +80,7 @@ test("admin adds an image, sam links a dataset, alice sees both; a disabled imag
   await sam.fill("#location", "20180101/S0011/../../../etc");
   await sam.getByRole("button", { name: "Link dataset" }).click();
   await sam.getByRole("alert").getByText(/must not contain/).waitFor();
-  await sam.fill("#location", "20180101/S0011/tomo_scan_0042");
+  await sam.fill("#location", "BL11/20180101/S0011/tomo_scan_0042");
   await sam.fill("#metadata", '{"sample": "coupon F", "energy_kev": 33}');
   await shot(sam, "issue7-03-sam-link-dataset");
   await sam.getByRole("button", { name: "Link dataset" }).click();

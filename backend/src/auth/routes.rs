@@ -45,10 +45,7 @@ struct NextParam {
 
 /// Only local paths: an open redirect to another site would make phishing easy.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
-        _ => "/proposals".to_string(),
-    }
+    crate::web::redirect::local_or(next, "/proposals")
 }
 
 fn login_page_for(state: &AppState, next: String, username: String, error: Option<String>) -> LoginPage {
@@ -123,7 +120,8 @@ async fn start_session(
     };
     audit::record(&state.db, &actor, "user.login", "user", &user_id.to_string(), serde_json::json!({"method": method}))
         .await?;
-    let mut response = see_other(next);
+    // Checked again here: the OIDC callback's target was stored at the start of the login.
+    let mut response = see_other(&safe_next(Some(next)));
     response.headers_mut().insert(SET_COOKIE, cookie);
     Ok(response)
 }

@@ -1,7 +1,9 @@
 //! `POST /api/v1/proposals/{id}/experiments/{code}/datasets` (link),
 //! `DELETE /api/v1/datasets/{id}` (unlink) and `GET /api/v1/datasets` (search).
 //! Linking is for the scientists of the experiment's beamline and for admins; a caller who
-//! cannot see the proposal gets 404, one who can but may not link gets 403.
+//! cannot see the proposal gets 404, one who can but may not link gets 403. What is linked
+//! must lie in the experiment's storage folder (`DAAS_EXPERIMENT_STORAGE`), so no one links
+//! another proposal's data into theirs.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -50,7 +52,8 @@ const SELECT: &str = "select d.id, d.name, d.location, d.size_bytes, d.metadata,
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkInput {
-    /// Path below the data root, e.g. `20180101/S0011/tomo_scan_0003`.
+    /// Path below the data root, inside the experiment's storage folder, e.g.
+    /// `BL11/20180101/S0011/tomo_scan_0003` with the default `{beamline}/{proposal}/{experiment}`.
     pub location: String,
     /// Default: the last part of the location.
     pub name: Option<String>,
@@ -132,9 +135,15 @@ pub async fn link(
     if metadata.to_string().len() > METADATA_MAX {
         return Err(AppError::invalid("metadata", format!("must be at most {METADATA_MAX} bytes")));
     }
+    // The experiment's beamline: where the beamtime ran is where the facility stores it.
+    let folder = state
+        .config
+        .experiment_storage
+        .folder(&beamline, identifier, code)
+        .map_err(|m| AppError::invalid("location", m))?;
     let root = state.config.data_root.clone();
     let location = input.location.clone();
-    let resolved = tokio::task::spawn_blocking(move || path::resolve(&root, &location))
+    let resolved = tokio::task::spawn_blocking(move || path::resolve(&root, &folder, &location))
         .await
         .map_err(anyhow::Error::from)?
         .map_err(|e| match e {

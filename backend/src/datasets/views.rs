@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::routes::{link, LinkInput};
 use crate::audit::Actor;
 use crate::error::AppError;
+use crate::proposals::db::VISIBLE;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};
 use crate::web::Path;
@@ -29,8 +30,26 @@ struct LinkPage {
     error: Option<String>,
 }
 
-async fn link_page(PageUser { ctx, .. }: PageUser, Path((proposal, experiment)): Path<(String, String)>) -> PageResult {
-    let location = format!("{proposal}/{experiment}/");
+async fn link_page(
+    state: AppState,
+    PageUser { ctx, user }: PageUser,
+    Path((proposal, experiment)): Path<(String, String)>,
+) -> PageResult {
+    // Starts the field at the experiment's storage folder, where the data must be.
+    let beamline: Option<String> = sqlx::query_scalar(&format!(
+        "select e.beamline from experiments e join proposals p on p.id = e.proposal_id
+         where p.identifier = $3 and e.code = $4 and {VISIBLE}"
+    ))
+    .bind(user.id)
+    .bind(user.role.as_str())
+    .bind(&proposal)
+    .bind(&experiment)
+    .fetch_optional(&state.db)
+    .await?;
+    let location = beamline
+        .and_then(|b| state.config.experiment_storage.folder(&b, &proposal, &experiment).ok())
+        .map(|folder| format!("{}/", folder.display()))
+        .unwrap_or_default();
     render(&LinkPage { ctx, proposal, experiment, location, name: String::new(), metadata: "{}".into(), error: None })
 }
 

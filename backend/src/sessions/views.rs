@@ -463,6 +463,6 @@ async fn stop_from_page(
     Form(form): Form<StopForm>,
 ) -> PageResult {
     super::routes::stop_session(state, user, actor, crate::web::Path(id)).await?;
-    let back = form.back.filter(|b| b.starts_with('/') && !b.starts_with("//")).unwrap_or_else(|| "/sessions".into());
+    let back = crate::web::redirect::local_or(form.back.as_deref(), "/sessions");
     Ok(see_other(&back))
 }

@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod auth;
 pub mod extract;
+pub mod input;
 pub mod page;
+pub mod redirect;
 
 pub use admin::AdminUser;
 pub use auth::{ClientAddr, CurrentUser, MaybeUser};

@@ -3,7 +3,6 @@
 //! tried on a real desktop, a real notebook and the home of alice, and on PostgreSQL and
 //! daas. Each must fail; the test fails on any that works.
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
@@ -62,8 +61,19 @@ async fn host_uid(app: &TestApp, user: &str) -> u32 {
     uid as u32
 }
 
-fn entries(dir: &std::path::Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+/// Every file and folder below `dir` (links not followed) with its owner.
+fn owners(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    // Alice's notebook writes and removes files meanwhile: what vanishes is skipped.
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
+        if metadata.is_dir() {
+            found.extend(owners(&entry.path()));
+        }
+        found.push((entry.path(), metadata.uid()));
+    }
+    found
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -84,6 +94,8 @@ async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sq
     let homes = app.data_path().join("_runtime/homes");
     let alice_home = homes.join("alice");
     std::fs::write(alice_home.join("secret.txt"), "alice's results").unwrap();
+    let alice_uid = host_uid(&app, "alice").await;
+    std::os::unix::fs::chown(alice_home.join("secret.txt"), Some(alice_uid), Some(alice_uid)).unwrap();
 
     // The attacker: bob, who knows everything a removed member of alice's sessions could
     // have learnt (the notebook's token, the sockets' paths), and daas's own addresses.
@@ -110,7 +122,6 @@ async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sq
     .execute(&app.db)
     .await
     .unwrap();
-    let alice_before = entries(&alice_home);
 
     let (attack, s) = launch(&app, &bob, "Attack", "S0201", true).await;
     let log = app.get(&format!("/api/v1/jobs/{attack}/logs"), Some(&bob)).await.text;
@@ -140,7 +151,7 @@ async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sq
 
     // On the host, what bob's session made is bob's: a setuid bit set inside gives at most
     // bob's own uid, never root's, and only bob can reach it.
-    let (alice_uid, bob_uid) = (host_uid(&app, "alice").await, host_uid(&app, "bob").await);
+    let bob_uid = host_uid(&app, "bob").await;
     assert!(alice_uid >= 1000 && bob_uid >= 1000 && alice_uid != bob_uid, "{alice_uid} {bob_uid}");
     let bob_home = homes.join("bob");
     let suid = std::fs::metadata(bob_home.join("suid-shell")).unwrap();
@@ -155,8 +166,11 @@ async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sq
     // bob's `~/jobs` now points at alice's home: the next launch must not follow it.
     let (second, s) = launch(&app, &bob, "Attack", "S0201", true).await;
     assert_eq!(s["state"], "failed", "{s}");
-    assert_eq!(entries(&alice_home), alice_before, "something appeared in alice's home");
+    // Whatever alice's sessions wrote meanwhile, all of her home is hers alone.
     assert!(!alice_home.join(&second).exists());
+    for (path, uid) in owners(&alice_home) {
+        assert_eq!(uid, alice_uid, "{} in alice's home is not hers", path.display());
+    }
     assert!(std::fs::symlink_metadata(bob_home.join("jobs")).unwrap().file_type().is_symlink());
 
     // And alice's sessions still answer daas.

@@ -411,7 +411,9 @@ impl LocalRuntime {
             _ => vec![
                 "sh".into(),
                 "-c".into(),
-                format!(r#"socat UNIX-LISTEN:{SOCKET_IN},fork,mode=600 TCP:127.0.0.1:{SESSION_PORT} 2>/dev/null & exec "$@""#),
+                format!(
+                    r#"socat UNIX-LISTEN:{SOCKET_IN},fork,mode=600 TCP:127.0.0.1:{SESSION_PORT} 2>/dev/null & exec "$@""#
+                ),
                 "sh".into(),
             ],
         };

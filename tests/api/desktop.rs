@@ -38,13 +38,20 @@ pub async fn launch(app: &TestApp, owner: &str, image: &str) -> String {
 }
 
 /// Opens the desktop WebSocket; `Err(status)` when refused.
-async fn open(addr: &str, id: &str, token: Option<&str>, origin: Option<&str>) -> Result<Socket, u16> {
+pub async fn open(addr: &str, id: &str, token: Option<&str>, origin: Option<&str>) -> Result<Socket, u16> {
+    let origin: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    open_with(addr, id, token, &origin).await
+}
+
+/// `open` with the given headers.
+async fn open_with(addr: &str, id: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Result<Socket, u16> {
     let mut request = format!("ws://{addr}/sessions/{id}/desktop/ws").into_client_request().unwrap();
     if let Some(token) = token {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
+    for (name, value) in headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
@@ -130,6 +137,12 @@ async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(open(&addr, &unknown, Some(&alice), None).await.err(), Some(404));
     assert_eq!(open(&addr, &id, Some(&alice), Some("http://evil.example")).await.err(), Some(403), "another site");
+    let session_origin = format!("http://{id}.sessions.localhost:8080");
+    assert_eq!(open(&addr, &id, Some(&alice), Some(&session_origin)).await.err(), Some(403), "a session origin");
+    for site in ["same-site", "cross-site"] {
+        let r = open_with(&addr, &id, Some(&alice), &[("sec-fetch-site", site)]).await;
+        assert_eq!(r.err(), Some(403), "no Origin, Sec-Fetch-Site: {site}");
+    }
     let mut socket = open(&addr, &id, Some(&alice), Some("http://localhost:8080")).await.unwrap();
     assert_eq!(handshake(&mut socket).await, (1600, 900));
 

@@ -146,10 +146,12 @@ async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
     let mut socket = open(&addr, &id, Some(&alice), Some("http://localhost:8080")).await.unwrap();
     assert_eq!(handshake(&mut socket).await, (1600, 900));
 
-    // A member added through the API may watch.
+    // A member added through the API may watch, once they accepted.
     let r =
         post(&app, &alice, &format!("/api/v1/sessions/{id}/members"), json!({"user": "bob", "role": "guest"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(open(&addr, &id, Some(&bob), None).await.err(), Some(404), "an invitee who did not accept");
+    assert_eq!(post(&app, &bob, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
     let mut watcher = open(&addr, &id, Some(&bob), None).await.unwrap();
     handshake(&mut watcher).await;
     // Only the owner manages members; bad roles are 400.
@@ -189,6 +191,9 @@ async fn controller_and_handover(db: PgPool) {
     let members = format!("/api/v1/sessions/{id}/members");
     assert_eq!(post(&app, &alice, &members, json!({"user": "bob", "role": "user"})).await.status, 201);
     assert_eq!(post(&app, &alice, &members, json!({"user": "carol", "role": "guest"})).await.status, 201);
+    for invitee in [&bob, &carol] {
+        assert_eq!(post(&app, invitee, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
+    }
 
     let mut a = open(&addr, &id, Some(&alice), None).await.unwrap();
     let mut b = open(&addr, &id, Some(&bob), None).await.unwrap();

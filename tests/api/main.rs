@@ -11,6 +11,7 @@ mod datasets;
 mod desktop;
 mod health;
 mod import;
+mod invitations;
 mod login;
 mod me;
 mod model;

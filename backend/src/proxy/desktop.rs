@@ -54,7 +54,8 @@ impl Target {
 async fn target(db: &sqlx::PgPool, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Target>> {
     sqlx::query_as(&format!(
         "select s.state, s.kind, s.endpoint, s.secret, coalesce(s.controller_id, s.owner_id) as controller,
-                (select sm.role from session_members sm where sm.session_id = s.id and sm.user_id = $1) as role
+                (select sm.role from session_members sm
+                 where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null) as role
          from sessions s where s.id = $3 and {VISIBLE}"
     ))
     .bind(user.id)

@@ -409,6 +409,7 @@ async fn check_cookie(state: &AppState, id: Uuid, cookie: &str) -> Result<Option
     let found: Option<Uuid> = sqlx::query_scalar(
         "select c.user_id from session_cookies c
          join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
+              and m.accepted_at is not null
          join users u on u.id = c.user_id and u.enabled
          where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
     )

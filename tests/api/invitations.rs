@@ -119,6 +119,11 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn declining_removes_the_invitation_and_strangers_have_none(db: PgPool) {
     let app = TestApp::new(db).await;
+    let doc = app.get("/api/v1/openapi.json", None).await.body;
+    assert!(doc["paths"]["/api/v1/invitations"]["get"].is_object(), "invitations missing from the OpenAPI document");
+    for action in ["accept", "decline"] {
+        assert!(doc["paths"][format!("/api/v1/invitations/{{id}}/{action}")]["post"].is_object(), "{action}");
+    }
     let id = launch_requested(&app, "alice").await;
     let members = format!("/api/v1/sessions/{id}/members");
     let accept = format!("/api/v1/invitations/{id}/accept");
@@ -161,10 +166,17 @@ async fn declining_removes_the_invitation_and_strangers_have_none(db: PgPool) {
     assert!(page.text.contains(&format!("action=\"/sessions/{id}/accept\"")), "{}", page.text);
     assert!(page.text.contains(&format!("action=\"/sessions/{id}/decline\"")), "{}", page.text);
     assert!(!page.text.contains(&format!("href=\"/sessions/{id}\"")), "an invitee's card links to the session");
-    // The buttons are forms with the CSRF token, like every change.
+    // The buttons are forms with the CSRF token, like every change, and from the portal's
+    // own pages only: a session origin is the portal's site in production.
     let r = app.browse(Method::POST, &format!("/sessions/{id}/accept"), Some(&carol.cookie), Some(&[]), &[]).await;
     assert_eq!(r.status, 403, "accepted without the CSRF token");
     let form = [("_csrf", carol.csrf.as_str())];
+    for headers in [[("origin", "http://x.sessions.localhost:8080")], [("sec-fetch-site", "same-site")]] {
+        let r = app
+            .browse(Method::POST, &format!("/sessions/{id}/accept"), Some(&carol.cookie), Some(&form), &headers)
+            .await;
+        assert_eq!(r.status, 403, "accepted from another origin: {headers:?}");
+    }
     let r = app.browse(Method::POST, &format!("/sessions/{id}/accept"), Some(&carol.cookie), Some(&form), &[]).await;
     assert_eq!(r.status, 303, "{}", r.text);
     let page = app.browse(Method::GET, "/sessions/cards", Some(&carol.cookie), None, &[]).await;

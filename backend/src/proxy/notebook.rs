@@ -370,11 +370,11 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
     .await?;
     tx.commit().await?;
     let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
-    // `Strict`: no other site, another session origin included, makes the browser send it.
-    // The browser came here by a redirect from the portal, a chain that (seen from this
-    // origin) started on another site, and would not send a `Strict` cookie on a redirect
-    // that continues it; so this origin's own page moves on to the lab, as a navigation of
-    // its own.
+    // `Strict`: no other site makes the browser send it. (Other session origins are this
+    // one's site: the Origin check in `serve` keeps their pages out.) The browser came
+    // here by a redirect from the portal, which may be another site, and a redirect that
+    // continues such a chain does not carry a `Strict` cookie; so a page of this origin
+    // moves on to the lab, as a navigation of its own.
     let cookie =
         format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", COOKIE_TTL_H * 3600);
     let lab = format!("/sessions/{id}/lab");

@@ -38,13 +38,20 @@ pub async fn launch(app: &TestApp, owner: &str, image: &str) -> String {
 }
 
 /// Opens the desktop WebSocket; `Err(status)` when refused.
-async fn open(addr: &str, id: &str, token: Option<&str>, origin: Option<&str>) -> Result<Socket, u16> {
+pub async fn open(addr: &str, id: &str, token: Option<&str>, origin: Option<&str>) -> Result<Socket, u16> {
+    let origin: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    open_with(addr, id, token, &origin).await
+}
+
+/// `open` with the given headers.
+async fn open_with(addr: &str, id: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Result<Socket, u16> {
     let mut request = format!("ws://{addr}/sessions/{id}/desktop/ws").into_client_request().unwrap();
     if let Some(token) = token {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
+    for (name, value) in headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
@@ -130,13 +137,21 @@ async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(open(&addr, &unknown, Some(&alice), None).await.err(), Some(404));
     assert_eq!(open(&addr, &id, Some(&alice), Some("http://evil.example")).await.err(), Some(403), "another site");
+    let session_origin = format!("http://{id}.sessions.localhost:8080");
+    assert_eq!(open(&addr, &id, Some(&alice), Some(&session_origin)).await.err(), Some(403), "a session origin");
+    for site in ["same-site", "cross-site"] {
+        let r = open_with(&addr, &id, Some(&alice), &[("sec-fetch-site", site)]).await;
+        assert_eq!(r.err(), Some(403), "no Origin, Sec-Fetch-Site: {site}");
+    }
     let mut socket = open(&addr, &id, Some(&alice), Some("http://localhost:8080")).await.unwrap();
     assert_eq!(handshake(&mut socket).await, (1600, 900));
 
-    // A member added through the API may watch.
+    // A member added through the API may watch, once they accepted.
     let r =
         post(&app, &alice, &format!("/api/v1/sessions/{id}/members"), json!({"user": "bob", "role": "guest"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(open(&addr, &id, Some(&bob), None).await.err(), Some(404), "an invitee who did not accept");
+    assert_eq!(post(&app, &bob, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
     let mut watcher = open(&addr, &id, Some(&bob), None).await.unwrap();
     handshake(&mut watcher).await;
     // Only the owner manages members; bad roles are 400.
@@ -176,6 +191,9 @@ async fn controller_and_handover(db: PgPool) {
     let members = format!("/api/v1/sessions/{id}/members");
     assert_eq!(post(&app, &alice, &members, json!({"user": "bob", "role": "user"})).await.status, 201);
     assert_eq!(post(&app, &alice, &members, json!({"user": "carol", "role": "guest"})).await.status, 201);
+    for invitee in [&bob, &carol] {
+        assert_eq!(post(&app, invitee, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
+    }
 
     let mut a = open(&addr, &id, Some(&alice), None).await.unwrap();
     let mut b = open(&addr, &id, Some(&bob), None).await.unwrap();

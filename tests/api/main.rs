@@ -13,6 +13,7 @@ mod health;
 mod hostile;
 mod import;
 mod input;
+mod invitations;
 mod login;
 mod me;
 mod model;

@@ -1,6 +1,7 @@
 //! The notebook proxy against a real JupyterLab: entering through a one-time ticket, the
 //! isolation of the portal's and the session origins' cookies, a kernel run over the
-//! proxied WebSocket, and a restart of daas that the open notebook survives.
+//! proxied WebSocket, a restart of daas that the open notebook survives, and a session
+//! origin that takes changes and WebSockets from its own pages only.
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +24,25 @@ struct Answer {
 
 /// A raw HTTP/1.0 request to `addr` with the given `Host` (a session origin or the portal).
 async fn http(addr: &str, method: &str, host: &str, path: &str, cookie: Option<&str>) -> Answer {
+    http_with(addr, method, host, path, cookie, &[]).await
+}
+
+/// `http` with more headers (`Origin`, `Sec-Fetch-Site`).
+async fn http_with(
+    addr: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n{cookie}Content-Length: 0\r\n\r\n");
+    let mut extra = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n{extra}Connection: close\r\nContent-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response)).await.unwrap().unwrap();
@@ -44,6 +61,38 @@ async fn ticket_url(app: &TestApp, cookie: &str, id: &str) -> url::Url {
     let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(cookie), None, &[]).await;
     assert_eq!(r.status, 303, "{}", r.text);
     url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap()
+}
+
+/// Checks what `/_daas/enter` answers a good ticket (a `Strict`, host-only cookie and a page
+/// of the session's origin that moves on to the lab) and returns the cookie.
+fn entered_cookie(entered: &Answer, id: &str) -> String {
+    // A page, not a redirect: a redirect continuing the chain the portal started would not
+    // carry the `Strict` cookie.
+    assert_eq!(entered.status, 200, "{}", entered.head);
+    let refresh = format!("content=\"0; url=/sessions/{id}/lab\"");
+    assert!(entered.body.contains("http-equiv=\"refresh\"") && entered.body.contains(&refresh), "{}", entered.body);
+    assert_eq!(header(&entered.head, "referrer-policy"), Some("no-referrer"));
+    let set_cookie = header(&entered.head, "set-cookie").unwrap().to_string();
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "the cookie must be host-only: {set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"));
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+/// Opens a WebSocket through a session origin; `Err(status)` when refused.
+async fn ws(addr: &str, host: &str, path: &str, cookie: &str, headers: &[(&str, &str)]) -> Result<(), u16> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request.headers_mut().insert("host", host.parse().unwrap());
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    for (name, value) in headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(err) => panic!("{err}"),
+    }
 }
 
 /// Runs `code` in a kernel over the proxied WebSocket and returns its `text/plain` result.
@@ -102,12 +151,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     let url = ticket_url(&app, &portal.cookie, &id).await;
     let enter = format!("{}?{}", url.path(), url.query().unwrap());
     let entered = http(&addr, "GET", &host, &enter, None).await;
-    assert_eq!(entered.status, 303, "{}", entered.head);
-    assert_eq!(header(&entered.head, "location"), Some(format!("/sessions/{id}/lab").as_str()));
-    let set_cookie = header(&entered.head, "set-cookie").unwrap().to_string();
-    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "the cookie must be host-only: {set_cookie}");
-    assert!(set_cookie.contains("HttpOnly"));
-    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let cookie = entered_cookie(&entered, &id);
     assert_eq!(http(&addr, "GET", &host, &enter, None).await.status, 403, "a ticket works once");
 
     // Jupyter answers through the proxy, which adds the token; the page never sees it.
@@ -182,5 +226,67 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
         assert!(start.elapsed() < Duration::from_secs(30), "still proxied after the stop: {}", r.status);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    app.stop_everything().await;
+}
+
+/// Attack 4 of issue 11 without a browser: daas adds Jupyter's token to every request,
+/// which switches off Jupyter's own cross-site checks, and all session origins are one
+/// site, so daas itself must refuse what a page of another origin asks of this one.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_session_origin_takes_changes_only_from_its_own_pages(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let own = format!("http://{host}");
+    let own = own.as_str();
+    let neighbour = format!("http://{}.sessions.localhost:8080", uuid::Uuid::new_v4());
+    let neighbour = neighbour.as_str();
+    let portal = app.browser("alice").await;
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
+    let cookie = entered_cookie(&entered, &id);
+    let terminals = format!("/sessions/{id}/api/terminals");
+
+    // Changes asked by a page of another origin (another notebook, the portal, an opaque
+    // origin) or, without `Origin`, of another site, never reach Jupyter.
+    let refused: [&[(&str, &str)]; 6] = [
+        &[("Origin", neighbour)],
+        &[("Origin", "http://localhost:8080")],
+        &[("Origin", "null")],
+        &[("Origin", "https://evil.example")],
+        &[("Sec-Fetch-Site", "same-site")],
+        &[("Sec-Fetch-Site", "cross-site")],
+    ];
+    for headers in refused {
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let r = http_with(&addr, method, &host, &terminals, Some(&cookie), headers).await;
+            assert_eq!(r.status, 403, "{method} {headers:?}: {}", r.body);
+            assert!(r.body.contains("another site"), "{}", r.body);
+        }
+    }
+    let list = http_with(&addr, "GET", &host, &terminals, Some(&cookie), &[("Origin", neighbour)]).await;
+    assert_eq!(list.status, 200, "reading is not refused: {}", list.body);
+    assert_eq!(serde_json::from_str::<Value>(&list.body).unwrap(), json!([]), "a terminal was created");
+
+    // Its own pages may: with `Origin`, or a browser's `Sec-Fetch-Site` alone.
+    let made = http_with(&addr, "POST", &host, &terminals, Some(&cookie), &[("Origin", own)]).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let name = serde_json::from_str::<Value>(&made.body).unwrap()["name"].as_str().unwrap().to_string();
+    let same = [("Sec-Fetch-Site", "same-origin")];
+    let made = http_with(&addr, "POST", &host, &terminals, Some(&cookie), &same).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let list = http(&addr, "GET", &host, &terminals, Some(&cookie)).await;
+    assert_eq!(serde_json::from_str::<Value>(&list.body).unwrap().as_array().unwrap().len(), 2, "{}", list.body);
+
+    // Every WebSocket upgrade is checked the same way, whatever its path.
+    let socket = format!("/sessions/{id}/terminals/websocket/{name}");
+    for headers in refused {
+        assert_eq!(ws(&addr, &host, &socket, &cookie, headers).await, Err(403), "{headers:?}");
+    }
+    assert_eq!(ws(&addr, &host, &socket, &cookie, &[("Origin", own)]).await, Ok(()));
+
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
     app.stop_everything().await;
 }

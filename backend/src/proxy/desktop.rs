@@ -21,7 +21,7 @@ use super::rfb::{self, Class, ClientStream};
 use crate::error::{AppError, Result};
 use crate::sessions::db::VISIBLE;
 use crate::state::AppState;
-use crate::web::auth::same_origin;
+use crate::web::auth::from_origin;
 use crate::web::page::{render, Ctx, PageResult, PageUser};
 use crate::web::{CurrentUser, Path};
 
@@ -54,7 +54,8 @@ impl Target {
 async fn target(db: &sqlx::PgPool, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Target>> {
     sqlx::query_as(&format!(
         "select s.state, s.kind, s.endpoint, s.secret, coalesce(s.controller_id, s.owner_id) as controller,
-                (select sm.role from session_members sm where sm.session_id = s.id and sm.user_id = $1) as role
+                (select sm.role from session_members sm
+                 where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null) as role
          from sessions s where s.id = $3 and {VISIBLE}"
     ))
     .bind(user.id)
@@ -80,8 +81,9 @@ async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
 }
 
 /// The WebSocket noVNC connects to. Refused before the upgrade when the caller is not
-/// logged in (401), not a member (404), sends another site's `Origin` (403), or the
-/// desktop is not running or does not accept daas's password (409, 503).
+/// logged in (401), not a member (404), comes from a page of another origin (`Origin`, or
+/// `Sec-Fetch-Site` without it: 403), or the desktop is not running or does not accept
+/// daas's password (409, 503).
 #[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
 async fn desktop_ws(
     state: AppState,
@@ -90,10 +92,9 @@ async fn desktop_ws(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response> {
-    if let Some(origin) = headers.get(ORIGIN) {
-        if !same_origin(origin.to_str().unwrap_or(""), &state.config.web.public_url) {
-            return Err(AppError::Forbidden("this WebSocket comes from another site".into()));
-        }
+    if !from_origin(&headers, &state.config.web.public_url.origin()) {
+        tracing::debug!(origin = ?headers.get(ORIGIN), "desktop WebSocket from another site refused");
+        return Err(AppError::Forbidden("this WebSocket comes from another site".into()));
     }
     let t = target(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     if t.kind != "desktop" {

@@ -3,7 +3,9 @@
 //! portal or on another notebook. The portal issues a one-time ticket; the session's
 //! origin exchanges it for a cookie valid there alone; daas then forwards HTTP and
 //! WebSocket traffic to Jupyter (pooled connections, bodies streamed both ways), adding
-//! the token only daas knows.
+//! the token only daas knows. That token switches off Jupyter's own cross-site checks, so
+//! daas refuses every unsafe request and WebSocket upgrade not made by a page of the
+//! session's own origin, and the origin's cookie is `SameSite=Strict`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +14,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
-use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION, SET_COOKIE, UPGRADE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
+    SET_COOKIE, UPGRADE,
+};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +33,7 @@ use super::upstream::{self, Connector};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::auth::{from_origin, is_unsafe};
 use crate::web::page::{PageResult, PageUser};
 use crate::web::Path;
 
@@ -193,6 +199,17 @@ fn cookie_of(request: &Request) -> Option<&str> {
 /// One request on a session origin.
 async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
     state.notebooks.started.call_once(|| Proxy::start(&state));
+    if (is_unsafe(request.method()) || is_upgrade(&request)) && !from_session_origin(&state, id, &request) {
+        // No secrets here: the method and where the browser says the request comes from.
+        tracing::debug!(
+            session.id = %id,
+            http.method = %request.method(),
+            origin = ?request.headers().get(ORIGIN),
+            sec_fetch_site = ?request.headers().get("sec-fetch-site"),
+            "cross-origin request to a session origin refused"
+        );
+        return Ok(plain(StatusCode::FORBIDDEN, "This request comes from another site."));
+    }
     if request.uri().path() == "/_daas/enter" {
         let query = request.uri().query().unwrap_or("").to_owned();
         return enter(&state, id, &query).await;
@@ -299,6 +316,14 @@ async fn hide_token(response: hyper::Response<hyper::body::Incoming>, route: &Ro
     Ok(Response::from_parts(parts, Body::from(html)))
 }
 
+/// Whether a request comes from a page of this session's own origin. daas adds Jupyter's
+/// token to every request, and a token switches off Jupyter's own XSRF and `Origin` checks,
+/// so daas does them: all session origins are one site, and without this check a page on
+/// one user's notebook would drive another's (with a `SameSite` cookie sent along).
+fn from_session_origin(state: &AppState, id: Uuid, request: &Request) -> bool {
+    url::Url::parse(&session_origin(state, id)).is_ok_and(|own| from_origin(request.headers(), &own.origin()))
+}
+
 fn is_upgrade(request: &Request) -> bool {
     request.headers().get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
         && request
@@ -308,7 +333,8 @@ fn is_upgrade(request: &Request) -> bool {
             .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
 }
 
-/// Exchanges a ticket for this origin's cookie, then shows JupyterLab.
+/// Exchanges a ticket for this origin's cookie, then shows JupyterLab (through a page of
+/// this origin, see below).
 async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppError> {
     let ticket = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "ticket")
@@ -342,10 +368,26 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
     .await?;
     tx.commit().await?;
     let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
-    let mut response = redirect(&format!("/sessions/{id}/lab"));
+    // `Strict`: no other site makes the browser send it. (Other session origins are this
+    // one's site: the Origin check in `serve` keeps their pages out.) The browser came
+    // here by a redirect from the portal, which may be another site, and a redirect that
+    // continues such a chain does not carry a `Strict` cookie; so a page of this origin
+    // moves on to the lab, as a navigation of its own.
     let cookie =
-        format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", COOKIE_TTL_H * 3600);
-    response.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(anyhow::Error::from)?);
+        format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", COOKIE_TTL_H * 3600);
+    let lab = format!("/sessions/{id}/lab");
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0; url={lab}\"><title>Opening the notebook</title></head>\
+         <body><p><a href=\"{lab}\">Open the notebook</a></p></body></html>\n"
+    );
+    let mut response = page.into_response();
+    let headers = response.headers_mut();
+    headers.insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(anyhow::Error::from)?);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The address holds the (spent) ticket: no page it leads to learns it.
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     Ok(response)
 }
 
@@ -365,6 +407,7 @@ async fn check_cookie(state: &AppState, id: Uuid, cookie: &str) -> Result<Option
     let found: Option<Uuid> = sqlx::query_scalar(
         "select c.user_id from session_cookies c
          join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
+              and m.accepted_at is not null
          join users u on u.id = c.user_id and u.enabled
          where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
     )

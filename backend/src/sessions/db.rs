@@ -1,5 +1,6 @@
 //! Queries on sessions, behind one access rule: a session is seen by its members (the
-//! owner is one from the launch) and by admins; to anyone else it does not exist.
+//! owner is one from the launch) and by admins; to anyone else it does not exist. A member
+//! counts once they accepted: an invitee sees the invitation (`members.rs`), nothing more.
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
@@ -10,8 +11,8 @@ use uuid::Uuid;
 use crate::web::CurrentUser;
 
 /// SQL condition on a session `s` for the caller `$1` (user id) with role `$2`.
-pub const VISIBLE: &str =
-    "($2 = 'admin' or exists (select 1 from session_members sm where sm.session_id = s.id and sm.user_id = $1))";
+pub const VISIBLE: &str = "($2 = 'admin' or exists (select 1 from session_members sm
+    where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null))";
 
 /// States in which a session holds resources (and counts against quotas).
 pub const ACTIVE: &str = "('requested', 'starting', 'running', 'stopping')";
@@ -62,7 +63,8 @@ pub struct Session {
 
 const SELECT: &str = "select s.id, s.kind, s.state, s.image_id, i.name as image, s.flavour_id, f.name as flavour,
         s.experiment_id, e.code as experiment, p.identifier as proposal, u.username as owner,
-        (select sm.role from session_members sm where sm.session_id = s.id and sm.user_id = $1) as role,
+        (select sm.role from session_members sm
+         where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null) as role,
         s.cpu_millis, s.memory_mib, s.gpus, s.progress, s.failure_reason, s.created_at, s.started_at,
         s.stopped_at, s.last_activity_at, s.expires_at,
         case when s.state in ('requested', 'starting', 'running')
@@ -94,7 +96,8 @@ pub async fn list(
 ) -> sqlx::Result<Vec<Session>> {
     sqlx::query_as(&format!(
         "{SELECT} where (($5 and $2 = 'admin')
-                 or exists (select 1 from session_members sm where sm.session_id = s.id and sm.user_id = $1))
+                 or exists (select 1 from session_members sm
+                            where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null))
            and (not $3 or s.state in {ACTIVE})
            and ($4::text is null or s.kind = $4)
          order by s.created_at desc limit 200"

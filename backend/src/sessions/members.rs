@@ -1,7 +1,8 @@
-//! Who shares a session and who controls its desktop: members are added by the owner (or
-//! an admin) with a role (`user`, `guest`, `support`); one member controls the desktop at
-//! a time, the owner unless the owner handed control to a `user` member. Each change is
-//! also a session event, so open relays and pages learn of it at once.
+//! Who shares a session and who controls its desktop: members are invited by the owner (or
+//! an admin) with a role (`user`, `guest`, `support`) and become members when they accept
+//! (an invitee sees the invitation and nothing else of the session); one member controls
+//! the desktop at a time, the owner unless the owner handed control to a `user` member.
+//! Each change is also a session event, so open relays and pages learn of it at once.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -10,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::db;
+use super::db::{self, Session};
 use crate::audit::Actor;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
@@ -21,6 +22,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_members, add_member))
         .routes(routes!(remove_member))
         .routes(routes!(get_control, hand_over_control))
+        .routes(routes!(list_invitations))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(decline_invitation))
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -29,6 +33,8 @@ pub struct Member {
     pub display_name: String,
     /// `owner`, `user`, `guest` or `support`.
     pub role: String,
+    /// `invited` (until they accept) or `accepted`.
+    pub status: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -39,7 +45,7 @@ pub struct AddMember {
     pub role: String,
 }
 
-/// The session's members (any member may see them).
+/// The session's members and those invited (any member may see them).
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/members", tag = "sessions",
     params(("id" = Uuid, Path, description = "The session id")),
     responses((status = 200, body = Vec<Member>), (status = 404, body = crate::error::ErrorBody)),
@@ -47,7 +53,9 @@ pub struct AddMember {
 pub async fn list_members(state: AppState, user: CurrentUser, Path(id): Path<Uuid>) -> Result<Json<Vec<Member>>> {
     db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     let members = sqlx::query_as(
-        "select u.username, u.display_name, m.role from session_members m join users u on u.id = m.user_id
+        "select u.username, u.display_name, m.role,
+                case when m.accepted_at is null then 'invited' else 'accepted' end as status
+         from session_members m join users u on u.id = m.user_id
          where m.session_id = $1 order by m.role = 'owner' desc, u.username",
     )
     .bind(id)
@@ -73,7 +81,8 @@ async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) 
     Ok((owner, state))
 }
 
-/// Add a member, or change a member's role. Owner or admin only.
+/// Invite a member (who becomes one on accepting, see `/api/v1/invitations`), or change the
+/// role of a member or invitee. Owner or admin only.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/members", tag = "sessions", request_body = AddMember,
     params(("id" = Uuid, Path, description = "The session id")),
     responses((status = 201, body = Member), (status = 400, body = crate::error::ErrorBody),
@@ -102,15 +111,18 @@ pub async fn add_member(
     if member_id == owner {
         return Err(AppError::invalid("user", "the owner is a member already"));
     }
-    sqlx::query(
-        "insert into session_members (session_id, user_id, role) values ($1, $2, $3)
-         on conflict (session_id, user_id) do update set role = excluded.role",
+    // A new member is invited; one already there keeps whether they accepted.
+    let accepted: bool = sqlx::query_scalar(
+        "insert into session_members (session_id, user_id, role, accepted_at) values ($1, $2, $3, null)
+         on conflict (session_id, user_id) do update set role = excluded.role
+         returning accepted_at is not null",
     )
     .bind(id)
     .bind(member_id)
     .bind(&body.role)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    let status = if accepted { "accepted" } else { "invited" };
     if body.role != "user" {
         // Only a `user` member may hold control.
         sqlx::query("update sessions set controller_id = null where id = $1 and controller_id = $2")
@@ -119,7 +131,12 @@ pub async fn add_member(
             .execute(&mut *tx)
             .await?;
     }
-    super::events::add(&mut tx, id, &session_state, &format!("{username} joined as {}", body.role)).await?;
+    let message = if accepted {
+        format!("{username} is now {}", body.role)
+    } else {
+        format!("{username} invited as {}", body.role)
+    };
+    super::events::add(&mut tx, id, &session_state, &message).await?;
     crate::audit::record(
         &mut *tx,
         &actor,
@@ -130,10 +147,14 @@ pub async fn add_member(
     )
     .await?;
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, Json(Member { username, display_name, role: body.role })))
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(Member { username, display_name, role: body.role, status: status.into() }),
+    ))
 }
 
-/// Remove a member (the owner cannot be removed). Owner or admin only.
+/// Remove a member, or withdraw an invitation (the owner cannot be removed). Owner or
+/// admin only.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}/members/{username}", tag = "sessions",
     params(("id" = Uuid, Path, description = "The session id"), ("username" = String, Path, description = "The member")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
@@ -183,7 +204,7 @@ pub struct Control {
     pub you_control: bool,
     /// Whether the caller may hand control over (the owner, or an admin).
     pub may_hand_over: bool,
-    /// Members who may be handed control (the owner and `user` members).
+    /// Members who may be handed control (the owner and `user` members who accepted).
     pub candidates: Vec<String>,
 }
 
@@ -208,7 +229,8 @@ pub async fn get_control(state: AppState, user: CurrentUser, Path(id): Path<Uuid
     let (controller_id, controller) = controller(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let candidates = sqlx::query_scalar(
         "select u.username from session_members m join users u on u.id = m.user_id
-         where m.session_id = $1 and m.role in ('owner', 'user') order by m.role = 'owner' desc, u.username",
+         where m.session_id = $1 and m.role in ('owner', 'user') and m.accepted_at is not null
+         order by m.role = 'owner' desc, u.username",
     )
     .bind(id)
     .fetch_all(&state.db)
@@ -245,7 +267,7 @@ pub async fn hand_over_control(
     let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
     let target: Option<(Uuid, String)> = sqlx::query_as(
         "select m.user_id, m.role from session_members m join users u on u.id = m.user_id
-         where m.session_id = $1 and u.username = $2",
+         where m.session_id = $1 and u.username = $2 and m.accepted_at is not null",
     )
     .bind(id)
     .bind(&body.user)
@@ -273,4 +295,150 @@ pub async fn hand_over_control(
     .await?;
     tx.commit().await?;
     get_control(state, user, Path(id)).await
+}
+
+/// An invitation to someone else's session, waiting for the invitee's answer.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Invitation {
+    /// The session's id (accept or decline it under `/api/v1/invitations/{session}`).
+    pub session: Uuid,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// The image's name.
+    pub image: String,
+    /// The proposal's user office identifier, e.g. `20180101`.
+    pub proposal: String,
+    /// The experiment's code, e.g. `S0011`.
+    pub experiment: String,
+    /// The session owner's username.
+    pub owner: String,
+    /// The session owner's name.
+    pub owner_name: String,
+    /// The role offered: `user`, `guest` or `support`.
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub invited_at: time::OffsetDateTime,
+}
+
+/// The invitations of `user` to sessions that have not ended, newest first.
+pub async fn invitations(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<Invitation>> {
+    sqlx::query_as(
+        "select s.id as session, s.kind, i.name as image, p.identifier as proposal, e.code as experiment,
+                u.username as owner, u.display_name as owner_name, m.role, m.added_at as invited_at
+         from session_members m
+         join sessions s on s.id = m.session_id
+         join images i on i.id = s.image_id
+         join experiments e on e.id = s.experiment_id
+         join proposals p on p.id = e.proposal_id
+         join users u on u.id = s.owner_id
+         where m.user_id = $1 and m.accepted_at is null and s.state in ('requested', 'starting', 'running')
+         order by m.added_at desc",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await
+}
+
+/// The caller's invitations to other people's sessions (those that have not ended).
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "sessions",
+    responses((status = 200, body = Vec<Invitation>), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_invitations(state: AppState, user: CurrentUser) -> Result<Json<Vec<Invitation>>> {
+    Ok(Json(invitations(&state.db, user.id).await?))
+}
+
+/// Locks the session, then the caller's row in it: `(accepted, role, session state)`; 404
+/// when the caller was never invited (nor is a member).
+async fn lock_own_row(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(bool, String, String)> {
+    // The session first, in the order `lock_as_manager` takes them.
+    let session_state: Option<String> = sqlx::query_scalar("select state from sessions where id = $1 for update")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let session_state = session_state.ok_or(AppError::NotFound)?;
+    let row: Option<(bool, String)> = sqlx::query_as(
+        "select accepted_at is not null, role from session_members where session_id = $1 and user_id = $2 for update",
+    )
+    .bind(id)
+    .bind(user.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (accepted, role) = row.ok_or(AppError::NotFound)?;
+    Ok((accepted, role, session_state))
+}
+
+fn is_live(state: &str) -> bool {
+    matches!(state, "requested" | "starting" | "running")
+}
+
+/// Accept an invitation: the caller becomes a member with the role offered, and the
+/// session is theirs to open. Answers the session; accepting twice changes nothing.
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/accept", tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 200, body = Session), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "the session has ended", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn accept_invitation(
+    state: AppState,
+    user: CurrentUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Session>> {
+    let mut tx = state.db.begin().await?;
+    let (accepted, role, session_state) = lock_own_row(&mut tx, &user, id).await?;
+    if !accepted {
+        if !is_live(&session_state) {
+            return Err(AppError::Conflict("the session has ended".into()));
+        }
+        sqlx::query("update session_members set accepted_at = now() where session_id = $1 and user_id = $2")
+            .bind(id)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+        let message = format!("{} accepted and joined as {role}", user.username);
+        super::events::add(&mut tx, id, &session_state, &message).await?;
+        crate::audit::record(
+            &mut *tx,
+            &actor,
+            "session.member.accept",
+            "session",
+            &id.to_string(),
+            serde_json::json!({"role": role}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?))
+}
+
+/// Decline an invitation: it is gone, and the owner may invite again.
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/decline", tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 204), (status = 404, description = "no invitation to this session", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn decline_invitation(
+    state: AppState,
+    user: CurrentUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> Result<axum::http::StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let (accepted, _, session_state) = lock_own_row(&mut tx, &user, id).await?;
+    if accepted {
+        // A member leaves by being removed; there is no invitation left to decline.
+        return Err(AppError::NotFound);
+    }
+    sqlx::query("delete from session_members where session_id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    if is_live(&session_state) {
+        let message = format!("{} declined the invitation", user.username);
+        super::events::add(&mut tx, id, &session_state, &message).await?;
+    }
+    crate::audit::record(&mut *tx, &actor, "session.member.decline", "session", &id.to_string(), serde_json::json!({}))
+        .await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

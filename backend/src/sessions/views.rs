@@ -1,6 +1,7 @@
 //! The sessions pages: the Launch dialog of a proposal (experiment, image, flavour with its
 //! resources, job parameters built from the image's schema, the quota left), My sessions
-//! (cards that refresh themselves) and one session with its events.
+//! (cards that refresh themselves, with the invitations to answer) and one session with its
+//! events.
 
 use askama::Template;
 use axum::extract::{Form, RawForm};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::db::{self, Session};
 use super::launch::{self, LaunchRequest};
+use super::members::{self, Invitation};
 use crate::audit::Actor;
 use crate::error::AppError;
 use crate::proposals::db as proposals;
@@ -29,6 +31,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}", get(session_page))
         .route("/sessions/{id}/events-list", get(session_events_list))
         .route("/sessions/{id}/stop", post(stop_from_page))
+        .route("/sessions/{id}/accept", post(accept_from_page))
+        .route("/sessions/{id}/decline", post(decline_from_page))
 }
 
 const WHEN: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -362,6 +366,7 @@ fn card(s: Session, me: &CurrentUser) -> Card {
 #[template(path = "sessions/page.html")]
 struct SessionsPage {
     ctx: Ctx,
+    invitations: Vec<Invitation>,
     cards: Vec<Card>,
 }
 
@@ -369,13 +374,15 @@ struct SessionsPage {
 #[template(path = "sessions/_cards.html")]
 struct SessionCards {
     ctx: Ctx,
+    invitations: Vec<Invitation>,
     cards: Vec<Card>,
 }
 
 /// The caller's sessions: running first, then the most recent that ended (a day's worth).
 async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "select s.id from sessions s join session_members m on m.session_id = s.id and m.user_id = $1
+        "select s.id from sessions s
+         join session_members m on m.session_id = s.id and m.user_id = $1 and m.accepted_at is not null
          where s.state in ('requested', 'starting', 'running', 'stopping') or s.stopped_at > now() - interval '1 day'
          order by (s.state in ('requested', 'starting', 'running', 'stopping')) desc, s.created_at desc limit 50",
     )
@@ -392,13 +399,15 @@ async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card
 }
 
 async fn sessions_page(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
+    let invitations = members::invitations(&state.db, user.id).await?;
     let cards = my_cards(&state, &user).await?;
-    render(&SessionsPage { ctx, cards })
+    render(&SessionsPage { ctx, invitations, cards })
 }
 
 async fn session_cards(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
+    let invitations = members::invitations(&state.db, user.id).await?;
     let cards = my_cards(&state, &user).await?;
-    render(&SessionCards { ctx, cards })
+    render(&SessionCards { ctx, invitations, cards })
 }
 
 pub struct EventLine {
@@ -465,4 +474,26 @@ async fn stop_from_page(
     super::routes::stop_session(state, user, actor, crate::web::Path(id)).await?;
     let back = crate::web::redirect::local_or(form.back.as_deref(), "/sessions");
     Ok(see_other(&back))
+}
+
+/// Accept button of an invitation: the session joins the caller's cards.
+async fn accept_from_page(
+    state: AppState,
+    PageUser { user, .. }: PageUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    members::accept_invitation(state, user, actor, crate::web::Path(id)).await?;
+    Ok(see_other("/sessions"))
+}
+
+/// Decline button of an invitation.
+async fn decline_from_page(
+    state: AppState,
+    PageUser { user, .. }: PageUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    members::decline_invitation(state, user, actor, crate::web::Path(id)).await?;
+    Ok(see_other("/sessions"))
 }

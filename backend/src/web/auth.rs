@@ -44,6 +44,8 @@ pub const CSRF_FIELD: &str = "_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest form body the CSRF check reads.
 const FORM_LIMIT: usize = 1 << 20;
+/// Where a browser says a request comes from, relative to its target.
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -51,7 +53,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn is_unsafe(method: &Method) -> bool {
+/// Whether a request may change something (anything but GET, HEAD and OPTIONS).
+pub fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -78,12 +81,8 @@ pub async fn authenticate(state: axum::extract::State<AppState>, mut request: Re
         // A bearer token is not ambient authority: no CSRF check needed.
         return next.run(request).await;
     }
-    if is_unsafe(request.method()) {
-        if let Some(origin) = request.headers().get(ORIGIN) {
-            if !same_origin(origin.to_str().unwrap_or(""), &state.config.web.public_url) {
-                return AppError::Forbidden("this request comes from another site".into()).into_response();
-            }
-        }
+    if is_unsafe(request.method()) && !from_origin(request.headers(), &state.config.web.public_url.origin()) {
+        return AppError::Forbidden("this request comes from another site".into()).into_response();
     }
     if let Some(secret) = sessions::from_headers(request.headers()) {
         match sessions::lookup(&state.db, &state.config, secret).await {
@@ -105,9 +104,18 @@ pub async fn authenticate(state: axum::extract::State<AppState>, mut request: Re
     next.run(request).await
 }
 
-/// Whether an `Origin` header names the portal's own origin.
-pub fn same_origin(origin: &str, public_url: &url::Url) -> bool {
-    url::Url::parse(origin).is_ok_and(|o| o.origin() == public_url.origin())
+/// Whether a browser request was made by a page of `allowed` itself: its `Origin` names
+/// exactly that origin or, where the browser sent no `Origin`, its `Sec-Fetch-Site` is
+/// `same-origin` or `none` (typed by the user). A request with neither header is not from
+/// a browser that could carry another site's page, and passes (scripts, `curl`).
+pub fn from_origin(headers: &HeaderMap, allowed: &url::Origin) -> bool {
+    match headers.get(ORIGIN) {
+        // `null` and anything unparsable are refused; an opaque origin equals nothing.
+        Some(origin) => {
+            origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).is_some_and(|o| o.origin() == *allowed)
+        }
+        None => headers.get(SEC_FETCH_SITE).is_none_or(|site| matches!(site.as_bytes(), b"same-origin" | b"none")),
+    }
 }
 
 /// The request must carry the session's CSRF token, in the `X-CSRF-Token` header or as

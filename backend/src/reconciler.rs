@@ -437,6 +437,7 @@ struct SpecRow {
     tolerations: serde_json::Value,
     proposal: String,
     experiment: String,
+    beamline: String,
     experiment_id: Uuid,
     parameters: Option<serde_json::Value>,
 }
@@ -447,7 +448,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
     let row: Option<SpecRow> = sqlx::query_as(
         "select s.kind, s.state, s.secret, s.cpu_millis, s.memory_mib, s.gpus, u.username as owner, i.name as image,
                 i.reference, i.local_command, f.gpu_type, f.disk_gib, f.node_selector, f.tolerations,
-                p.identifier as proposal, e.code as experiment, s.experiment_id, j.parameters
+                p.identifier as proposal, e.code as experiment, e.beamline, s.experiment_id, j.parameters
          from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
          join flavours f on f.id = s.flavour_id join experiments e on e.id = s.experiment_id
          join proposals p on p.id = e.proposal_id left join jobs j on j.session_id = s.id
@@ -464,6 +465,8 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
             .fetch_all(&state.db)
             .await?;
     let kind = Kind::parse(&row.kind).context("unknown kind")?;
+    let folder = state.config.experiment_storage.folder(&row.beamline, &row.proposal, &row.experiment);
+    let experiment_folder = folder.map_err(|why| anyhow::anyhow!("the experiment has no storage folder: {why}"))?;
     Ok(Some(LaunchSpec {
         session_id: id,
         kind,
@@ -481,6 +484,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
         },
         proposal: row.proposal,
         experiment: row.experiment,
+        experiment_folder: experiment_folder.display().to_string(),
         datasets: datasets.into_iter().map(|(name, location)| DatasetMount { name, location }).collect(),
         secret: row.secret.unwrap_or_default(),
         base_url: format!("/sessions/{id}/"),

@@ -270,9 +270,10 @@ fn spec(n: u8, kind: Kind, image: &str, resources: Resources) -> LaunchSpec {
         resources,
         proposal: "20180101".into(),
         experiment: "S0011".into(),
+        experiment_folder: "BL11/20180101/S0011".into(),
         datasets: vec![
-            DatasetMount { name: "tomo_scan_001".into(), location: "20180101/S0011/tomo_scan_001".into() },
-            DatasetMount { name: "Flat Fields".into(), location: "20180101/S0011/flats".into() },
+            DatasetMount { name: "tomo_scan_001".into(), location: "BL11/20180101/S0011/tomo_scan_001".into() },
+            DatasetMount { name: "Flat Fields".into(), location: "BL11/20180101/S0011/flats".into() },
         ],
         secret: "test-secret-not-real".into(),
         base_url: format!("/sessions/{}/", id(n)),

@@ -968,6 +968,7 @@ mod tests {
             resources: Default::default(),
             proposal: "20180101".into(),
             experiment: "S0011".into(),
+            experiment_folder: "BL11/20180101/S0011".into(),
             datasets: Vec::new(),
             secret: "s".into(),
             base_url: "/".into(),

@@ -60,6 +60,9 @@ pub struct LaunchSpec {
     /// The proposal's user office identifier and the experiment's code, e.g. for sub-paths.
     pub proposal: String,
     pub experiment: String,
+    /// The experiment's folder relative to the data root, from `DAAS_EXPERIMENT_STORAGE`
+    /// (e.g. `BL11/20180101/S0011`), which every dataset of the experiment lies in.
+    pub experiment_folder: String,
     /// Datasets mounted read-only.
     pub datasets: Vec<DatasetMount>,
     /// The VNC password (desktop) or the Jupyter token (notebook); daas's secret.

@@ -34,10 +34,6 @@ pub struct KubeArgs {
     /// Existing PersistentVolumeClaim holding the data root (pvc).
     #[arg(long, env = "DAAS_KUBE_DATA_CLAIM")]
     pub kube_data_claim: Option<String>,
-    /// Folder of an experiment below the data root, mounted read-only at /data;
-    /// `{proposal}` and `{experiment}` are replaced.
-    #[arg(long, env = "DAAS_KUBE_DATA_SUB_PATH", default_value = "{proposal}/{experiment}")]
-    pub kube_data_sub_path: String,
     /// Storage class of the per-user home volumes; the cluster's default when unset.
     #[arg(long, env = "DAAS_KUBE_HOME_STORAGE_CLASS")]
     pub kube_home_storage_class: Option<String>,
@@ -121,9 +117,6 @@ impl KubeArgs {
                 anyhow::bail!("--kube-data-source pvc needs --kube-data-claim")
             }
             _ => {}
-        }
-        if !self.kube_data_sub_path.contains("{experiment}") {
-            anyhow::bail!("--kube-data-sub-path must contain {{experiment}}");
         }
         Ok(())
     }

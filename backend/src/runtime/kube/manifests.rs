@@ -116,14 +116,10 @@ fn relative_path(what: &str, path: &str) -> anyhow::Result<String> {
     Ok(path.to_owned())
 }
 
-fn experiment_path(spec: &LaunchSpec, args: &KubeArgs) -> anyhow::Result<String> {
-    for (what, value) in [("proposal", &spec.proposal), ("experiment", &spec.experiment)] {
-        if value.contains('/') || value.is_empty() || value == ".." || value == "." {
-            bail!("{what} `{value}` cannot be a folder name");
-        }
-    }
-    let path = args.kube_data_sub_path.replace("{proposal}", &spec.proposal).replace("{experiment}", &spec.experiment);
-    relative_path("experiment folder", &path)
+/// The experiment's folder below the data root (`DAAS_EXPERIMENT_STORAGE`, resolved at
+/// launch), checked again: a volume's `subPath` must not climb out.
+fn experiment_path(spec: &LaunchSpec) -> anyhow::Result<String> {
+    relative_path("experiment folder", &spec.experiment_folder)
 }
 
 fn data_volume(args: &KubeArgs) -> Value {
@@ -164,7 +160,7 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         node_selector.entry("nvidia.com/gpu.product".into()).or_insert_with(|| gpu_type.clone());
     }
     let mut mounts = vec![
-        json!({"name": "data", "mountPath": "/data", "subPath": experiment_path(spec, args)?, "readOnly": true}),
+        json!({"name": "data", "mountPath": "/data", "subPath": experiment_path(spec)?, "readOnly": true}),
         json!({"name": "home", "mountPath": HOME}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
         json!({"name": "var-tmp", "mountPath": "/var/tmp"}),

@@ -210,7 +210,8 @@ pub struct SessionArgs {
     /// How long before an expiry or idle stop the session is warned (a session event).
     #[arg(long, env = "DAAS_EXPIRY_WARNING", value_parser = humantime::parse_duration, default_value = "15m")]
     pub expiry_warning: std::time::Duration,
-    /// A session not answering on its port within this long after launch fails.
+    /// A session not answering (on its socket, or its pod's port) within this long after
+    /// launch fails.
     #[arg(long, env = "DAAS_STARTUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "120s")]
     pub startup_timeout: std::time::Duration,
     /// Kubernetes runtime settings (used with `--runtime kubernetes`).

@@ -146,16 +146,24 @@ async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
     let mut socket = open(&addr, &id, Some(&alice), Some("http://localhost:8080")).await.unwrap();
     assert_eq!(handshake(&mut socket).await, (1600, 900));
 
-    // A member added through the API may watch, once they accepted.
+    // Someone who may not see the proposal's data cannot be invited, and is told why.
     let r =
         post(&app, &alice, &format!("/api/v1/sessions/{id}/members"), json!({"user": "bob", "role": "guest"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["field"], "user");
+    let why = r.body["error"]["message"].as_str().unwrap();
+    assert!(why.contains("member of proposal 20180101") && why.contains("staff of beamline BL11"), "{why}");
+    // A member added through the API may watch, once they accepted: sam, of the beamline.
+    let sam = app.token("sam").await;
+    let r =
+        post(&app, &alice, &format!("/api/v1/sessions/{id}/members"), json!({"user": "sam", "role": "guest"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(open(&addr, &id, Some(&bob), None).await.err(), Some(404), "an invitee who did not accept");
-    assert_eq!(post(&app, &bob, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
-    let mut watcher = open(&addr, &id, Some(&bob), None).await.unwrap();
+    assert_eq!(open(&addr, &id, Some(&sam), None).await.err(), Some(404), "an invitee who did not accept");
+    assert_eq!(post(&app, &sam, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
+    let mut watcher = open(&addr, &id, Some(&sam), None).await.unwrap();
     handshake(&mut watcher).await;
     // Only the owner manages members; bad roles are 400.
-    let r = post(&app, &bob, &format!("/api/v1/sessions/{id}/members"), json!({"user": "carol", "role": "user"})).await;
+    let r = post(&app, &sam, &format!("/api/v1/sessions/{id}/members"), json!({"user": "carol", "role": "user"})).await;
     assert_eq!(r.status, 403);
     let r =
         post(&app, &alice, &format!("/api/v1/sessions/{id}/members"), json!({"user": "carol", "role": "boss"})).await;
@@ -186,22 +194,22 @@ async fn controller_and_handover(db: PgPool) {
     let id = launch(&app, "alice", "Xfce desktop").await;
     let home = app.data_path().join("_runtime/homes/alice");
     let alice = app.token("alice").await;
-    let bob = app.token("bob").await;
+    let sam = app.token("sam").await;
     let carol = app.token("carol").await;
     let members = format!("/api/v1/sessions/{id}/members");
-    assert_eq!(post(&app, &alice, &members, json!({"user": "bob", "role": "user"})).await.status, 201);
+    assert_eq!(post(&app, &alice, &members, json!({"user": "sam", "role": "user"})).await.status, 201);
     assert_eq!(post(&app, &alice, &members, json!({"user": "carol", "role": "guest"})).await.status, 201);
-    for invitee in [&bob, &carol] {
+    for invitee in [&sam, &carol] {
         assert_eq!(post(&app, invitee, &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
     }
 
     let mut a = open(&addr, &id, Some(&alice), None).await.unwrap();
-    let mut b = open(&addr, &id, Some(&bob), None).await.unwrap();
+    let mut b = open(&addr, &id, Some(&sam), None).await.unwrap();
     let mut c = open(&addr, &id, Some(&carol), None).await.unwrap();
     for s in [&mut a, &mut b, &mut c] {
         handshake(s).await;
     }
-    let control = app.get(&format!("/api/v1/sessions/{id}/control"), Some(&bob)).await;
+    let control = app.get(&format!("/api/v1/sessions/{id}/control"), Some(&sam)).await;
     assert_eq!(control.body["controller"], "alice");
     assert_eq!(control.body["you_control"], false);
 
@@ -216,7 +224,7 @@ async fn controller_and_handover(db: PgPool) {
     }
     // The guest and the member without control type first; only the owner's line runs.
     type_line(&mut c, "touch guest-typed").await;
-    type_line(&mut b, "touch bob-typed-early").await;
+    type_line(&mut b, "touch sam-typed-early").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     type_line(&mut a, "touch alice-typed").await;
     let typed = appears(&home.join("alice-typed"), 20).await;
@@ -228,18 +236,18 @@ async fn controller_and_handover(db: PgPool) {
         panic!("the controller's keys did not reach the desktop; home has {files:?}; log: {logs}");
     }
     assert!(!home.join("guest-typed").exists(), "a guest's keys reached the desktop");
-    assert!(!home.join("bob-typed-early").exists(), "keys of a member without control reached the desktop");
+    assert!(!home.join("sam-typed-early").exists(), "keys of a member without control reached the desktop");
 
-    // Hand over to bob: now bob types and alice does not. A guest can never be handed control.
+    // Hand over to sam: now sam types and alice does not. A guest can never be handed control.
     let control = format!("/api/v1/sessions/{id}/control");
     let r = app.request(Method::PUT, &control, Some(&alice), Some(json!({"user": "carol"}))).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = app.request(Method::PUT, &control, Some(&bob), Some(json!({"user": "bob"}))).await;
+    let r = app.request(Method::PUT, &control, Some(&sam), Some(json!({"user": "sam"}))).await;
     assert_eq!(r.status, 403, "only the owner hands over");
-    let r = app.request(Method::PUT, &control, Some(&alice), Some(json!({"user": "bob"}))).await;
+    let r = app.request(Method::PUT, &control, Some(&alice), Some(json!({"user": "sam"}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["controller"], "bob");
-    let r = app.get(&control, Some(&bob)).await;
+    assert_eq!(r.body["controller"], "sam");
+    let r = app.get(&control, Some(&sam)).await;
     assert_eq!(r.body["you_control"], true);
     sqlx::query("update sessions set last_activity_at = now() - interval '1 hour' where id = $1::uuid")
         .bind(&id)
@@ -251,8 +259,8 @@ async fn controller_and_handover(db: PgPool) {
     type_line(&mut a, "touch alice-typed-after").await;
     type_line(&mut c, "touch guest-typed-after").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    type_line(&mut b, "touch bob-typed").await;
-    assert!(appears(&home.join("bob-typed"), 20).await, "the new controller's keys did not reach the desktop");
+    type_line(&mut b, "touch sam-typed").await;
+    assert!(appears(&home.join("sam-typed"), 20).await, "the new controller's keys did not reach the desktop");
     assert!(!home.join("alice-typed-after").exists(), "the owner typed without control");
     assert!(!home.join("guest-typed-after").exists(), "a guest's keys reached the desktop");
 

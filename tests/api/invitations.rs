@@ -41,12 +41,12 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
     app.start_reconciler();
     let id = crate::desktop::launch(&app, "alice", "JupyterLab").await;
     let members = format!("/api/v1/sessions/{id}/members");
-    let r = post(&app, "alice", &members, json!({"user": "bob", "role": "user"})).await;
+    let r = post(&app, "alice", &members, json!({"user": "carol", "role": "user"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["status"], "invited");
 
     // The invitee sees the invitation...
-    let invitations = app.get_as("bob", "/api/v1/invitations").await;
+    let invitations = app.get_as("carol", "/api/v1/invitations").await;
     assert_eq!(invitations.status, 200);
     let list = invitations.body.as_array().unwrap();
     assert_eq!(list.len(), 1, "{}", invitations.text);
@@ -60,49 +60,49 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
         format!("/api/v1/sessions/{id}/control"),
         format!("/api/v1/sessions/{id}/events"),
     ] {
-        assert_eq!(app.get_as("bob", &uri).await.status, 404, "{uri}");
+        assert_eq!(app.get_as("carol", &uri).await.status, 404, "{uri}");
     }
-    assert_eq!(app.get_as("bob", "/api/v1/sessions").await.body, json!([]));
-    let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("bob").await), None).await;
+    assert_eq!(app.get_as("carol", "/api/v1/sessions").await.body, json!([]));
+    let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("carol").await), None).await;
     assert_eq!(r.status, 404, "an invitee stopped the session");
-    let bob = app.browser("bob").await;
-    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(&bob.cookie), None, &[]).await;
+    let carol = app.browser("carol").await;
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(&carol.cookie), None, &[]).await;
     assert_eq!(r.status, 404, "an invitee got a ticket to the notebook");
-    let r = app.browse(Method::GET, &format!("/sessions/{id}"), Some(&bob.cookie), None, &[]).await;
+    let r = app.browse(Method::GET, &format!("/sessions/{id}"), Some(&carol.cookie), None, &[]).await;
     assert_eq!(r.status, 404);
     // Nobody hands control to an invitee.
     let control = format!("/api/v1/sessions/{id}/control");
-    let r = app.request(Method::PUT, &control, Some(&app.token("alice").await), Some(json!({"user": "bob"}))).await;
+    let r = app.request(Method::PUT, &control, Some(&app.token("alice").await), Some(json!({"user": "carol"}))).await;
     assert_eq!(r.status, 400, "{}", r.text);
 
     // The owner and admins see who has not accepted yet.
     for viewer in ["alice", "admin"] {
         let r = app.get_as(viewer, &members).await;
-        assert_eq!(statuses(&r.body), [("alice".into(), "accepted".into()), ("bob".into(), "invited".into())]);
+        assert_eq!(statuses(&r.body), [("alice".into(), "accepted".into()), ("carol".into(), "invited".into())]);
     }
 
     // Accepted: a member with the role offered, who gets a ticket and may be handed control.
-    let r = post(&app, "bob", &format!("/api/v1/invitations/{id}/accept"), json!({})).await;
+    let r = post(&app, "carol", &format!("/api/v1/invitations/{id}/accept"), json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((r.body["id"].as_str(), r.body["role"].as_str()), (Some(id.as_str()), Some("user")));
-    assert_eq!(app.get_as("bob", "/api/v1/invitations").await.body, json!([]));
-    assert_eq!(app.get_as("bob", &format!("/api/v1/sessions/{id}")).await.status, 200);
-    assert_eq!(app.get_as("bob", "/api/v1/sessions").await.body.as_array().unwrap().len(), 1);
-    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(&bob.cookie), None, &[]).await;
+    assert_eq!(app.get_as("carol", "/api/v1/invitations").await.body, json!([]));
+    assert_eq!(app.get_as("carol", &format!("/api/v1/sessions/{id}")).await.status, 200);
+    assert_eq!(app.get_as("carol", "/api/v1/sessions").await.body.as_array().unwrap().len(), 1);
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(&carol.cookie), None, &[]).await;
     assert_eq!(r.status, 303, "{}", r.text);
     assert!(r.headers["location"].to_str().unwrap().contains("/_daas/enter?ticket="));
-    let r = app.request(Method::PUT, &control, Some(&app.token("alice").await), Some(json!({"user": "bob"}))).await;
+    let r = app.request(Method::PUT, &control, Some(&app.token("alice").await), Some(json!({"user": "carol"}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(statuses(&app.get_as("alice", &members).await.body)[1], ("bob".into(), "accepted".into()));
+    assert_eq!(statuses(&app.get_as("alice", &members).await.body)[1], ("carol".into(), "accepted".into()));
     // Accepting again changes nothing; there is no invitation left to decline.
-    assert_eq!(post(&app, "bob", &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
-    assert_eq!(post(&app, "bob", &format!("/api/v1/invitations/{id}/decline"), json!({})).await.status, 404);
+    assert_eq!(post(&app, "carol", &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
+    assert_eq!(post(&app, "carol", &format!("/api/v1/invitations/{id}/decline"), json!({})).await.status, 404);
     // A change of role is no new invitation.
-    let r = post(&app, "alice", &members, json!({"user": "bob", "role": "guest"})).await;
+    let r = post(&app, "alice", &members, json!({"user": "carol", "role": "guest"})).await;
     assert_eq!(r.body["status"], "accepted", "{}", r.text);
 
     let events: Vec<String> = sqlx::query_scalar(
-        "select message from session_events where session_id = $1::uuid and message like 'bob %' order by id",
+        "select message from session_events where session_id = $1::uuid and message like 'carol %' order by id",
     )
     .bind(&id)
     .fetch_all(&app.db)
@@ -110,7 +110,12 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
     .unwrap();
     assert_eq!(
         events,
-        ["bob invited as user", "bob accepted and joined as user", "bob controls the desktop", "bob is now guest"]
+        [
+            "carol invited as user",
+            "carol accepted and joined as user",
+            "carol controls the desktop",
+            "carol is now guest"
+        ]
     );
     app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
     app.stop_everything().await;
@@ -187,13 +192,13 @@ async fn declining_removes_the_invitation_and_strangers_have_none(db: PgPool) {
     );
 
     // An invitation to a session that has ended is not shown and cannot be accepted.
-    assert_eq!(post(&app, "alice", &members, json!({"user": "dave", "role": "user"})).await.status, 201);
+    assert_eq!(post(&app, "alice", &members, json!({"user": "sam", "role": "user"})).await.status, 201);
     sqlx::query("update sessions set state = 'stopped', stopped_at = now() where id = $1::uuid")
         .bind(&id)
         .execute(&app.db)
         .await
         .unwrap();
-    assert_eq!(app.get_as("dave", "/api/v1/invitations").await.body, json!([]));
-    assert_eq!(post(&app, "dave", &accept, json!({})).await.status, 409);
-    assert_eq!(post(&app, "dave", &decline, json!({})).await.status, 204);
+    assert_eq!(app.get_as("sam", "/api/v1/invitations").await.body, json!([]));
+    assert_eq!(post(&app, "sam", &accept, json!({})).await.status, 409);
+    assert_eq!(post(&app, "sam", &decline, json!({})).await.status, 204);
 }

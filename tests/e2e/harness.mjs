@@ -2,7 +2,7 @@
 // (`daas dev` with its own private PostgreSQL under target/e2e/), and drives Debian's
 // chromium with playwright-core. Screenshots go to target/screenshots/.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -112,8 +112,25 @@ export async function startDaas({ port, issuer }) {
       child.kill("SIGTERM");
       await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.on("exit", resolve)));
       spawnSync(daasBin, ["--dev-dir", dev, "dev-db", "--stop"], { env, stdio: "inherit" });
+      killSessions(path.join(dev, "sessions"));
     },
   };
+}
+
+/**
+ * Kills what is left of the sessions under `dir`: they outlive daas by design, and a test
+ * run must not leave them behind. A process group is signalled only while its leader is
+ * still the process the handle names (same start time): group numbers are recycled.
+ */
+function killSessions(dir) {
+  for (const id of existsSync(dir) ? readdirSync(dir) : []) {
+    try {
+      const handle = JSON.parse(readFileSync(path.join(dir, id, "handle.json"), "utf8"));
+      const stat = readFileSync(`/proc/${handle.pid}/stat`, "utf8");
+      const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+      if (handle.pid > 1 && start === handle.start_time) process.kill(-handle.pid, "SIGKILL");
+    } catch { /* no handle, or the session is gone already */ }
+  }
 }
 
 /** Debian's chromium, headless, as this machine allows it (no sandbox as root, no network chatter). */

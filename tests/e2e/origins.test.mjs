@@ -1,10 +1,11 @@
 // Attack 4 of issue 11, in chromium: a page on one session origin must not drive another
 // user's notebook. All session origins are one site, so alice's cookie for her notebook
-// goes along with a request that a page on bob's notebook makes; and daas adds Jupyter's
+// goes along with a request that a page on carol's notebook makes; and daas adds Jupyter's
 // token to what it proxies, which switches off Jupyter's own XSRF and Origin checks. So
-// daas checks `Origin` itself. Here bob puts a page of his own on his notebook's origin
-// (as a JupyterLab extension's static file, which Jupyter serves without a sandbox),
-// alice accepts bob's invitation to his session, opens it and then bob's page; the page
+// daas checks `Origin` itself. Here carol, a co-member of alice's proposal (only members of
+// a proposal and staff of its beamline may be invited), puts a page of her own on her
+// notebook's origin (as a JupyterLab extension's static file, which Jupyter serves without
+// a sandbox); alice accepts carol's invitation to her session, opens it and then her page; the page
 // tries, with alice's cookies, to open a terminal in alice's notebook and to type in it.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -81,7 +82,7 @@ async function terminals(page, id) {
   return JSON.parse(await page.locator("pre").first().textContent());
 }
 
-/** Bob's page: with the visitor's cookies, a terminal in the victim's notebook, and a line typed into it. */
+/** Carol's page: with the visitor's cookies, a terminal in the victim's notebook, and a line typed into it. */
 function attackPage(victim) {
   const base = `${originOf(victim)}/sessions/${victim}`;
   return `<!doctype html>
@@ -102,7 +103,7 @@ window.attack = (async () => {
   out.ws = await new Promise((resolve) => {
     const ws = new WebSocket(base.replace(/^http/, "ws") + "/terminals/websocket/1");
     ws.onopen = () => {
-      ws.send(JSON.stringify(["stdin", "touch ~/pwned-by-bob\\r"]));
+      ws.send(JSON.stringify(["stdin", "touch ~/pwned-by-carol\\r"]));
       setTimeout(() => resolve("open"), 2000);
     };
     ws.onerror = () => resolve("refused");
@@ -113,27 +114,27 @@ window.attack = (async () => {
 `;
 }
 
-test("a page on bob's notebook cannot drive alice's notebook", async () => {
+test("a page on carol's notebook cannot drive alice's notebook", async () => {
   const alice = await login("alice");
-  const bob = await login("bob");
+  const carol = await login("carol");
   const victim = await launchNotebook(alice, "20180101", "S0011");
-  const attacker = await launchNotebook(bob, "I-20191502", "S0201");
+  const attacker = await launchNotebook(carol, "20180101", "S0011");
 
-  // Bob invites alice into his session; she accepts on My sessions.
-  const invited = await bob.request.post(`${daas.url}/api/v1/sessions/${attacker}/members`, {
-    headers: { "x-csrf-token": await csrf(bob), origin: daas.url },
+  // Carol invites alice into her session; she accepts on My sessions.
+  const invited = await carol.request.post(`${daas.url}/api/v1/sessions/${attacker}/members`, {
+    headers: { "x-csrf-token": await csrf(carol), origin: daas.url },
     data: { user: "alice", role: "user" },
   });
   assert.equal(invited.status(), 201, await invited.text());
   await alice.goto(`${daas.url}/sessions`);
-  await alice.getByRole("button", { name: "Accept the invitation to JupyterLab of bob" }).click();
+  await alice.getByRole("button", { name: "Accept the invitation to JupyterLab of carol" }).click();
   await alice.waitForURL(`${daas.url}/sessions`);
   await alice.locator(`a[href="/sessions/${attacker}"]`).waitFor();
 
-  // Bob puts his page where his Jupyter serves files without a sandbox: a JupyterLab
-  // extension's static folder in his home (~/.local/share/jupyter/labextensions).
-  await enter(bob, attacker);
-  const placed = await bob.evaluate(async ({ id, html }) => {
+  // Carol puts her page where her Jupyter serves files without a sandbox: a JupyterLab
+  // extension's static folder in her home (~/.local/share/jupyter/labextensions).
+  await enter(carol, attacker);
+  const placed = await carol.evaluate(async ({ id, html }) => {
     const api = `/sessions/${id}/api`;
     const put = await fetch(`${api}/contents/attack.html`, {
       method: "PUT",
@@ -149,7 +150,7 @@ test("a page on bob's notebook cannot drive alice's notebook", async () => {
       const ws = new WebSocket(`ws://${location.host}/sessions/${id}/terminals/websocket/${name}`);
       ws.onopen = () => ws.send(JSON.stringify(["stdin", `mkdir -p ${dir} && cp ~/attack.html ${dir}/ && exit\r`]));
       ws.onclose = resolve;
-      ws.onerror = () => reject(new Error("bob's own terminal did not open"));
+      ws.onerror = () => reject(new Error("carol's own terminal did not open"));
     });
     const page = `/sessions/${id}/lab/extensions/beamtime/static/attack.html`;
     for (let i = 0; i < 40; i++) {
@@ -160,7 +161,7 @@ test("a page on bob's notebook cannot drive alice's notebook", async () => {
   }, { id: attacker, html: attackPage(victim) });
   assert.equal(placed, "ok");
 
-  // Alice works in her notebook, then opens bob's session and his page, in one browser.
+  // Alice works in her notebook, then opens carol's session and her page, in one browser.
   await enter(alice, victim);
   assert.deepEqual(await terminals(alice, victim), [], "alice's notebook has a terminal before the attack");
   await enter(alice, attacker);
@@ -175,12 +176,12 @@ test("a page on bob's notebook cannot drive alice's notebook", async () => {
   // Nothing reached alice's notebook: daas refused each attempt with 403.
   assert.deepEqual(result, { cors: "failed", "no-cors": "opaque", ws: "refused" });
   // (chromium reports the answer to one of the two POSTs to the page's listeners, not both.)
-  assert.ok(seen.length > 0 && seen.every((s) => s === "POST 403"), `alice's origin answered bob's page: ${seen}`);
-  assert.deepEqual(await terminals(alice, victim), [], "bob's page opened a terminal in alice's notebook");
+  assert.ok(seen.length > 0 && seen.every((s) => s === "POST 403"), `alice's origin answered carol's page: ${seen}`);
+  assert.deepEqual(await terminals(alice, victim), [], "carol's page opened a terminal in alice's notebook");
   await new Promise((r) => setTimeout(r, 1000));
   const homes = path.join(root, "target/e2e/dev/homes");
   assert.ok(existsSync(path.join(homes, "alice")), "alice's home is not where the test looks");
-  assert.ok(!existsSync(path.join(homes, "alice/pwned-by-bob")), "bob's page typed into alice's terminal");
+  assert.ok(!existsSync(path.join(homes, "alice/pwned-by-carol")), "carol's page typed into alice's terminal");
 
   // Alice's own pages still work her notebook: the lab opens a terminal.
   await enter(alice, victim);

@@ -111,6 +111,29 @@ pub async fn add_member(
     if member_id == owner {
         return Err(AppError::invalid("user", "the owner is a member already"));
     }
+    // A session shows its proposal's data: only those the user office or the facility
+    // let see it may join (members of the proposal, staff of its beamline, admins).
+    let (may_see, proposal, beamline): (bool, String, String) = sqlx::query_as(
+        "select exists(select 1 from proposal_members pm where pm.proposal_id = p.id and pm.user_id = $2)
+                or exists(select 1 from beamline_staff b where b.user_id = $2 and b.beamline in (e.beamline, p.beamline))
+                or exists(select 1 from users u where u.id = $2 and u.role = 'admin'),
+                p.identifier, e.beamline
+         from sessions s join experiments e on e.id = s.experiment_id join proposals p on p.id = e.proposal_id
+         where s.id = $1",
+    )
+    .bind(id)
+    .bind(member_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !may_see {
+        return Err(AppError::invalid(
+            "user",
+            format!(
+                "{username} is neither a member of proposal {proposal} nor staff of beamline {beamline}: \
+                 the session shows that proposal's data, so only they may join it"
+            ),
+        ));
+    }
     // A new member is invited; one already there keeps whether they accepted.
     let accepted: bool = sqlx::query_scalar(
         "insert into session_members (session_id, user_id, role, accepted_at) values ($1, $2, $3, null)

@@ -71,15 +71,19 @@ impl From<sqlx::Error> for AppError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 Self::Unavailable("the database is unreachable".into())
             }
+            // Constraint names are the schema's, not the caller's business: they are logged,
+            // and a call site that knows what a constraint means says so itself.
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Self::Conflict(format!("already exists ({})", db.constraint().unwrap_or("unique constraint")))
+                tracing::debug!(constraint = db.constraint(), "unique violation");
+                Self::Conflict("already exists".into())
             }
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => Self::Conflict(format!(
-                "refers to something that does not exist or is in use ({})",
-                db.constraint().unwrap_or("foreign key")
-            )),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                tracing::debug!(constraint = db.constraint(), "foreign key violation");
+                Self::Conflict("refers to something that does not exist or is still in use".into())
+            }
             sqlx::Error::Database(db) if db.is_check_violation() => {
-                Self::invalid(db.constraint().unwrap_or("input"), "a value is out of the allowed range")
+                tracing::debug!(constraint = db.constraint(), "check violation");
+                Self::invalid("input", "a value is out of the allowed range")
             }
             _ => Self::Sqlx(err),
         }

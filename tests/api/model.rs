@@ -58,3 +58,26 @@ async fn the_audit_log_is_append_only(db: PgPool) {
     assert!(err.contains("append-only"), "{err}");
     refused(&app.db, "delete from audit_events").await;
 }
+
+/// What a refused row becomes when a handler lets it through: a 409 or 400 that names no
+/// constraint (the schema's names are daas's business, not the caller's).
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_refused_row_answers_without_the_schemas_names(db: PgPool) {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let app = TestApp::new(db).await;
+    for (sql, status) in [
+        ("insert into users (username, display_name) select username, 'x' from users limit 1", 409),
+        ("insert into favourites (user_id, proposal_id) values (gen_random_uuid(), gen_random_uuid())", 409),
+        ("update users set role = 'root' where username = 'alice'", 400),
+    ] {
+        let err = sqlx::query(sql).execute(&app.db).await.unwrap_err();
+        let response = daas::error::AppError::from(err).into_response();
+        assert_eq!(response.status().as_u16(), status, "{sql}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        for name in ["users_username_key", "favourites_", "users_role_check", "_fkey", "_key", "_check"] {
+            assert!(!text.contains(name), "{sql}: {text}");
+        }
+    }
+}

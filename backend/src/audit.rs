@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::auth::identity::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::CurrentUser;
 
 /// Who acted, as the audit log records it. As an extractor it is the logged-in caller
 /// (401 otherwise) with their address and the request id.

@@ -16,9 +16,10 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json};
+use crate::web::Json;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -38,7 +38,7 @@ async fn a_user_with_no_membership_sees_an_empty_list(db: PgPool) {
             display_name: "New Comer",
             email: None,
             affiliation: None,
-            role: daas::config::Role::User,
+            role: daas::auth::identity::Role::User,
             password: None,
         },
     )

@@ -21,7 +21,7 @@ use crate::error::{AppError, Result};
 pub(crate) fn check_roles(field: &str, roles: Vec<String>) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for role in roles {
-        if crate::config::Role::parse(&role).is_none() {
+        if crate::auth::identity::Role::parse(&role).is_none() {
             return Err(AppError::invalid(field, format!("unknown role {role:?} (user, scientist or admin)")));
         }
         if !out.contains(&role) {

@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::web::{AdminUser, CurrentUser, Json, Path};
+use crate::web::{AdminUser, Json, Path};
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Notice {

@@ -134,9 +134,9 @@ enum Subject {
 
 async fn resolve(db: &sqlx::PgPool, scope: &str, subject: &str) -> Result<Subject> {
     match scope {
-        "roles" => {
-            crate::config::Role::parse(subject).map(|r| Subject::Role(r.as_str().into())).ok_or(AppError::NotFound)
-        }
+        "roles" => crate::auth::identity::Role::parse(subject)
+            .map(|r| Subject::Role(r.as_str().into()))
+            .ok_or(AppError::NotFound),
         "users" => sqlx::query_scalar("select id from users where username = $1")
             .bind(subject)
             .fetch_optional(db)

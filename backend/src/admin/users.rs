@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{filter, like_pattern, paginate, Page};
 use crate::audit::{self, Actor};
-use crate::config::Role;
+use crate::auth::identity::Role;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path, Query};
@@ -212,7 +212,7 @@ pub async fn set_user_role(
 /// Changes a user's role, with its audit event.
 pub async fn set_role(
     db: &sqlx::PgPool,
-    admin: &crate::web::CurrentUser,
+    admin: &crate::auth::identity::CurrentUser,
     actor: &Actor,
     username: &str,
     role: Role,
@@ -260,7 +260,7 @@ pub async fn set_user_enabled(
 /// Enables or disables an account, with its audit event.
 pub async fn set_enabled(
     db: &sqlx::PgPool,
-    admin: &crate::web::CurrentUser,
+    admin: &crate::auth::identity::CurrentUser,
     actor: &Actor,
     username: &str,
     enabled: bool,

@@ -20,7 +20,7 @@ use super::notices::{self, Notice, NoticeInput};
 use super::quotas;
 use super::usage::{self, UsageParams, UsageRow};
 use crate::audit::Actor;
-use crate::config::Role;
+use crate::auth::identity::Role;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};

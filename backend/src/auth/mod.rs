@@ -1,5 +1,6 @@
 //! Who is asking: API tokens, passwords and user accounts.
 
+pub mod identity;
 pub mod local;
 pub mod oidc;
 pub mod password;

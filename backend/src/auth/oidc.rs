@@ -17,7 +17,8 @@ use sqlx::PgPool;
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use crate::config::{Role, WebArgs};
+use crate::auth::identity::Role;
+use crate::config::WebArgs;
 
 /// How long discovered provider metadata (and its signing keys) is trusted before it is
 /// fetched again, so a key rotation at the provider is picked up.

@@ -8,8 +8,8 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::tokens;
+use crate::auth::identity::CurrentUser;
 use crate::state::Config;
-use crate::web::CurrentUser;
 
 pub const COOKIE: &str = "daas_session";
 
@@ -75,7 +75,7 @@ pub async fn lookup(db: &PgPool, config: &Config, secret: &str) -> sqlx::Result<
     .fetch_optional(db)
     .await?;
     Ok(row.and_then(|(session_id, csrf_token, id, username, display_name, role)| {
-        let role = crate::config::Role::parse(&role)?;
+        let role = crate::auth::identity::Role::parse(&role)?;
         Some((CurrentUser { id, username, display_name, role }, BrowserSession { id: session_id, csrf_token }))
     }))
 }

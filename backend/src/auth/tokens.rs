@@ -46,7 +46,7 @@ pub async fn create(
 
 /// The enabled user a token belongs to, if it is live. Marks the token used (at most once
 /// a minute, so a busy script does not turn every read into a write).
-pub async fn lookup(db: &sqlx::PgPool, token: &str) -> sqlx::Result<Option<crate::web::CurrentUser>> {
+pub async fn lookup(db: &sqlx::PgPool, token: &str) -> sqlx::Result<Option<crate::auth::identity::CurrentUser>> {
     sqlx::query_as(
         "with t as (
              select id, user_id, last_used_at from api_tokens

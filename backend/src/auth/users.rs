@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::config::Role;
+use crate::auth::identity::Role;
 
 pub struct NewUser<'a> {
     pub username: &'a str,

@@ -11,9 +11,9 @@ pub mod views;
 
 use sqlx::PgExecutor;
 
-use crate::config::Role;
+use crate::auth::identity::CurrentUser;
+use crate::auth::identity::Role;
 use crate::error::{AppError, Result};
-use crate::web::CurrentUser;
 
 /// Passes when `user` may see the sessions of `beamline`: a scientist on its staff, or an
 /// admin. Everyone else gets 404.

@@ -11,9 +11,10 @@ use uuid::Uuid;
 use crate::admin::sessions::{self, AdminSession, Filter, Scope, StopInput, StopResult};
 use crate::admin::{filter, paginate, Page};
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path, Query};
+use crate::web::{Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -6,9 +6,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::auth::identity::CurrentUser;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json};
+use crate::web::Json;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_images)).routes(routes!(list_flavours))

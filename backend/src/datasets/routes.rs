@@ -15,12 +15,13 @@ use uuid::Uuid;
 
 use super::path::{self, LocationError};
 use crate::audit::{self, Actor};
-use crate::config::Role;
+use crate::auth::identity::CurrentUser;
+use crate::auth::identity::Role;
 use crate::error::{AppError, Result};
 use crate::proposals::db::VISIBLE;
 use crate::proposals::routes::{paginate, Page};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path, Query};
+use crate::web::{Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(link_dataset)).routes(routes!(search_datasets)).routes(routes!(unlink_dataset))

@@ -9,12 +9,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::runtime::Handle;
 use crate::sessions::db::{self, Session};
 use crate::sessions::launch::{self, LaunchRequest};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path, Query};
+use crate::web::{Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(submit_job)).routes(routes!(get_job)).routes(routes!(job_logs))

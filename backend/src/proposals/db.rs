@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::web::CurrentUser;
+use crate::auth::identity::CurrentUser;
 
 /// SQL condition on a proposal `p` for the caller `$1` (user id) with role `$2`.
 pub const VISIBLE: &str = "(

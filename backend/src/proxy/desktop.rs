@@ -18,12 +18,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::rfb::{self, Class, ClientStream};
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::sessions::db::VISIBLE;
 use crate::state::AppState;
 use crate::web::auth::from_origin;
 use crate::web::page::{render, Ctx, PageResult, PageUser};
-use crate::web::{CurrentUser, Path};
+use crate::web::Path;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/sessions/{id}/desktop", get(desktop_page)).route("/sessions/{id}/desktop/ws", get(desktop_ws))

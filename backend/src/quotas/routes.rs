@@ -7,9 +7,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Limits, Usage};
+use crate::auth::identity::CurrentUser;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json};
+use crate::web::Json;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_quota))

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::web::CurrentUser;
+use crate::auth::identity::CurrentUser;
 
 /// SQL condition on a session `s` for the caller `$1` (user id) with role `$2`.
 pub const VISIBLE: &str = "($2 = 'admin' or exists (select 1 from session_members sm

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::quotas;
 use crate::state::AppState;
-use crate::web::CurrentUser;
 
 /// `POST /api/v1/sessions`: the ids come from `/api/v1/images`, `/api/v1/flavours` and
 /// `/api/v1/proposals/{id}` (an experiment's `id`).

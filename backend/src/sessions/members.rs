@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use super::db::{self, Session};
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path};
+use crate::web::{Json, Path};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

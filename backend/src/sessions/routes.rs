@@ -18,9 +18,10 @@ use uuid::Uuid;
 use super::db::{self, Session};
 use super::launch::{self, LaunchRequest};
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path, Query};
+use crate::web::{Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

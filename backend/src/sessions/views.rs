@@ -17,11 +17,12 @@ use super::db::{self, Session};
 use super::launch::{self, LaunchRequest};
 use super::members::{self, Invitation};
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::AppError;
 use crate::proposals::db as proposals;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
-use crate::web::{CurrentUser, Path, Query};
+use crate::web::{Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
-use crate::web::CurrentUser;
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Token {

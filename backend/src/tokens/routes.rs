@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use super::db::{self, CreatedToken, NewToken, Token};
 use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::web::{CurrentUser, Json, Path, Query};
+use crate::web::{Json, Path, Query};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_tokens, create_token)).routes(routes!(revoke_token))

@@ -49,7 +49,7 @@ struct Whose {
 async fn page(
     state: &AppState,
     ctx: Ctx,
-    user: &crate::web::CurrentUser,
+    user: &crate::auth::identity::CurrentUser,
     whose: Option<&str>,
     created: Option<CreatedToken>,
     error: Option<String>,

@@ -4,9 +4,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use crate::auth::identity::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::CurrentUser;
 
 /// A logged-in admin. Extracting it answers 401 when nobody is logged in and 403 to a
 /// logged-in user of another role (admin routes name no object a user could own, so a

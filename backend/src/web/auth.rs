@@ -10,30 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use uuid::Uuid;
 
+use crate::auth::identity::CurrentUser;
 use crate::auth::sessions::{self, BrowserSession};
 use crate::auth::tokens;
-use crate::config::Role;
 use crate::error::AppError;
 use crate::state::AppState;
-
-/// A logged-in, enabled user. Extracting it answers 401 when there is none.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct CurrentUser {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    #[sqlx(try_from = "String")]
-    pub role: Role,
-}
-
-impl CurrentUser {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-}
 
 /// Marks a request that sent a bearer token daas does not accept.
 #[derive(Clone, Copy)]

@@ -9,5 +9,5 @@ pub mod page;
 pub mod redirect;
 
 pub use admin::AdminUser;
-pub use auth::{ClientAddr, CurrentUser, MaybeUser};
+pub use auth::{ClientAddr, MaybeUser};
 pub use extract::{Json, Path, Query};

@@ -8,10 +8,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::auth::identity::CurrentUser;
 use crate::auth::sessions::BrowserSession;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::CurrentUser;
 
 /// What the layout needs: who is logged in, their CSRF token, the current section.
 pub struct Ctx {

@@ -79,7 +79,7 @@ pub struct SessionPolicy {
     pub idle_limit: Duration,
     /// Warn this long before a session is stopped for expiry or idleness.
     pub warning: Duration,
-    /// Fail a session that does not answer on its port within this long.
+    /// Fail a session that does not answer within this long.
     pub startup_timeout: Duration,
     /// The reconciler's period.
     pub reconcile_interval: Duration,

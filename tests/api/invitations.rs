@@ -202,3 +202,27 @@ async fn declining_removes_the_invitation_and_strangers_have_none(db: PgPool) {
     assert_eq!(post(&app, "sam", &accept, json!({})).await.status, 409);
     assert_eq!(post(&app, "sam", &decline, json!({})).await.status, 204);
 }
+
+/// A guest cannot enter a notebook (Jupyter has no read-only mode), so the pages offer
+/// them no "Open notebook" that would only answer 403.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_guest_is_not_offered_the_notebook(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let id = launch_requested(&app, "alice").await;
+    sqlx::query("update sessions set state = 'running', started_at = now() where id = $1::uuid")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let members = format!("/api/v1/sessions/{id}/members");
+    assert_eq!(post(&app, "alice", &members, json!({"user": "carol", "role": "guest"})).await.status, 201);
+    assert_eq!(post(&app, "carol", &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
+    for (user, offered) in [("alice", true), ("carol", false)] {
+        let browser = app.browser(user).await;
+        for page in [format!("/sessions/{id}"), "/sessions/cards".to_string()] {
+            let r = app.browse(Method::GET, &page, Some(&browser.cookie), None, &[]).await;
+            assert_eq!(r.status, 200, "{user} {page}: {}", r.text);
+            assert_eq!(r.text.contains(&format!("/sessions/{id}/open")), offered, "{user} {page}: {}", r.text);
+        }
+    }
+}

@@ -884,8 +884,8 @@ impl Runtime for LocalRuntime {
             return Ok(Observed::Running { endpoint });
         }
         let message = match handle.kind {
-            Kind::Desktop => "waiting for the desktop to answer on its port",
-            Kind::Notebook => "waiting for JupyterLab to answer on its port",
+            Kind::Desktop => "waiting for the desktop to answer",
+            Kind::Notebook => "waiting for JupyterLab to answer",
             Kind::Job => "running",
         };
         Ok(Observed::Pending { message: message.into() })

@@ -335,6 +335,8 @@ pub struct Card {
     pub time_left: String,
     pub resources: String,
     pub can_stop: bool,
+    /// The caller may enter the notebook (Jupyter has no read-only mode: not a guest).
+    pub can_open: bool,
     pub ended: bool,
     /// Someone else's session the caller was invited to.
     pub shared: bool,
@@ -357,6 +359,7 @@ fn card(s: Session, me: &CurrentUser) -> Card {
         time_left,
         resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
         can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != "stopping",
+        can_open: matches!(s.role.as_deref(), Some("owner" | "user" | "support")),
         ended,
         shared: s.owner != me.username,
         s,

@@ -179,12 +179,12 @@ async fn apply(state: &AppState, row: &Row, handle: &Handle, observed: Observed)
                 .rows_affected();
                 if updated == 1 {
                     transition(&mut tx, id, "running", "Running").await?;
-                }
-                tx.commit().await?;
-                if updated == 1 {
+                    // Before the commit: whoever sees the `running` event finds the start
+                    // in the metrics too (recorded after, a reader raced it).
                     let seconds = (OffsetDateTime::now_utc() - row.created_at).as_seconds_f64();
                     metrics::histogram!("daas_session_start_seconds", "kind" => row.kind.clone()).record(seconds);
                 }
+                tx.commit().await?;
             }
         }
         Observed::Exited { exit_code, message } => {

@@ -4,24 +4,19 @@
 //! daas. Each must fail; the test fails on any that works.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use serde_json::{json, Value};
 
 use crate::common::TestApp;
-use crate::sessions::id_of;
+use crate::sessions::{launch_body, wait_state};
 
 const ATTACK: &str = include_str!("attack.py");
 
-/// Launches `image` for `user` on `experiment` and waits until it runs (or has ended, for
+/// Launches `image` for `token` on `experiment` and waits until it runs (or has ended, for
 /// a job); returns its id and the session as the API shows it.
 async fn launch(app: &TestApp, token: &str, image: &str, experiment: &str, job: bool) -> (String, Value) {
-    let mut body = json!({
-        "image": id_of(&app.db, "images", "name", image).await,
-        "flavour": id_of(&app.db, "flavours", "name", "small").await,
-        "experiment": id_of(&app.db, "experiments", "code", experiment).await,
-    });
+    let mut body = launch_body(app, image, "small", experiment).await;
     let uri = if job {
         body["parameters"] = json!({});
         "/api/v1/jobs"
@@ -31,17 +26,10 @@ async fn launch(app: &TestApp, token: &str, image: &str, experiment: &str, job: 
     let r = app.request(Method::POST, uri, Some(token), Some(body)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let s = app.get(&format!("/api/v1/sessions/{id}"), Some(token)).await.body;
-        let settled =
-            if job { ["stopped", "failed"].contains(&s["state"].as_str().unwrap()) } else { s["state"] != "starting" };
-        if settled {
-            return (id, s);
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{image} did not settle: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let settled =
+        |s: &Value| if job { s["state"] == "stopped" || s["state"] == "failed" } else { s["state"] != "starting" };
+    let session = wait_state(app, token, &id, 120, settled).await;
+    (id, session)
 }
 
 async fn endpoint_of(app: &TestApp, id: &str) -> (String, String) {

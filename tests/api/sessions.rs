@@ -64,7 +64,7 @@ pub async fn id_of(db: &PgPool, table: &str, column: &str, value: &str) -> Uuid 
         .unwrap_or_else(|_| panic!("no {table} {value}"))
 }
 
-async fn launch_body(app: &TestApp, image: &str, flavour: &str, experiment: &str) -> Value {
+pub async fn launch_body(app: &TestApp, image: &str, flavour: &str, experiment: &str) -> Value {
     json!({
         "image": id_of(&app.db, "images", "name", image).await,
         "flavour": id_of(&app.db, "flavours", "name", flavour).await,
@@ -73,7 +73,7 @@ async fn launch_body(app: &TestApp, image: &str, flavour: &str, experiment: &str
 }
 
 /// Polls the session as `user` until `done` holds; panics after `secs`.
-async fn wait_state(app: &TestApp, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_state(app: &TestApp, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let session = app.get(&format!("/api/v1/sessions/{id}"), Some(token)).await;

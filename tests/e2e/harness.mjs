@@ -121,6 +121,7 @@ export async function startDaas({ port, issuer }) {
  * Kills what is left of the sessions under `dir`: they outlive daas by design, and a test
  * run must not leave them behind. A process group is signalled only while its leader is
  * still the process the handle names (same start time): group numbers are recycled.
+ * The JavaScript twin of `daas::runtime::local::kill_all`, which the Rust tests use.
  */
 function killSessions(dir) {
   for (const id of existsSync(dir) ? readdirSync(dir) : []) {

@@ -73,6 +73,8 @@ struct Cache {
 #[derive(Clone)]
 struct Route {
     endpoint: String,
+    /// What the pooled client's URIs carry for it (see `upstream::authority`), made once.
+    authority: String,
     authorization: HeaderValue,
 }
 
@@ -249,7 +251,7 @@ async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Respon
         }
     }
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    *request.uri_mut() = Uri::try_from(format!("http://{}{path}", upstream::authority(&route.endpoint)))
+    *request.uri_mut() = Uri::try_from(format!("http://{}{path}", route.authority))
         .map_err(|_| AppError::invalid("path", "not a valid path"))?;
 
     if is_upgrade(&request) {
@@ -442,7 +444,7 @@ async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
     let mut authorization = HeaderValue::from_str(&format!("token {secret}"))
         .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
     authorization.set_sensitive(true);
-    let route = Route { endpoint, authorization };
+    let route = Route { authority: upstream::authority(&endpoint), endpoint, authorization };
     state.notebooks.cache.lock().expect("cache lock").routes.insert(id, (route.clone(), Instant::now()));
     Ok(Some(route))
 }

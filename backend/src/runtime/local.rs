@@ -802,13 +802,11 @@ impl Runtime for LocalRuntime {
         };
         let (argv, env) = self.command_of(spec)?;
         let cgroups = self.cgroups_for(spec)?;
-        let memory_kib = match cgroups.is_empty() {
-            true => (i64::from(spec.resources.memory_mib) * 1024).to_string(),
-            false => String::new(),
-        };
-        let processes = match cgroups.is_empty() {
-            true => MAX_PROCESSES.to_string(),
-            false => String::new(),
+        // Without cgroups, rlimits stand in for them.
+        let (memory_kib, processes) = if cgroups.is_empty() {
+            ((i64::from(spec.resources.memory_mib) * 1024).to_string(), MAX_PROCESSES.to_string())
+        } else {
+            (String::new(), String::new())
         };
         // Only daas reads the output: it may show the server's URL with its token.
         use std::os::unix::fs::OpenOptionsExt;

@@ -15,6 +15,7 @@ use super::db::{self, Session};
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
+use crate::proposals::db::VISIBLE;
 use crate::state::AppState;
 use crate::web::{Json, Path};
 
@@ -101,29 +102,27 @@ pub async fn add_member(
     }
     let mut tx = state.db.begin().await?;
     let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let member: Option<(Uuid, String, String)> =
-        sqlx::query_as("select id, username, display_name from users where username = $1 and enabled")
+    let member: Option<(Uuid, String, String, String)> =
+        sqlx::query_as("select id, username, display_name, role from users where username = $1 and enabled")
             .bind(&body.user)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((member_id, username, display_name)) = member else {
+    let Some((member_id, username, display_name, member_role)) = member else {
         return Err(AppError::invalid("user", "no such user"));
     };
     if member_id == owner {
         return Err(AppError::invalid("user", "the owner is a member already"));
     }
-    // A session shows its proposal's data: only those the user office or the facility
-    // let see it may join (members of the proposal, staff of its beamline, admins).
-    let (may_see, proposal, beamline): (bool, String, String) = sqlx::query_as(
-        "select exists(select 1 from proposal_members pm where pm.proposal_id = p.id and pm.user_id = $2)
-                or exists(select 1 from beamline_staff b where b.user_id = $2 and b.beamline in (e.beamline, p.beamline))
-                or exists(select 1 from users u where u.id = $2 and u.role = 'admin'),
-                p.identifier, e.beamline
+    // A session shows its proposal's data: only those who may see the proposal may join
+    // (its members, its beamline's scientists, admins).
+    let (may_see, proposal, beamline): (bool, String, String) = sqlx::query_as(&format!(
+        "select {VISIBLE}, p.identifier, e.beamline
          from sessions s join experiments e on e.id = s.experiment_id join proposals p on p.id = e.proposal_id
-         where s.id = $1",
-    )
-    .bind(id)
+         where s.id = $3"
+    ))
     .bind(member_id)
+    .bind(&member_role)
+    .bind(id)
     .fetch_one(&mut *tx)
     .await?;
     if !may_see {

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod events;
 pub mod launch;
+pub mod lifecycle;
 pub mod members;
 pub mod routes;
 pub mod views;

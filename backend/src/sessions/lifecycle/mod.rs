@@ -1,0 +1,5 @@
+//! A session's life, from launch to its end.
+
+mod state;
+
+pub use state::SessionState;

@@ -1,0 +1,106 @@
+//! The states of a session, and the one place their names are spelled: the `sessions.state`
+//! and `session_events.state` columns hold these names (the schema checks them), and SQL
+//! takes them as bound parameters (`s.state = any($2)` with `SessionState::ACTIVE`), never
+//! as literals.
+//!
+//! ```text
+//! requested -> starting -> running -> stopping -> stopped
+//!      \           \          \                    ^
+//!       `-----------`----------`-> failed          | (a job that exits 0)
+//!                                                  |
+//!                      running ---------------------
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+// Binds as `text` (and a slice as `text[]`, for `state = any($n)`).
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum SessionState {
+    /// Recorded, not yet handed to the runtime.
+    Requested,
+    /// Handed to the runtime; not answering yet.
+    Starting,
+    /// Answering (a desktop or notebook) or working (a job).
+    Running,
+    /// Asked to stop; the reconciler stops what runs.
+    Stopping,
+    /// Ended: stopped by someone, expired, or a job that finished.
+    Stopped,
+    /// Ended with a reason a person can read (`failure_reason`).
+    Failed,
+}
+
+impl SessionState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [SessionState; 6] = [
+        SessionState::Requested,
+        SessionState::Starting,
+        SessionState::Running,
+        SessionState::Stopping,
+        SessionState::Stopped,
+        SessionState::Failed,
+    ];
+    /// States in which a session holds resources and counts against quotas.
+    pub const ACTIVE: &'static [SessionState] =
+        &[SessionState::Requested, SessionState::Starting, SessionState::Running, SessionState::Stopping];
+    /// States in which a session may still be asked to stop (a stop cancels a launch).
+    pub const STOPPABLE: &'static [SessionState] =
+        &[SessionState::Requested, SessionState::Starting, SessionState::Running];
+    /// States waiting for the runtime to start them.
+    pub const LAUNCHING: &'static [SessionState] = &[SessionState::Requested, SessionState::Starting];
+    /// States a session that is starting or running can end from by itself.
+    pub const UNDER_WAY: &'static [SessionState] = &[SessionState::Starting, SessionState::Running];
+    /// The two ends.
+    pub const ENDED: &'static [SessionState] = &[SessionState::Stopped, SessionState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Requested => "requested",
+            SessionState::Starting => "starting",
+            SessionState::Running => "running",
+            SessionState::Stopping => "stopping",
+            SessionState::Stopped => "stopped",
+            SessionState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// Holds resources (one of `ACTIVE`).
+    pub fn is_active(self) -> bool {
+        Self::ACTIVE.contains(&self)
+    }
+
+    /// Has ended (one of `ENDED`).
+    pub fn has_ended(self) -> bool {
+        Self::ENDED.contains(&self)
+    }
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionState;
+
+    #[test]
+    fn names_round_trip_and_the_sets_partition_the_states() {
+        for state in SessionState::ALL {
+            assert_eq!(SessionState::parse(state.as_str()), Some(state));
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_ne!(state.is_active(), state.has_ended(), "{state} is either active or ended");
+        }
+        assert_eq!(SessionState::parse("paused"), None);
+    }
+}

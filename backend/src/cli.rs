@@ -182,7 +182,7 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;
-    crate::reconciler::spawn(state.clone());
+    let background = crate::background::start(&state, crate::background::Reconciler::Run);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -194,7 +194,7 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = crate::app(state, &background).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!(grace_s = grace.as_secs(), "shutting down");
@@ -221,6 +221,10 @@ async fn runtime(
             let runtime = crate::runtime::kube::KubeRuntime::from_args(&args.kube).await?;
             tracing::info!(namespace = %args.kube.kube_namespace, "kubernetes runtime ready");
             Ok(std::sync::Arc::new(runtime))
+        }
+        RuntimeKind::Fake => {
+            tracing::warn!("fake runtime: sessions are recorded, nothing runs (benchmarks of daas alone)");
+            Ok(std::sync::Arc::new(crate::runtime::fake::FakeRuntime::default()))
         }
         RuntimeKind::Local => {
             let config = LocalConfig {

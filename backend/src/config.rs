@@ -183,7 +183,7 @@ impl std::str::FromStr for Secret {
 /// Where and how sessions run.
 #[derive(Args, Debug, Clone)]
 pub struct SessionArgs {
-    /// The engine that runs sessions: processes on this machine, or pods.
+    /// The engine that runs sessions: processes on this machine, pods, or nothing (fake).
     #[arg(long, env = "DAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
     pub runtime: RuntimeKind,
     /// Local runtime: one folder per running session.
@@ -252,8 +252,12 @@ impl std::str::FromStr for UidRange {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
+    /// Processes on this machine, each in a sandbox.
     Local,
+    /// Pods on a Kubernetes cluster.
     Kubernetes,
+    /// Nothing runs: sessions are recorded and answer nowhere (for benchmarks of daas alone).
+    Fake,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod beamlines;
 pub mod catalogue;
 pub mod cli;

@@ -92,8 +92,9 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
-/// The whole application. Tests call this; `main` serves it.
-pub fn app(state: AppState) -> Router {
+/// The whole application, served with the state of the background tasks already started
+/// (`crate::background::start`). Tests call this; `daas serve` serves it.
+pub fn app(state: AppState, background: &crate::background::Background) -> Router {
     let (api, openapi) = api().split_for_parts();
     let openapi_json = openapi.to_pretty_json().expect("the OpenAPI document serialises");
     let request_id = HeaderName::from_static("x-request-id");
@@ -139,7 +140,7 @@ pub fn app(state: AppState) -> Router {
         // A client's id would go into our logs and audit rows unchecked: every id is ours.
         .layer(axum::middleware::map_request(drop_client_request_id))
         // Outermost: a session origin's requests never reach the portal's routes or cookie.
-        .layer(axum::middleware::from_fn_with_state(state, crate::proxy::notebook::by_host))
+        .layer(axum::middleware::from_fn_with_state(background.notebooks.clone(), crate::proxy::notebook::by_host))
 }
 
 /// Removes an `X-Request-Id` the client sent, so that `SetRequestIdLayer` makes a new one.

@@ -1,7 +1,6 @@
 //! The shared state every handler sees.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -21,15 +20,10 @@ pub struct App {
     pub oidc: Option<crate::auth::oidc::Oidc>,
     /// The engine that runs sessions.
     pub runtime: Arc<dyn crate::runtime::Runtime>,
-    /// Wakes the reconciler at once (a launch or a stop was committed).
-    pub reconcile: tokio::sync::Notify,
-    /// Session ids whose `runtime.launch` is under way in this process, so the reconciler
-    /// and the launch task never start the same session twice.
-    pub launching: Mutex<HashSet<uuid::Uuid>>,
+    /// The lifecycle's wake-up of the reconciler, and the launches under way here.
+    pub lifecycle: crate::sessions::lifecycle::signals::Signals,
     /// Fans out Postgres notifications of new session events to the event streams.
     pub events: crate::sessions::events::Hub,
-    /// The notebook proxy's upstream connections and its cache of routes and cookies.
-    pub notebooks: crate::proxy::notebook::Proxy,
 }
 
 /// The settings of a running server that handlers need.
@@ -118,9 +112,7 @@ impl AppState {
             metrics: crate::telemetry::metrics_handle(),
             config,
             runtime,
-            reconcile: tokio::sync::Notify::new(),
-            launching: Mutex::new(HashSet::new()),
-            notebooks: Default::default(),
+            lifecycle: Default::default(),
         }))
     }
 }

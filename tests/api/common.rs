@@ -1,8 +1,13 @@
-//! `TestApp`: the app over a fresh database with the demo data, and request helpers.
+//! `TestApp`: the app over a fresh database with the demo data, on the fake runtime (or,
+//! for what only real processes prove, the local one), and request helpers.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use std::sync::Arc;
+
 use axum::Router;
+use daas::background::Reconciler;
+use daas::runtime::fake::FakeRuntime;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -14,6 +19,11 @@ pub struct TestApp {
     pub state: daas::AppState,
     /// The data root (datasets live below it).
     pub data: tempfile::TempDir,
+    /// The fake runtime, when the app runs on it (`new`), for the test to script.
+    fake: Option<Arc<FakeRuntime>>,
+    /// The reconciler, once started.
+    reconciler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    _background: daas::background::Background,
 }
 
 pub struct Response {
@@ -23,14 +33,32 @@ pub struct Response {
     pub text: String,
 }
 
+/// Which runtime a test app runs sessions on.
+enum Engine {
+    /// Nothing runs; the test scripts what the runtime sees (`TestApp::fake`).
+    Fake,
+    /// Real sandboxed processes (`sessions::test_runtime`).
+    Local,
+}
+
 impl TestApp {
-    /// The demo facility: alice, bob, carol, dave, sam (BL11 scientist), admin.
+    /// The demo facility (alice, bob, carol, dave, sam the BL11 scientist, admin) on the
+    /// fake runtime.
     pub async fn new(db: PgPool) -> Self {
-        Self::with_config(db, |_| {}).await
+        Self::build(db, |_| {}, Engine::Fake).await
     }
 
-    /// The demo facility with settings changed by `change`.
+    /// `new` with settings changed by `change`.
     pub async fn with_config(db: PgPool, change: impl FnOnce(&mut daas::state::Config)) -> Self {
+        Self::build(db, change, Engine::Fake).await
+    }
+
+    /// The demo facility on the local runtime: for what only real processes prove.
+    pub async fn local(db: PgPool) -> Self {
+        Self::build(db, |_| {}, Engine::Local).await
+    }
+
+    async fn build(db: PgPool, change: impl FnOnce(&mut daas::state::Config), engine: Engine) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
         config.web.local_login = true;
@@ -41,10 +69,22 @@ impl TestApp {
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
         change(&mut config);
         daas::demo::load_into(&db, data.path(), &config.experiment_storage).await.unwrap().expect("an empty database");
-        let runtime = crate::sessions::test_runtime(data.path());
+        let (runtime, fake): (Arc<dyn daas::runtime::Runtime>, _) = match engine {
+            Engine::Fake => {
+                let fake = Arc::new(FakeRuntime::default());
+                (fake.clone(), Some(fake))
+            }
+            Engine::Local => (crate::sessions::test_runtime(data.path()), None),
+        };
         let state = daas::AppState::new(db.clone(), config, runtime);
-        let router = daas::app(state.clone());
-        Self { db, router, state, data }
+        let background = daas::background::start(&state, Reconciler::Leave);
+        let router = daas::app(state.clone(), &background);
+        Self { db, router, state, data, fake, reconciler: Default::default(), _background: background }
+    }
+
+    /// The fake runtime this app runs on (a test on the local runtime has none).
+    pub fn fake(&self) -> &FakeRuntime {
+        self.fake.as_deref().expect("a test app on the fake runtime")
     }
 
     pub async fn token(&self, username: &str) -> String {
@@ -70,7 +110,10 @@ impl TestApp {
 
     /// Runs the reconciler for the rest of the test.
     pub fn start_reconciler(&self) {
-        daas::reconciler::spawn(self.state.clone());
+        let mut reconciler = self.reconciler.lock().unwrap();
+        if reconciler.is_none() {
+            *reconciler = Some(daas::reconciler::spawn(self.state.clone()));
+        }
     }
 
     /// Stops every session the runtime runs (tests end with nothing left running).
@@ -173,6 +216,9 @@ impl TestApp {
 /// session folder's handle names its process group.
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(reconciler) = self.reconciler.lock().unwrap().take() {
+            reconciler.abort();
+        }
         daas::runtime::local::kill_all(&self.data.path().join("_runtime/sessions"));
     }
 }

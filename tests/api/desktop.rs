@@ -124,7 +124,7 @@ async fn post(app: &TestApp, token: &str, uri: &str, body: Value) -> crate::comm
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn the_relay_checks_login_membership_and_origin(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let addr = app.serve().await;
     let id = launch(&app, "alice", "Xfce desktop").await;
@@ -188,7 +188,7 @@ async fn only_the_controller_types_and_handover_swaps_roles(db: PgPool) {
 }
 
 async fn controller_and_handover(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let addr = app.serve().await;
     let id = launch(&app, "alice", "Xfce desktop").await;

@@ -12,8 +12,9 @@ async fn healthz_and_readyz_answer(db: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn readyz_is_503_before_migrations(db: PgPool) {
     let config = daas::state::Config::default();
-    let data = tempfile::tempdir().unwrap();
-    let router = daas::app(daas::AppState::new(db, config, crate::sessions::test_runtime(data.path())));
+    let state = daas::AppState::new(db, config, std::sync::Arc::new(daas::runtime::fake::FakeRuntime::default()));
+    let background = daas::background::start(&state, daas::background::Reconciler::Leave);
+    let router = daas::app(state, &background);
     let response = tower::ServiceExt::oneshot(
         router,
         axum::http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap(),

@@ -66,7 +66,7 @@ fn owners(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sqlx::PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let daas = app.serve().await;
     let alice = app.token("alice").await;

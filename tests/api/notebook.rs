@@ -125,7 +125,7 @@ async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> St
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let addr = app.serve().await;
     let id = launch(&app, "alice", "JupyterLab").await;
@@ -209,7 +209,9 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     let restarted = daas::AppState::new(app.db.clone(), app.state.config.clone(), app.state.runtime.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr2 = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, daas::app(restarted)).await.unwrap() });
+    let background = daas::background::start(&restarted, daas::background::Reconciler::Leave);
+    let router = daas::app(restarted, &background);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     assert_eq!(http(&addr2, "GET", &host, &api, Some(&cookie)).await.status, 200);
     assert_eq!(run(&addr2, &host, &channels, &cookie, "40+2").await, "42");
 
@@ -234,7 +236,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
 /// site, so daas itself must refuse what a page of another origin asks of this one.
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_session_origin_takes_changes_only_from_its_own_pages(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let addr = app.serve().await;
     let id = launch(&app, "alice", "JupyterLab").await;

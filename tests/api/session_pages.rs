@@ -110,6 +110,7 @@ async fn a_job_from_the_form_gets_typed_parameters(db: PgPool) {
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn my_sessions_shows_cards_and_stops_mine_only(db: PgPool) {
     let app = TestApp::new(db).await;
+    app.fake().start_as(daas::runtime::Observed::Pending { message: "waiting".into() });
     let alice = app.browser("alice").await;
     let image = id_of(&app.db, "select id from images where kind = 'notebook'").await;
     let flavour = id_of(&app.db, "select id from flavours where name = 'small'").await;

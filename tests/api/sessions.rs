@@ -1,5 +1,6 @@
-//! `/api/v1/sessions` and `/api/v1/jobs` with the real local runtime: real bubblewrap
-//! sandboxes, real JupyterLab, real Xvnc, real jobs; and the reconciler.
+//! `/api/v1/sessions` and `/api/v1/jobs`, and the reconciler: the lifecycle's logic on the
+//! fake runtime, scripted; and, with the real local runtime, what only real processes
+//! prove (bubblewrap sandboxes, JupyterLab, Xvnc, jobs, a killed process).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use daas::proxy::upstream::connect;
+use daas::runtime::Observed;
 
 use crate::common::TestApp;
 
@@ -278,7 +280,7 @@ async fn other_users_cannot_see_stop_or_follow_a_session(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_notebook_runs_answers_and_stops_without_leftovers(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let alice = app.token("alice").await;
     let body = launch_body(&app, "JupyterLab", "small", "S0011").await;
@@ -354,7 +356,7 @@ async fn vnc_login(endpoint: &str, password: &str) -> bool {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_desktop_greets_with_rfb_and_takes_only_daas_password(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Xfce desktop", "small", "S0011").await;
@@ -378,7 +380,7 @@ async fn a_desktop_greets_with_rfb_and_takes_only_daas_password(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let alice = app.token("alice").await;
     let mut body = launch_body(&app, "Tomography reconstruction", "small", "S0011").await;
@@ -431,7 +433,7 @@ async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_killed_session_fails_with_the_reason(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     add_trivial_image(&app.db, "Trivial", 0).await;
     app.start_reconciler();
     let alice = app.token("alice").await;
@@ -467,6 +469,7 @@ async fn a_killed_session_fails_with_the_reason(db: PgPool) {
 async fn events_stream_the_launch_and_the_stop(db: PgPool) {
     let app = TestApp::new(db).await;
     add_trivial_image(&app.db, "Slow", 1).await;
+    app.fake().start_as(Observed::Pending { message: "waiting for JupyterLab to answer".into() });
     app.start_reconciler();
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Slow", "small", "S0011").await;
@@ -477,6 +480,9 @@ async fn events_stream_the_launch_and_the_stop(db: PgPool) {
     while seen.last().map(|(s, _): &(String, String)| s.as_str()) != Some("running") {
         let event = events.next_event(Duration::from_secs(30)).await.expect("an event before running");
         seen.push((event["state"].as_str().unwrap().to_string(), event["message"].as_str().unwrap().to_string()));
+        if event["message"] == "waiting for JupyterLab to answer" {
+            app.fake().set(id.parse().unwrap(), Observed::Running { endpoint: "fake".into() });
+        }
     }
     assert_eq!(seen[0].0, "requested");
     assert!(seen[0].1.starts_with("Launch requested: Slow on small"), "{seen:?}");
@@ -504,24 +510,22 @@ async fn events_stream_the_launch_and_the_stop(db: PgPool) {
 async fn a_pending_launch_can_be_cancelled(db: PgPool) {
     let app = TestApp::new(db).await;
     add_trivial_image(&app.db, "Slow", 30).await;
+    app.fake().start_as(Observed::Pending { message: "waiting".into() });
     app.start_reconciler();
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Slow", "small", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
     let id = r.body["id"].as_str().unwrap().to_string();
-    // Wait until its processes exist, so the cancel has something to stop.
+    // Wait until the runtime has it, so the cancel has something to stop.
     let start = Instant::now();
-    let pgid = loop {
-        if let Some(handle) = runtime_of(&app.db, &id).await.runtime_handle {
-            break handle["pid"].as_i64().unwrap();
-        }
+    while runtime_of(&app.db, &id).await.runtime_handle.is_none() {
         assert!(start.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
     let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
     assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::ACCEPTED, Some("stopping")), "{}", r.text);
     wait_state(&app, &alice, &id, 15, is("stopped")).await;
-    assert_eq!(group_members(pgid), Vec::<i32>::new());
+    assert!(!app.fake().runs(id.parse().unwrap()), "the cancelled session still runs");
     let messages: Vec<String> =
         sqlx::query_scalar("select message from session_events where session_id = $1::uuid order by id")
             .bind(&id)
@@ -588,7 +592,7 @@ async fn an_expiring_session_is_warned_then_stopped(db: PgPool) {
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     app.start_reconciler();
     let data_root = app.data_path().display().to_string();
     // The venv and the tools are visible at their paths; nothing else of the repository
@@ -631,15 +635,18 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
     let app = TestApp::new(db).await;
+    app.fake().start_as(Observed::Pending { message: "waiting".into() });
     app.start_reconciler();
-    let script = "echo serving at http://127.0.0.1:{port}/?token=$JUPYTER_TOKEN; exit 3";
-    add_shell_image(&app.db, "Leaky", "notebook", script).await;
+    add_trivial_image(&app.db, "Leaky", 0).await;
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Leaky", "small", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
     let id = r.body["id"].as_str().unwrap().to_string();
-    let failed = wait_state(&app, &alice, &id, 30, is("failed")).await;
     let secret = runtime_of(&app.db, &id).await.secret.unwrap();
+    // Jupyter prints its URL with the token before it exits.
+    let message = format!("exited with code 3; last output:\nserving at http://127.0.0.1:8888/?token={secret}");
+    app.fake().set(id.parse().unwrap(), Observed::Exited { exit_code: Some(3), message });
+    let failed = wait_state(&app, &alice, &id, 30, is("failed")).await;
     let reason = failed["failure_reason"].as_str().unwrap();
     assert!(reason.starts_with("JupyterLab exited with code 3; last output:\nserving at"), "{reason}");
     assert!(reason.contains("?token=[secret]") && !reason.contains(&secret), "{reason}");
@@ -648,31 +655,25 @@ async fn a_failure_reason_never_shows_the_session_secret(db: PgPool) {
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_session_that_never_answers_fails_with_the_reason(db: PgPool) {
     let app = TestApp::with_config(db, |config| config.sessions.startup_timeout = Duration::from_secs(2)).await;
+    app.fake().start_as(Observed::Pending { message: "waiting for JupyterLab to answer".into() });
     app.start_reconciler();
-    add_shell_image(&app.db, "Mute", "notebook", "echo loading a very large model; exec sleep 300").await;
+    add_trivial_image(&app.db, "Mute", 0).await;
     let alice = app.token("alice").await;
     let body = launch_body(&app, "Mute", "small", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
     let id = r.body["id"].as_str().unwrap().to_string();
-    let pgid = loop {
-        if let Some(handle) = runtime_of(&app.db, &id).await.runtime_handle {
-            break handle["pid"].as_i64().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let failed = wait_state(&app, &alice, &id, 10, is("failed")).await;
     let reason = failed["failure_reason"].as_str().unwrap();
     assert!(reason.starts_with("did not become ready within 2 s (waiting for JupyterLab to answer)"), "{reason}");
-    assert!(reason.ends_with("last output:\nloading a very large model"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(group_members(pgid), Vec::<i32>::new(), "the failed session still runs");
+    assert!(reason.ends_with(&format!("last output:\nfake output of {id}")), "{reason}");
+    assert!(!app.fake().runs(id.parse().unwrap()), "the failed session still runs");
 }
 
 /// On a machine without GPUs (the test runtime is given none), a GPU flavour fails at once
 /// with a reason, not after a timeout, and its quota is free again.
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn a_gpu_flavour_fails_at_once_on_a_machine_without_gpus(db: PgPool) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::local(db).await;
     let alice = app.token("alice").await;
     let body = launch_body(&app, "JupyterLab", "gpu", "S0011").await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
@@ -761,7 +762,8 @@ async fn used_up_gpu_hours_refuse_gpu_launches_only(db: PgPool) {
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(small)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
-    // Under the limit: launched (it then fails here, a machine without GPUs).
+    // Under the limit: launched (it then fails, as on a machine without GPUs).
+    app.fake().refuse_launches(Some("the flavour asks for 1 GPU(s) and this machine has none"));
     set(reached + 1).await;
     let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(gpu.clone())).await;
     assert_eq!(r.status, 201, "{}", r.text);

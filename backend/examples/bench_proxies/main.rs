@@ -127,7 +127,8 @@ async fn serve_daas(url: &str, port: u16, work: &Path) -> anyhow::Result<()> {
     )?;
     let state = daas::AppState::new(db, config, Arc::new(runtime));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let app = daas::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let background = daas::background::start(&state, daas::background::Reconciler::Leave);
+    let app = daas::app(state, &background).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
 }

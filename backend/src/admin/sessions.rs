@@ -5,26 +5,24 @@
 //! the same stop, narrowed to the sessions on their beamline's experiments.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{filter, paginate, Page};
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::error::{AppError, Result};
+pub use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
+use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path, Query};
-
-const STATES: [&str; 6] = ["requested", "starting", "running", "stopping", "stopped", "failed"];
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct AdminSession {
     pub id: Uuid,
     /// `desktop`, `notebook` or `job`.
     pub kind: String,
-    /// `requested`, `starting`, `running`, `stopping`, `stopped` or `failed`.
-    pub state: String,
+    pub state: SessionState,
     pub owner: String,
     pub image: String,
     pub flavour: String,
@@ -97,24 +95,6 @@ pub async fn list_all_sessions(
     Ok(Json(Page { items, total, page, per_page }))
 }
 
-/// Whose sessions a caller may list and stop.
-#[derive(Clone, Copy, Debug)]
-pub enum Scope<'a> {
-    /// An admin: every session.
-    All,
-    /// A beamline's staff: the sessions on the experiments of that beamline.
-    Beamline(&'a str),
-}
-
-impl<'a> Scope<'a> {
-    fn beamline(self) -> Option<&'a str> {
-        match self {
-            Scope::All => None,
-            Scope::Beamline(b) => Some(b),
-        }
-    }
-}
-
 /// What the sessions list is narrowed to; `None` is no filter.
 #[derive(Default)]
 pub struct Filter {
@@ -134,23 +114,28 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<AdminSession>, i64)> {
-    let states: Option<Vec<&str>> = match f.state.as_deref() {
+    let states: Option<Vec<SessionState>> = match f.state.as_deref() {
         None => None,
-        Some("active") => Some(STATES[..4].to_vec()),
-        Some(s) if STATES.contains(&s) => Some(vec![s]),
-        Some(s) => return Err(AppError::invalid("state", format!("unknown state {s:?}"))),
+        Some("active") => Some(SessionState::ACTIVE.to_vec()),
+        Some(s) => match SessionState::parse(s) {
+            Some(state) => Some(vec![state]),
+            None => return Err(AppError::invalid("state", format!("unknown state {s:?}"))),
+        },
     };
     let condition = "($1::text[] is null or s.state = any($1)) and ($2::text is null or u.username = $2)
         and ($3::text is null or p.identifier = $3) and ($4::text is null or i.name = $4)
-        and ($5::text is null or e.beamline = $5) and ($6::text is null or e.beamline = $6)";
+        and ($5::text is null or e.beamline = $5) and ($6::text is null or e.beamline = $6)
+        and ($7::uuid is null or exists (select 1 from session_members sm
+                                         where sm.session_id = s.id and sm.user_id = $7 and sm.accepted_at is not null))";
     let items =
-        sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $7 offset $8"))
+        sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $8 offset $9"))
             .bind(&states)
             .bind(&f.user)
             .bind(&f.proposal)
             .bind(&f.image)
             .bind(&f.beamline)
             .bind(scope.beamline())
+            .bind(scope.member())
             .bind(limit)
             .bind(offset)
             .fetch_all(db)
@@ -162,6 +147,7 @@ pub async fn list(
         .bind(&f.image)
         .bind(&f.beamline)
         .bind(scope.beamline())
+        .bind(scope.member())
         .fetch_one(db)
         .await?;
     Ok((items, total))
@@ -172,14 +158,6 @@ pub async fn list(
 pub struct StopInput {
     /// The sessions to stop (at most 500).
     pub ids: Vec<Uuid>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StopResult {
-    /// Now `stopping`: the reconciler stops them.
-    pub stopping: Vec<Uuid>,
-    /// Already stopping, stopped or failed: left as they were.
-    pub unchanged: Vec<Uuid>,
 }
 
 /// Asks for sessions to stop, in one transaction: each active one becomes `stopping`
@@ -199,11 +177,7 @@ pub async fn stop_sessions(
     if input.ids.is_empty() || input.ids.len() > 500 {
         return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
     }
-    let result = stop(&state.db, &actor, Scope::All, &input.ids).await?;
-    if !result.stopping.is_empty() {
-        state.reconcile.notify_one();
-    }
-    Ok(Json(result))
+    Ok(Json(stop(&state, &actor, Scope::All, &input.ids).await?))
 }
 
 /// Asks for one session to stop.
@@ -217,50 +191,7 @@ pub async fn stop_session_as_admin(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<Json<StopResult>> {
-    let result = stop(&state.db, &actor, Scope::All, &[id]).await?;
-    if !result.stopping.is_empty() {
-        state.reconcile.notify_one();
-    }
-    Ok(Json(result))
-}
-
-/// Moves the active ones of `ids` to `stopping`, each with an event and an audit entry.
-/// An id that is not in `scope` (or does not exist) makes the whole request a 404 that
-/// changes nothing, so a beamline's staff learn nothing of other beamlines' sessions.
-pub async fn stop(db: &sqlx::PgPool, actor: &Actor, scope: Scope<'_>, ids: &[Uuid]) -> Result<StopResult> {
-    let mut tx = db.begin().await?;
-    // Locked in id order, as every multi-row lock should be, so two bulk stops cannot deadlock.
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
-        "select s.id, s.state from sessions s join experiments e on e.id = s.experiment_id
-         where s.id = any($1) and ($2::text is null or e.beamline = $2) order by s.id for update of s",
-    )
-    .bind(ids)
-    .bind(scope.beamline())
-    .fetch_all(&mut *tx)
-    .await?;
-    if rows.len() != ids.len() {
-        return Err(AppError::NotFound);
-    }
-    let (message, by) = match scope {
-        Scope::All => (format!("Stop requested by the administrator {}", actor.name), json!("admin")),
-        Scope::Beamline(b) => (format!("Stop requested by {}, staff of beamline {b}", actor.name), json!("beamline")),
-    };
-    let mut result = StopResult { stopping: Vec::new(), unchanged: Vec::new() };
-    for (id, from) in rows {
-        // The sessions' own stop contract: `stopping` plus an event, the reconciler the rest.
-        if !crate::sessions::db::request_stop(&mut tx, id, &message).await? {
-            result.unchanged.push(id);
-            continue;
-        }
-        let mut details = json!({"from": from, "by": by});
-        if let Some(beamline) = scope.beamline() {
-            details["beamline"] = json!(beamline);
-        }
-        audit::record(&mut *tx, actor, "session.stop", "session", &id.to_string(), details).await?;
-        result.stopping.push(id);
-    }
-    tx.commit().await?;
-    Ok(result)
+    Ok(Json(stop(&state, &actor, Scope::All, &[id]).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -287,42 +218,8 @@ pub async fn extend_session(
     Ok(Json(extend(&state.db, &actor, id, input.expires_at).await?))
 }
 
-/// Sets an active session's expiry, with its audit event.
+/// Sets an active session's expiry (`lifecycle::expiry::extend`); the session as now.
 pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, expires_at: OffsetDateTime) -> Result<AdminSession> {
-    let input = ExtendInput { expires_at };
-    let now = OffsetDateTime::now_utc();
-    if input.expires_at <= now {
-        return Err(AppError::invalid("expires_at", "must be in the future"));
-    }
-    if input.expires_at > now + time::Duration::days(90) {
-        return Err(AppError::invalid("expires_at", "must be at most 90 days ahead"));
-    }
-    let mut tx = db.begin().await?;
-    let (from_state, before): (String, OffsetDateTime) =
-        sqlx::query_as("select state, expires_at from sessions where id = $1 for update")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(AppError::NotFound)?;
-    if !STATES[..3].contains(&from_state.as_str()) {
-        return Err(AppError::Conflict(format!("the session is {from_state}; only an active session can be extended")));
-    }
-    sqlx::query("update sessions set expires_at = $2 where id = $1")
-        .bind(id)
-        .bind(input.expires_at)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(
-        &mut *tx,
-        actor,
-        "session.extend",
-        "session",
-        &id.to_string(),
-        json!({"from": before.format(&time::format_description::well_known::Rfc3339).ok(),
-               "to": input.expires_at.format(&time::format_description::well_known::Rfc3339).ok()}),
-    )
-    .await?;
-    let session = sqlx::query_as(&format!("{SELECT} where s.id = $1")).bind(id).fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(session)
+    crate::sessions::lifecycle::expiry::extend(db, actor, id, expires_at).await?;
+    Ok(sqlx::query_as(&format!("{SELECT} where s.id = $1")).bind(id).fetch_one(db).await?)
 }

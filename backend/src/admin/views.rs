@@ -287,6 +287,7 @@ pub async fn session_list(
     };
     let (base, beamline) = match scope {
         super::sessions::Scope::All => ("/admin/sessions".to_owned(), None),
+        super::sessions::Scope::Member(_) => ("/sessions".to_owned(), None),
         super::sessions::Scope::Beamline(b) => (
             format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()),
             Some(b.to_owned()),
@@ -304,10 +305,10 @@ pub async fn session_list(
     list.sessions = items
         .into_iter()
         .map(|s| SessionRow {
-            active: ["requested", "starting", "running"].contains(&s.state.as_str()),
+            active: crate::sessions::lifecycle::SessionState::STOPPABLE.contains(&s.state),
             id: s.id,
             kind: s.kind,
-            state: s.state,
+            state: s.state.to_string(),
             owner: s.owner,
             image: s.image,
             proposal: s.proposal,
@@ -368,10 +369,7 @@ async fn stop_sessions(state: AppState, page: PageUser, actor: Actor, body: Byte
         )
         .await;
     }
-    let result = super::sessions::stop(&state.db, &actor, super::sessions::Scope::All, &ids).await?;
-    if !result.stopping.is_empty() {
-        state.reconcile.notify_one();
-    }
+    let result = super::sessions::stop(&state, &actor, super::sessions::Scope::All, &ids).await?;
     sessions_view(&state, ctx, SessionFilter::default(), None, Some(stopped_message(&result))).await
 }
 

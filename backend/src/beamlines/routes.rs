@@ -108,11 +108,7 @@ pub async fn stop_beamline_session(
     Ok(Json(stop(&state, &actor, &beamline, &[id]).await?))
 }
 
-/// Stops sessions of the beamline and wakes the reconciler, which does the stopping.
+/// Stops sessions of the beamline (the reconciler, woken, does the stopping).
 pub async fn stop(state: &AppState, actor: &Actor, beamline: &str, ids: &[Uuid]) -> Result<StopResult> {
-    let result = sessions::stop(&state.db, actor, Scope::Beamline(beamline), ids).await?;
-    if !result.stopping.is_empty() {
-        state.reconcile.notify_one();
-    }
-    Ok(result)
+    sessions::stop(state, actor, Scope::Beamline(beamline), ids).await
 }

@@ -13,7 +13,7 @@ use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::runtime::Handle;
 use crate::sessions::db::{self, Session};
-use crate::sessions::launch::{self, LaunchRequest};
+use crate::sessions::lifecycle::launch::{self, LaunchRequest};
 use crate::state::AppState;
 use crate::web::{Json, Path, Query};
 

@@ -20,7 +20,8 @@ use uuid::Uuid;
 use super::rfb::{self, Class, ClientStream};
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
-use crate::sessions::db::VISIBLE;
+use crate::sessions::db::{relay_target as target, RelayTarget};
+use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::auth::from_origin;
 use crate::web::page::{render, Ctx, PageResult, PageUser};
@@ -33,37 +34,9 @@ pub fn routes() -> Router<AppState> {
 /// At most one write of `last_activity_at` per connection in this long.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(5);
 
-/// What the relay needs to know of a session, for the caller.
-#[derive(sqlx::FromRow)]
-struct Target {
-    state: String,
-    kind: String,
-    endpoint: Option<String>,
-    secret: Option<String>,
-    /// The caller's role; `None` for an admin who is not a member.
-    role: Option<String>,
-    /// Who controls the desktop now.
-    controller: Uuid,
-}
-
-impl Target {
-    fn may_input(&self, user: Uuid) -> bool {
-        self.controller == user && self.role.as_deref() != Some("guest")
-    }
-}
-
-async fn target(db: &sqlx::PgPool, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Target>> {
-    sqlx::query_as(&format!(
-        "select s.state, s.kind, s.endpoint, s.secret, coalesce(s.controller_id, s.owner_id) as controller,
-                (select sm.role from session_members sm
-                 where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null) as role
-         from sessions s where s.id = $3 and {VISIBLE}"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(id)
-    .fetch_optional(db)
-    .await
+/// Whether `user` may type and click: the controller, unless a guest.
+fn controls(t: &RelayTarget, user: Uuid) -> bool {
+    t.controller == user && t.role.as_deref() != Some("guest")
 }
 
 #[derive(Template)]
@@ -101,7 +74,7 @@ async fn desktop_ws(
     if t.kind != "desktop" {
         return Err(AppError::NotFound);
     }
-    let (Some(endpoint), Some(secret), "running") = (t.endpoint.as_deref(), t.secret.as_deref(), t.state.as_str())
+    let (Some(endpoint), Some(secret), SessionState::Running) = (t.endpoint.as_deref(), t.secret.as_deref(), t.state)
     else {
         return Err(AppError::Conflict("the desktop is not running".into()));
     };
@@ -159,7 +132,7 @@ async fn relay(
     state: AppState,
     user: CurrentUser,
     id: Uuid,
-    target: Target,
+    target: RelayTarget,
     mut server: Stream,
     socket: WebSocket,
 ) -> anyhow::Result<()> {
@@ -175,7 +148,7 @@ async fn relay(
     // ClientInit: always shared, so one viewer never disconnects the others.
     server.write_u8(1).await?;
 
-    let mut may_input = target.may_input(user.id);
+    let mut may_input = controls(&target, user.id);
     let mut notes = state.events.subscribe();
     let mut messages = ClientStream::default();
     let mut last_activity: Option<Instant> = None;
@@ -207,7 +180,7 @@ async fn relay(
                     if relevant {
                         // A state, membership or control change: look again.
                         match self::target(&state.db, &user, id).await {
-                            Ok(Some(t)) if t.state == "running" => may_input = t.may_input(user.id),
+                            Ok(Some(t)) if t.state == SessionState::Running => may_input = controls(&t, user.id),
                             Ok(_) => return Ok(()),
                             Err(err) => tracing::warn!(error = %err, "cannot re-read the session"),
                         }

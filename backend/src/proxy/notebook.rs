@@ -8,7 +8,7 @@
 //! session's own origin, and the origin's cookie is `SameSite=Strict`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -32,6 +32,7 @@ use uuid::Uuid;
 use super::upstream::{self, Connector};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
+use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::auth::{from_origin, is_unsafe};
 use crate::web::page::{PageResult, PageUser};
@@ -56,7 +57,28 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 pub struct Proxy {
     client: Client<Connector, Body>,
     cache: Mutex<Cache>,
-    started: std::sync::Once,
+}
+
+/// The notebook proxy's state: the app's, and the proxy's own pool and cache beside it
+/// (the app's state holds no feature's internals). Derefs to the app's state.
+#[derive(Clone)]
+pub struct Notebooks {
+    app: AppState,
+    proxy: Arc<Proxy>,
+}
+
+impl Notebooks {
+    pub fn new(app: AppState) -> Self {
+        Self { app, proxy: Arc::default() }
+    }
+}
+
+impl std::ops::Deref for Notebooks {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
 }
 
 #[derive(Default)]
@@ -81,7 +103,7 @@ struct Route {
 impl Default for Proxy {
     fn default() -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(Connector);
-        Self { client, cache: Mutex::new(Cache::default()), started: std::sync::Once::new() }
+        Self { client, cache: Mutex::new(Cache::default()) }
     }
 }
 
@@ -92,31 +114,35 @@ impl Proxy {
         cache.routes.remove(&id);
         cache.cookies.retain(|_, (session, _, _)| *session != id);
     }
+}
 
-    /// For the life of the process: drops every cache entry of a session when it has an
-    /// event, and writes noted activity.
-    fn start(state: &AppState) {
-        let writer = state.clone();
-        tokio::spawn(async move {
+impl Notebooks {
+    /// The proxy's tasks, for the life of the process (`crate::background` starts them):
+    /// one drops every cache entry of a session when it has an event, one writes noted
+    /// activity.
+    pub fn start(&self) -> [tokio::task::JoinHandle<()>; 2] {
+        let writer = self.clone();
+        let writing = tokio::spawn(async move {
             let mut every = tokio::time::interval(ACTIVITY_WRITE_EVERY);
             loop {
                 every.tick().await;
                 write_activity(&writer).await;
             }
         });
-        let mut notes = state.events.subscribe();
-        let state = state.clone();
-        tokio::spawn(async move {
+        let mut notes = self.events.subscribe();
+        let proxy = self.proxy.clone();
+        let forgetting = tokio::spawn(async move {
             loop {
                 match notes.recv().await {
-                    Ok(id) => state.notebooks.invalidate(id),
+                    Ok(id) => proxy.invalidate(id),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        *state.notebooks.cache.lock().expect("cache lock") = Cache::default();
+                        *proxy.cache.lock().expect("cache lock") = Cache::default();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
+        [writing, forgetting]
     }
 }
 
@@ -137,7 +163,7 @@ async fn open_notebook(state: AppState, PageUser { user, .. }: PageUser, Path(id
     if session.kind != "notebook" {
         return Err(AppError::NotFound.into());
     }
-    if session.state != "running" {
+    if session.state != SessionState::Running {
         return Err(AppError::Conflict("the notebook is not running".into()).into());
     }
     if !matches!(session.role.as_deref(), Some("owner" | "user" | "support")) {
@@ -174,7 +200,7 @@ fn session_of_host(state: &AppState, request: &Request) -> Option<Option<Uuid>> 
 
 /// The outermost layer: requests for a session origin go to the notebook proxy and never
 /// reach the portal (nor its cookie check); everything else goes on to the portal.
-pub async fn by_host(state: axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+pub async fn by_host(state: axum::extract::State<Notebooks>, request: Request, next: Next) -> Response {
     match session_of_host(&state, &request) {
         None => next.run(request).await,
         Some(None) => StatusCode::NOT_FOUND.into_response(),
@@ -199,8 +225,7 @@ fn cookie_of(request: &Request) -> Option<&str> {
 }
 
 /// One request on a session origin.
-async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Response, AppError> {
-    state.notebooks.started.call_once(|| Proxy::start(&state));
+async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Response, AppError> {
     if (is_unsafe(request.method()) || is_upgrade(&request)) && !from_session_origin(&state, id, &request) {
         // No secrets here: the method and where the browser says the request comes from.
         tracing::debug!(
@@ -257,7 +282,7 @@ async fn serve(state: AppState, id: Uuid, mut request: Request) -> Result<Respon
     if is_upgrade(&request) {
         return websocket(state, id, &route.endpoint, request).await;
     }
-    match send(&state.notebooks.client, request).await {
+    match send(&state.proxy.client, request).await {
         Ok(response) if is_html(&response) => hide_token(response, &route).await,
         Ok(response) => Ok(response.map(Body::new)),
         Err(err) => {
@@ -396,10 +421,10 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
 /// The user a session origin's cookie belongs to, when it is valid for this session
 /// (whatever cookie name it came under, one issued for another session is refused) and
 /// the user is still a member.
-async fn check_cookie(state: &AppState, id: Uuid, cookie: &str) -> Result<Option<Uuid>, AppError> {
+async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Option<Uuid>, AppError> {
     let key = hash(cookie);
     {
-        let cache = state.notebooks.cache.lock().expect("cache lock");
+        let cache = state.proxy.cache.lock().expect("cache lock");
         if let Some((session, user, at)) = cache.cookies.get(&key) {
             if at.elapsed() < CACHE_TTL {
                 return Ok((*session == id).then_some(*user));
@@ -418,15 +443,15 @@ async fn check_cookie(state: &AppState, id: Uuid, cookie: &str) -> Result<Option
     .fetch_optional(&state.db)
     .await?;
     if let Some(user) = found {
-        state.notebooks.cache.lock().expect("cache lock").cookies.insert(key, (id, user, Instant::now()));
+        state.proxy.cache.lock().expect("cache lock").cookies.insert(key, (id, user, Instant::now()));
     }
     Ok(found)
 }
 
 /// Where a running notebook is reached, from the cache or Postgres.
-async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
+async fn route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
     {
-        let cache = state.notebooks.cache.lock().expect("cache lock");
+        let cache = state.proxy.cache.lock().expect("cache lock");
         if let Some((route, at)) = cache.routes.get(&id) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(Some(route.clone()));
@@ -435,9 +460,10 @@ async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
     }
     let row: Option<(String, String)> = sqlx::query_as(
         "select endpoint, secret from sessions
-         where id = $1 and kind = 'notebook' and state = 'running' and endpoint is not null and secret is not null",
+         where id = $1 and kind = 'notebook' and state = $2 and endpoint is not null and secret is not null",
     )
     .bind(id)
+    .bind(SessionState::Running)
     .fetch_optional(&state.db)
     .await?;
     let Some((endpoint, secret)) = row else { return Ok(None) };
@@ -445,14 +471,14 @@ async fn route(state: &AppState, id: Uuid) -> Result<Option<Route>, AppError> {
         .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
     authorization.set_sensitive(true);
     let route = Route { authority: upstream::authority(&endpoint), endpoint, authorization };
-    state.notebooks.cache.lock().expect("cache lock").routes.insert(id, (route.clone(), Instant::now()));
+    state.proxy.cache.lock().expect("cache lock").routes.insert(id, (route.clone(), Instant::now()));
     Ok(Some(route))
 }
 
 /// Notes activity (requests, kernel messages), at most once per `ACTIVITY_EVERY` per
 /// session, for the next `write_activity`.
-fn touch(state: &AppState, id: Uuid) {
-    let mut cache = state.notebooks.cache.lock().expect("cache lock");
+fn touch(state: &Notebooks, id: Uuid) {
+    let mut cache = state.proxy.cache.lock().expect("cache lock");
     if cache.activity.get(&id).is_some_and(|at| at.elapsed() < ACTIVITY_EVERY) {
         return;
     }
@@ -461,9 +487,9 @@ fn touch(state: &AppState, id: Uuid) {
 }
 
 /// Writes the noted activity of every session in one statement.
-async fn write_activity(state: &AppState) {
+async fn write_activity(state: &Notebooks) {
     let ids = {
-        let mut cache = state.notebooks.cache.lock().expect("cache lock");
+        let mut cache = state.proxy.cache.lock().expect("cache lock");
         cache.activity.retain(|_, at| at.elapsed() < ACTIVITY_EVERY);
         std::mem::take(&mut cache.unwritten)
     };
@@ -478,7 +504,7 @@ async fn write_activity(state: &AppState) {
 
 /// A WebSocket (Jupyter's kernel channels): the upgrade goes to Jupyter; once both sides
 /// switched protocols, bytes are copied both ways until either side or the session ends.
-async fn websocket(state: AppState, id: Uuid, endpoint: &str, mut request: Request) -> Result<Response, AppError> {
+async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Request) -> Result<Response, AppError> {
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _) = request.into_parts();
     let mut upstream_request = hyper::Request::from_parts(parts, Body::empty());
@@ -531,8 +557,9 @@ async fn websocket(state: AppState, id: Uuid, endpoint: &str, mut request: Reque
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => {}
                 }
-                let running: Option<bool> = sqlx::query_scalar("select state = 'running' from sessions where id = $1")
+                let running: Option<bool> = sqlx::query_scalar("select state = $2 from sessions where id = $1")
                     .bind(id)
+                    .bind(SessionState::Running)
                     .fetch_optional(&state.db)
                     .await
                     .ok()

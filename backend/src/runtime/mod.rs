@@ -1,11 +1,13 @@
 //! The runtime: what really runs sessions. One trait, several engines chosen by
-//! configuration: `local` (processes on this machine) and `kubernetes` (pods).
+//! configuration: `local` (processes on this machine), `kubernetes` (pods), and `fake`
+//! (nothing runs: tests and benchmarks of daas itself).
 //!
 //! The runtime knows nothing of users, quotas or Postgres: daas resolves everything at
 //! launch into a `LaunchSpec`, stores the `Handle` the runtime returns in
 //! `sessions.runtime_handle`, and the reconciler compares what Postgres believes with what
 //! `list` and `observe` report.
 
+pub mod fake;
 pub mod kube;
 pub mod local;
 pub mod vnc;
@@ -42,6 +44,15 @@ impl Kind {
             "job" => Some(Kind::Job),
             _ => None,
         }
+    }
+}
+
+/// `sessions.kind` as stored: refused when it names no kind.
+impl TryFrom<String> for Kind {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        Kind::parse(&value).ok_or_else(|| format!("unknown session kind {value:?}"))
     }
 }
 
@@ -134,7 +145,7 @@ pub type RuntimeResult<T> = anyhow::Result<T>;
 
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// `local` or `kubernetes`, as stored in `sessions.runtime`.
+    /// `local`, `kubernetes` or `fake`, as stored in `sessions.runtime`.
     fn name(&self) -> &'static str;
     /// Starts the session; returns as soon as it is started, not when it is ready.
     /// Launching an id that already runs adopts it (idempotent).

@@ -3,18 +3,17 @@
 //! counts once they accepted: an invitee sees the invitation (`members.rs`), nothing more.
 
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::lifecycle::observe::Live;
+use super::lifecycle::SessionState;
 use crate::auth::identity::CurrentUser;
+use crate::runtime::{Handle, Kind};
 
-/// SQL condition on a session `s` for the caller `$1` (user id) with role `$2`.
-pub const VISIBLE: &str = "($2 = 'admin' or exists (select 1 from session_members sm
-    where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null))";
-
-/// States in which a session holds resources (and counts against quotas).
+/// States in which a session holds resources, as SQL (`quotas` until it binds `SessionState::ACTIVE`).
 pub const ACTIVE: &str = "('requested', 'starting', 'running', 'stopping')";
 
 /// A session as the API shows it. Never the secret, never the runtime handle.
@@ -23,8 +22,7 @@ pub struct Session {
     pub id: Uuid,
     /// `desktop`, `notebook` or `job`.
     pub kind: String,
-    /// `requested`, `starting`, `running`, `stopping`, `stopped` or `failed`.
-    pub state: String,
+    pub state: SessionState,
     pub image_id: Uuid,
     /// The image's name.
     pub image: String,
@@ -61,88 +59,440 @@ pub struct Session {
     pub seconds_left: Option<i64>,
 }
 
-const SELECT: &str = "select s.id, s.kind, s.state, s.image_id, i.name as image, s.flavour_id, f.name as flavour,
-        s.experiment_id, e.code as experiment, p.identifier as proposal, u.username as owner,
-        (select sm.role from session_members sm
-         where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null) as role,
-        s.cpu_millis, s.memory_mib, s.gpus, s.progress, s.failure_reason, s.created_at, s.started_at,
-        s.stopped_at, s.last_activity_at, s.expires_at,
-        case when s.state in ('requested', 'starting', 'running')
-             then greatest(0, extract(epoch from s.expires_at - now()))::bigint end as seconds_left
-    from sessions s
-    join images i on i.id = s.image_id
-    join flavours f on f.id = s.flavour_id
-    join experiments e on e.id = s.experiment_id
-    join proposals p on p.id = e.proposal_id
-    join users u on u.id = s.owner_id";
+/// `select` of a `Session` for `caller`, up to `where`: the caller is bound here, so no
+/// fragment depends on a parameter's position.
+fn select(caller: &CurrentUser) -> QueryBuilder<'static, Postgres> {
+    let mut q = QueryBuilder::new(
+        "select s.id, s.kind, s.state, s.image_id, i.name as image, s.flavour_id, f.name as flavour,
+            s.experiment_id, e.code as experiment, p.identifier as proposal, u.username as owner,
+            (select sm.role from session_members sm where sm.session_id = s.id and sm.accepted_at is not null
+             and sm.user_id = ",
+    );
+    q.push_bind(caller.id);
+    q.push(
+        ") as role, s.cpu_millis, s.memory_mib, s.gpus, s.progress, s.failure_reason, s.created_at, s.started_at,
+            s.stopped_at, s.last_activity_at, s.expires_at,
+            case when s.state = any(",
+    );
+    q.push_bind(SessionState::STOPPABLE);
+    q.push(
+        ") then greatest(0, extract(epoch from s.expires_at - now()))::bigint end as seconds_left
+        from sessions s
+        join images i on i.id = s.image_id
+        join flavours f on f.id = s.flavour_id
+        join experiments e on e.id = s.experiment_id
+        join proposals p on p.id = e.proposal_id
+        join users u on u.id = s.owner_id
+        where ",
+    );
+    q
+}
+
+/// The access rule on a session `s`: the caller is an accepted member of it (or, with
+/// `admins_see_all`, an admin).
+fn push_visible(q: &mut QueryBuilder<'static, Postgres>, caller: &CurrentUser, admins_see_all: bool) {
+    if admins_see_all && caller.is_admin() {
+        q.push("true");
+    } else {
+        q.push("exists (select 1 from session_members sm where sm.session_id = s.id and sm.accepted_at is not null and sm.user_id = ");
+        q.push_bind(caller.id);
+        q.push(")");
+    }
+}
 
 /// One session, if the caller may see it.
 pub async fn find_visible(db: impl PgExecutor<'_>, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Session>> {
-    sqlx::query_as(&format!("{SELECT} where s.id = $3 and {VISIBLE}"))
-        .bind(user.id)
-        .bind(user.role.as_str())
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    let mut q = select(user);
+    q.push("s.id = ").push_bind(id).push(" and ");
+    push_visible(&mut q, user, true);
+    q.build_query_as().fetch_optional(db).await
 }
 
-/// The caller's sessions (for an admin with `all`, everyone's), newest first.
+/// The caller's sessions (for an admin with `all`, everyone's), newest first, at most 200.
 pub async fn list(
     db: impl PgExecutor<'_>,
     user: &CurrentUser,
     all: bool,
     active_only: bool,
-    kind: Option<&str>,
+    kind: Option<Kind>,
 ) -> sqlx::Result<Vec<Session>> {
-    sqlx::query_as(&format!(
-        "{SELECT} where (($5 and $2 = 'admin')
-                 or exists (select 1 from session_members sm
-                            where sm.session_id = s.id and sm.user_id = $1 and sm.accepted_at is not null))
-           and (not $3 or s.state in {ACTIVE})
-           and ($4::text is null or s.kind = $4)
-         order by s.created_at desc limit 200"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(active_only)
-    .bind(kind)
-    .bind(all)
-    .fetch_all(db)
+    let mut q = select(user);
+    push_visible(&mut q, user, all);
+    if active_only {
+        q.push(" and s.state = any(").push_bind(SessionState::ACTIVE).push(")");
+    }
+    if let Some(kind) = kind {
+        q.push(" and s.kind = ").push_bind(kind.as_str());
+    }
+    q.push(" order by s.created_at desc limit 200");
+    q.build_query_as().fetch_all(db).await
+}
+
+/// The caller's cards on My sessions: the live ones first, then those ended within a day.
+pub async fn cards(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<Session>> {
+    let mut q = select(user);
+    push_visible(&mut q, user, false);
+    q.push(" and (s.state = any(").push_bind(SessionState::ACTIVE);
+    q.push(") or s.stopped_at > now() - interval '1 day') order by (s.state = any(");
+    q.push_bind(SessionState::ACTIVE).push(")) desc, s.created_at desc limit 50");
+    q.build_query_as().fetch_all(db).await
+}
+
+/// What the desktop relay needs to know of a session, for the caller.
+#[derive(sqlx::FromRow)]
+pub struct RelayTarget {
+    pub state: SessionState,
+    pub kind: String,
+    pub endpoint: Option<String>,
+    pub secret: Option<String>,
+    /// The caller's role; `None` for an admin who is not a member.
+    pub role: Option<String>,
+    /// Who controls the desktop now.
+    pub controller: Uuid,
+}
+
+/// `RelayTarget` of a session the caller may see.
+pub async fn relay_target(db: impl PgExecutor<'_>, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<RelayTarget>> {
+    let mut q = QueryBuilder::new(
+        "select s.state, s.kind, s.endpoint, s.secret, coalesce(s.controller_id, s.owner_id) as controller,
+            (select sm.role from session_members sm
+             where sm.session_id = s.id and sm.accepted_at is not null and sm.user_id = ",
+    );
+    q.push_bind(user.id).push(") as role from sessions s where s.id = ").push_bind(id).push(" and ");
+    push_visible(&mut q, user, true);
+    q.build_query_as().fetch_optional(db).await
+}
+
+// The lifecycle's queries (`super::lifecycle`): each a single statement, run in the
+// caller's transaction where it is part of a change.
+
+/// An enabled image, as a launch checks it.
+#[derive(sqlx::FromRow)]
+pub struct LaunchImage {
+    pub name: String,
+    pub kind: String,
+    pub allowed_roles: Vec<String>,
+    pub parameter_schema: Option<serde_json::Value>,
+}
+
+pub async fn launchable_image(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<LaunchImage>> {
+    sqlx::query_as("select name, kind, allowed_roles, parameter_schema from images where id = $1 and enabled")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// An enabled flavour, as a launch checks it.
+#[derive(sqlx::FromRow)]
+pub struct LaunchFlavour {
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    pub allowed_roles: Vec<String>,
+}
+
+pub async fn launchable_flavour(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<LaunchFlavour>> {
+    sqlx::query_as("select name, cpu_millis, memory_mib, gpus, allowed_roles from flavours where id = $1 and enabled")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Whether the image may run on the flavour: an image that names no flavours runs on all.
+pub async fn image_runs_on(conn: &mut PgConnection, image: Uuid, flavour: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select not exists (select 1 from image_flavours where image_id = $1)
+             or exists (select 1 from image_flavours where image_id = $1 and flavour_id = $2)",
+    )
+    .bind(image)
+    .bind(flavour)
+    .fetch_one(conn)
     .await
 }
 
-/// Moves a session to `state` with an event saying why, in the caller's transaction.
-/// Sets the timestamps the model's checks ask for; `failed` takes the reason.
-pub async fn transition(conn: &mut PgConnection, id: Uuid, state: &str, message: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "update sessions set state = $2,
-             started_at = case when $2 = 'running' then coalesce(started_at, now()) else started_at end,
-             stopped_at = case when $2 in ('stopped', 'failed') then coalesce(stopped_at, now()) else stopped_at end,
-             failure_reason = case when $2 = 'failed' then $3 else failure_reason end,
-             progress = case when $2 in ('starting', 'running') then progress else null end
-         where id = $1",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(message)
-    .execute(&mut *conn)
-    .await?;
-    super::events::add(conn, id, state, message).await
+/// An experiment of a proposal the caller sees.
+#[derive(sqlx::FromRow)]
+pub struct LaunchExperiment {
+    pub code: String,
+    pub proposal_id: Uuid,
+    /// The proposal's identifier.
+    pub proposal: String,
 }
 
-/// Asks for a session to stop (the contract every part of daas uses): `stopping` plus an
-/// event, in the caller's transaction; the reconciler does the rest. Returns false when
-/// it had already ended or was stopping.
-pub async fn request_stop(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
-    let state: Option<String> = sqlx::query_scalar("select state from sessions where id = $1 for update")
+pub async fn visible_experiment(
+    conn: &mut PgConnection,
+    user: &CurrentUser,
+    id: Uuid,
+) -> sqlx::Result<Option<LaunchExperiment>> {
+    sqlx::query_as(&format!(
+        "select e.code, p.id as proposal_id, p.identifier as proposal
+         from experiments e join proposals p on p.id = e.proposal_id
+         where e.id = $3 and {}",
+        crate::proposals::db::VISIBLE
+    ))
+    .bind(user.id)
+    .bind(user.role.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The id of the experiment's dataset called `name`.
+pub async fn dataset_of_experiment(
+    conn: &mut PgConnection,
+    experiment: Uuid,
+    name: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("select id from datasets where experiment_id = $1 and name = $2")
+        .bind(experiment)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A session to record, in `starting`.
+pub struct NewSession<'a> {
+    pub owner: Uuid,
+    pub experiment: Uuid,
+    pub image: Uuid,
+    pub flavour: Uuid,
+    pub kind: &'a str,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    pub runtime: &'a str,
+    pub secret: &'a str,
+    pub lifetime_minutes: i32,
+}
+
+/// Records a session in `starting` and its owner as its first member; returns its id.
+pub async fn insert(conn: &mut PgConnection, new: &NewSession<'_>) -> sqlx::Result<Uuid> {
+    let id: Uuid = sqlx::query_scalar(
+        "insert into sessions (owner_id, experiment_id, image_id, flavour_id, kind, state, cpu_millis, memory_mib, gpus,
+                               runtime, secret, progress, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', now() + make_interval(mins => $12))
+         returning id",
+    )
+    .bind(new.owner)
+    .bind(new.experiment)
+    .bind(new.image)
+    .bind(new.flavour)
+    .bind(new.kind)
+    .bind(SessionState::Starting)
+    .bind(new.cpu_millis)
+    .bind(new.memory_mib)
+    .bind(new.gpus)
+    .bind(new.runtime)
+    .bind(new.secret)
+    .bind(new.lifetime_minutes)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("insert into session_members (session_id, user_id, role) values ($1, $2, 'owner')")
         .bind(id)
-        .fetch_optional(&mut *conn)
+        .bind(new.owner)
+        .execute(conn)
         .await?;
-    match state.as_deref() {
-        Some("requested" | "starting" | "running") => {
-            transition(conn, id, "stopping", message).await?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
+    Ok(id)
+}
+
+/// Records what only a job has.
+pub async fn insert_job(
+    conn: &mut PgConnection,
+    id: Uuid,
+    parameters: &serde_json::Value,
+    input_dataset: Option<Uuid>,
+    output_location: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into jobs (session_id, parameters, input_dataset_id, output_location, log_location)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(parameters)
+    .bind(input_dataset)
+    .bind(output_location)
+    .bind(format!("/api/v1/jobs/{id}/logs"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks a session's row for a change; its state, `None` when there is no such session.
+pub async fn lock_state(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SessionState>> {
+    sqlx::query_scalar("select state from sessions where id = $1 for update").bind(id).fetch_optional(conn).await
+}
+
+/// `lock_state`, with the session's secret.
+pub async fn lock_state_and_secret(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<(SessionState, Option<String>)>> {
+    sqlx::query_as("select state, secret from sessions where id = $1 for update").bind(id).fetch_optional(conn).await
+}
+
+/// Locks the sessions of `ids` (those on `beamline`, if given), in id order as every
+/// multi-row lock should be, so two bulk stops cannot deadlock; their states.
+pub async fn lock_for_stop(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    beamline: Option<&str>,
+) -> sqlx::Result<Vec<(Uuid, SessionState)>> {
+    sqlx::query_as(
+        "select s.id, s.state from sessions s join experiments e on e.id = s.experiment_id
+         where s.id = any($1) and ($2::text is null or e.beamline = $2) order by s.id for update of s",
+    )
+    .bind(ids)
+    .bind(beamline)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks a session's row; its state and expiry.
+pub async fn lock_expiry(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(SessionState, OffsetDateTime)>> {
+    sqlx::query_as("select state, expires_at from sessions where id = $1 for update")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_expiry(conn: &mut PgConnection, id: Uuid, expires_at: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query("update sessions set expires_at = $2 where id = $1").bind(id).bind(expires_at).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn set_exit_code(conn: &mut PgConnection, id: Uuid, exit_code: Option<i32>) -> sqlx::Result<()> {
+    sqlx::query("update jobs set exit_code = $2 where session_id = $1").bind(id).bind(exit_code).execute(conn).await?;
+    Ok(())
+}
+
+/// Stores what the runtime returned for a session still waiting to start; false when it
+/// is no longer waiting (cancelled meanwhile) or already has a handle.
+pub async fn store_handle(db: impl PgExecutor<'_>, id: Uuid, handle: &Handle) -> sqlx::Result<bool> {
+    let stored = sqlx::query(
+        "update sessions set runtime_handle = $2 where id = $1 and state = any($3) and runtime_handle is null",
+    )
+    .bind(id)
+    .bind(&handle.0)
+    .bind(SessionState::LAUNCHING)
+    .execute(db)
+    .await?;
+    Ok(stored.rows_affected() == 1)
+}
+
+/// Sets the progress message of a session still starting; false when it no longer is.
+pub async fn set_progress(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query("update sessions set progress = $2 where id = $1 and state = $3")
+        .bind(id)
+        .bind(message)
+        .bind(SessionState::Starting)
+        .execute(conn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Sets where a session still starting answers; false when it no longer is starting.
+pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, endpoint: &str) -> sqlx::Result<bool> {
+    let updated =
+        sqlx::query("update sessions set endpoint = nullif($2, ''), progress = null where id = $1 and state = $3")
+            .bind(id)
+            .bind(endpoint)
+            .bind(SessionState::Starting)
+            .execute(conn)
+            .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Notes that a running session was warned of its end; false when it no longer runs.
+pub async fn mark_warned(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let updated = sqlx::query("update sessions set warned_at = now() where id = $1 and state = $2")
+        .bind(id)
+        .bind(SessionState::Running)
+        .execute(conn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+const LIVE: &str = "select s.id, s.kind, s.state, s.runtime_handle, s.progress, s.created_at, s.expires_at,
+        s.last_activity_at, s.warned_at,
+        (select coalesce(uq.idle_minutes, rq.idle_minutes) from users u
+         left join quotas rq on rq.scope = 'role' and rq.role = u.role
+         left join quotas uq on uq.scope = 'user' and uq.user_id = u.id
+         where u.id = s.owner_id) as idle_minutes
+    from sessions s";
+
+/// One session as the lifecycle reads it, whatever its state.
+pub async fn live(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Live>> {
+    sqlx::query_as(&format!("{LIVE} where s.id = $1")).bind(id).fetch_optional(db).await
+}
+
+/// Every session of `runtime` that holds resources.
+pub async fn all_live(db: impl PgExecutor<'_>, runtime: &str) -> sqlx::Result<Vec<Live>> {
+    sqlx::query_as(&format!("{LIVE} where s.state = any($1) and s.runtime = $2"))
+        .bind(SessionState::ACTIVE)
+        .bind(runtime)
+        .fetch_all(db)
+        .await
+}
+
+/// What a runtime needs to start a session, as stored.
+#[derive(sqlx::FromRow)]
+pub struct SpecRow {
+    pub kind: String,
+    pub state: SessionState,
+    pub secret: Option<String>,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    pub owner: String,
+    pub image: String,
+    pub reference: String,
+    pub local_command: Option<serde_json::Value>,
+    pub gpu_type: Option<String>,
+    pub disk_gib: i32,
+    pub node_selector: serde_json::Value,
+    pub tolerations: serde_json::Value,
+    pub proposal: String,
+    pub experiment: String,
+    pub beamline: String,
+    pub experiment_id: Uuid,
+    pub parameters: Option<serde_json::Value>,
+}
+
+pub async fn spec(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SpecRow>> {
+    sqlx::query_as(
+        "select s.kind, s.state, s.secret, s.cpu_millis, s.memory_mib, s.gpus, u.username as owner, i.name as image,
+                i.reference, i.local_command, f.gpu_type, f.disk_gib, f.node_selector, f.tolerations,
+                p.identifier as proposal, e.code as experiment, e.beamline, s.experiment_id, j.parameters
+         from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
+         join flavours f on f.id = s.flavour_id join experiments e on e.id = s.experiment_id
+         join proposals p on p.id = e.proposal_id left join jobs j on j.session_id = s.id
+         where s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// The experiment's datasets, `(name, location)` by name.
+pub async fn datasets_of_experiment(db: impl PgExecutor<'_>, experiment: Uuid) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("select name, location from datasets where experiment_id = $1 order by name")
+        .bind(experiment)
+        .fetch_all(db)
+        .await
+}
+
+/// The host uid of the session's owner, allocated at their first launch as `first` plus
+/// the next number of a sequence, in one statement (so concurrent launches of one user get
+/// the same uid, of two users two uids). May lie past the configured range: the caller checks.
+pub async fn owner_host_uid(db: impl PgExecutor<'_>, session: Uuid, first: u32) -> sqlx::Result<i32> {
+    sqlx::query_scalar(
+        "with owner as (select owner_id from sessions where id = $1)
+         update users set host_uid = coalesce(host_uid, $2 + nextval('users_host_uid_seq')::int)
+         where id = (select owner_id from owner) returning host_uid",
+    )
+    .bind(session)
+    .bind(i64::from(first))
+    .fetch_one(db)
+    .await
 }

@@ -3,18 +3,19 @@
 //! the open event streams, which then read the new rows. Rows are the truth, so a stream
 //! resumed after a restart (`Last-Event-ID`) misses nothing.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::lifecycle::SessionState;
+
 /// The Postgres channel; the payload is the session id.
 pub const CHANNEL: &str = "daas_session_events";
 
 /// Appends a session event and notifies the listeners when the transaction commits.
-pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message: &str) -> sqlx::Result<()> {
+pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: SessionState, message: &str) -> sqlx::Result<()> {
     sqlx::query(
         "with e as (insert into session_events (session_id, state, message) values ($1, $2, $3) returning session_id)
          select pg_notify($4, session_id::text) from e",
@@ -32,21 +33,23 @@ pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: &str, message
 pub struct Hub {
     db: PgPool,
     sender: broadcast::Sender<Uuid>,
-    started: Once,
 }
 
 impl Hub {
-    /// A hub that starts listening on its first subscriber.
+    /// A hub that hears nothing until `listen` runs.
     pub fn new(db: PgPool) -> Self {
-        Self { db, sender: broadcast::channel(1024).0, started: Once::new() }
+        Self { db, sender: broadcast::channel(1024).0 }
     }
 
-    /// Session ids with new events from now on (the listener starts with the first caller).
+    /// Session ids with new events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
-        self.started.call_once(|| {
-            tokio::spawn(listen(self.db.clone(), self.sender.clone()));
-        });
         self.sender.subscribe()
+    }
+
+    /// The `LISTEN` connection, for the life of the process (`crate::background` starts
+    /// it): reconnects after a loss, ends when the pool closes.
+    pub fn listen(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(listen(self.db.clone(), self.sender.clone()))
     }
 }
 

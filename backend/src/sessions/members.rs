@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::db::{self, Session};
+use super::lifecycle::SessionState;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
@@ -67,9 +68,9 @@ pub async fn list_members(state: AppState, user: CurrentUser, Path(id): Path<Uui
 }
 
 /// Locks the session and checks the caller may manage its members (owner or admin).
-async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(Uuid, String)> {
+async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(Uuid, SessionState)> {
     let visible = db::find_visible(&mut *conn, user, id).await?.ok_or(AppError::NotFound)?;
-    let (owner, state): (Uuid, String) =
+    let (owner, state): (Uuid, SessionState) =
         sqlx::query_as("select owner_id, state from sessions where id = $1 for update")
             .bind(id)
             .fetch_one(conn)
@@ -77,7 +78,7 @@ async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) 
     if owner != user.id && !user.is_admin() {
         return Err(AppError::Forbidden("only the session's owner may change its members".into()));
     }
-    if !matches!(visible.state.as_str(), "requested" | "starting" | "running") {
+    if !SessionState::STOPPABLE.contains(&visible.state) {
         return Err(AppError::Conflict("the session has ended".into()));
     }
     Ok((owner, state))
@@ -159,7 +160,7 @@ pub async fn add_member(
     } else {
         format!("{username} invited as {}", body.role)
     };
-    super::events::add(&mut tx, id, &session_state, &message).await?;
+    super::events::add(&mut tx, id, session_state, &message).await?;
     crate::audit::record(
         &mut *tx,
         &actor,
@@ -205,7 +206,7 @@ pub async fn remove_member(
         .bind(member)
         .execute(&mut *tx)
         .await?;
-    super::events::add(&mut tx, id, &session_state, &format!("{username} left")).await?;
+    super::events::add(&mut tx, id, session_state, &format!("{username} left")).await?;
     crate::audit::record(
         &mut *tx,
         &actor,
@@ -306,7 +307,7 @@ pub async fn hand_over_control(
         .bind((target != owner).then_some(target))
         .execute(&mut *tx)
         .await?;
-    super::events::add(&mut tx, id, &session_state, &format!("{} controls the desktop", body.user)).await?;
+    super::events::add(&mut tx, id, session_state, &format!("{} controls the desktop", body.user)).await?;
     crate::audit::record(
         &mut *tx,
         &actor,
@@ -354,10 +355,11 @@ pub async fn invitations(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> sqlx::Res
          join experiments e on e.id = s.experiment_id
          join proposals p on p.id = e.proposal_id
          join users u on u.id = s.owner_id
-         where m.user_id = $1 and m.accepted_at is null and s.state in ('requested', 'starting', 'running')
+         where m.user_id = $1 and m.accepted_at is null and s.state = any($2)
          order by m.added_at desc",
     )
     .bind(user)
+    .bind(SessionState::STOPPABLE)
     .fetch_all(db)
     .await
 }
@@ -372,13 +374,9 @@ pub async fn list_invitations(state: AppState, user: CurrentUser) -> Result<Json
 
 /// Locks the session, then the caller's row in it: `(accepted, role, session state)`; 404
 /// when the caller was never invited (nor is a member).
-async fn lock_own_row(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(bool, String, String)> {
+async fn lock_own_row(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(bool, String, SessionState)> {
     // The session first, in the order `lock_as_manager` takes them.
-    let session_state: Option<String> = sqlx::query_scalar("select state from sessions where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let session_state = session_state.ok_or(AppError::NotFound)?;
+    let session_state = db::lock_state(&mut *conn, id).await?.ok_or(AppError::NotFound)?;
     let row: Option<(bool, String)> = sqlx::query_as(
         "select accepted_at is not null, role from session_members where session_id = $1 and user_id = $2 for update",
     )
@@ -390,8 +388,8 @@ async fn lock_own_row(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> 
     Ok((accepted, role, session_state))
 }
 
-fn is_live(state: &str) -> bool {
-    matches!(state, "requested" | "starting" | "running")
+fn is_live(state: SessionState) -> bool {
+    SessionState::STOPPABLE.contains(&state)
 }
 
 /// Accept an invitation: the caller becomes a member with the role offered, and the
@@ -410,7 +408,7 @@ pub async fn accept_invitation(
     let mut tx = state.db.begin().await?;
     let (accepted, role, session_state) = lock_own_row(&mut tx, &user, id).await?;
     if !accepted {
-        if !is_live(&session_state) {
+        if !is_live(session_state) {
             return Err(AppError::Conflict("the session has ended".into()));
         }
         sqlx::query("update session_members set accepted_at = now() where session_id = $1 and user_id = $2")
@@ -419,7 +417,7 @@ pub async fn accept_invitation(
             .execute(&mut *tx)
             .await?;
         let message = format!("{} accepted and joined as {role}", user.username);
-        super::events::add(&mut tx, id, &session_state, &message).await?;
+        super::events::add(&mut tx, id, session_state, &message).await?;
         crate::audit::record(
             &mut *tx,
             &actor,
@@ -456,9 +454,9 @@ pub async fn decline_invitation(
         .bind(user.id)
         .execute(&mut *tx)
         .await?;
-    if is_live(&session_state) {
+    if is_live(session_state) {
         let message = format!("{} declined the invitation", user.username);
-        super::events::add(&mut tx, id, &session_state, &message).await?;
+        super::events::add(&mut tx, id, session_state, &message).await?;
     }
     crate::audit::record(&mut *tx, &actor, "session.member.decline", "session", &id.to_string(), serde_json::json!({}))
         .await?;

@@ -3,7 +3,6 @@
 
 pub mod db;
 pub mod events;
-pub mod launch;
 pub mod lifecycle;
 pub mod members;
 pub mod routes;

@@ -16,7 +16,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::db::{self, Session};
-use super::launch::{self, LaunchRequest};
+use super::lifecycle::launch::{self, LaunchRequest};
+use super::lifecycle::stop::{self, Scope};
+use super::lifecycle::SessionState;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
@@ -71,14 +73,15 @@ pub async fn list_sessions(
     user: CurrentUser,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Vec<Session>>> {
-    if let Some(kind) = params.kind.as_deref() {
-        if crate::runtime::Kind::parse(kind).is_none() {
-            return Err(AppError::invalid("kind", "must be desktop, notebook or job"));
-        }
-    }
+    let kind = match params.kind.as_deref() {
+        Some(kind) => Some(
+            crate::runtime::Kind::parse(kind)
+                .ok_or_else(|| AppError::invalid("kind", "must be desktop, notebook or job"))?,
+        ),
+        None => None,
+    };
     let sessions =
-        db::list(&state.db, &user, params.all.unwrap_or(false), params.active.unwrap_or(false), params.kind.as_deref())
-            .await?;
+        db::list(&state.db, &user, params.all.unwrap_or(false), params.active.unwrap_or(false), kind).await?;
     Ok(Json(sessions))
 }
 
@@ -106,24 +109,7 @@ pub async fn stop_session(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<Session>)> {
-    let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    if !user.is_admin() && !matches!(session.role.as_deref(), Some("owner" | "user")) {
-        return Err(AppError::Forbidden("only the session's owner and its users may stop it".into()));
-    }
-    let mut tx = state.db.begin().await?;
-    let message = match session.state.as_str() {
-        "running" => format!("Stop requested by {}", user.username),
-        _ => format!("Launch cancelled by {}", user.username),
-    };
-    let stopping = db::request_stop(&mut tx, id, &message).await?;
-    if stopping {
-        crate::audit::record(&mut *tx, &actor, "session.stop", "session", &id.to_string(), serde_json::json!({}))
-            .await?;
-    }
-    tx.commit().await?;
-    if stopping {
-        state.reconcile.notify_one();
-    }
+    let stopping = !stop::stop(&state, &actor, Scope::Member(&user), &[id]).await?.stopping.is_empty();
     let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     Ok((if stopping { StatusCode::ACCEPTED } else { StatusCode::OK }, Json(session)))
 }
@@ -136,7 +122,7 @@ pub struct SessionEvent {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// The session's state with this event.
-    pub state: String,
+    pub state: SessionState,
     pub message: String,
 }
 
@@ -188,7 +174,7 @@ impl Follow {
     async fn next(&mut self) -> Option<SessionEvent> {
         loop {
             if let Some(event) = self.queue.pop_front() {
-                if matches!(event.state.as_str(), "stopped" | "failed") {
+                if event.state.has_ended() {
                     self.ended = true;
                 }
                 return Some(event);

@@ -14,7 +14,9 @@ use time::macros::format_description;
 use uuid::Uuid;
 
 use super::db::{self, Session};
-use super::launch::{self, LaunchRequest};
+use super::lifecycle::launch::{self, LaunchRequest};
+use super::lifecycle::stop::{self, Scope};
+use super::lifecycle::SessionState;
 use super::members::{self, Invitation};
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
@@ -337,29 +339,32 @@ pub struct Card {
     pub can_stop: bool,
     /// The caller may enter the notebook (Jupyter has no read-only mode: not a guest).
     pub can_open: bool,
+    /// Running: it can be connected to, and stopping it is a stop, not a cancel.
+    pub running: bool,
     pub ended: bool,
     /// Someone else's session the caller was invited to.
     pub shared: bool,
 }
 
 fn card(s: Session, me: &CurrentUser) -> Card {
-    let ended = matches!(s.state.as_str(), "stopped" | "failed");
+    let ended = s.state.has_ended();
     let time_left = match s.seconds_left {
         Some(secs) if secs >= 3600 => format!("{} h {} min left", secs / 3600, secs % 3600 / 60),
         Some(secs) => format!("{} min left", secs / 60),
         None => String::new(),
     };
     Card {
-        state_class: match s.state.as_str() {
-            "running" => "ok",
-            "failed" => "bad",
-            "stopped" => "off",
+        state_class: match s.state {
+            SessionState::Running => "ok",
+            SessionState::Failed => "bad",
+            SessionState::Stopped => "off",
             _ => "busy",
         },
         time_left,
         resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
-        can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != "stopping",
+        can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != SessionState::Stopping,
         can_open: matches!(s.role.as_deref(), Some("owner" | "user" | "support")),
+        running: s.state == SessionState::Running,
         ended,
         shared: s.owner != me.username,
         s,
@@ -384,22 +389,7 @@ struct SessionCards {
 
 /// The caller's sessions: running first, then the most recent that ended (a day's worth).
 async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card>> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "select s.id from sessions s
-         join session_members m on m.session_id = s.id and m.user_id = $1 and m.accepted_at is not null
-         where s.state in ('requested', 'starting', 'running', 'stopping') or s.stopped_at > now() - interval '1 day'
-         order by (s.state in ('requested', 'starting', 'running', 'stopping')) desc, s.created_at desc limit 50",
-    )
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
-    let mut cards = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(s) = db::find_visible(&state.db, user, id).await? {
-            cards.push(card(s, user));
-        }
-    }
-    Ok(cards)
+    Ok(db::cards(&state.db, user).await?.into_iter().map(|s| card(s, user)).collect())
 }
 
 async fn sessions_page(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
@@ -458,7 +448,7 @@ async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
 
 async fn session_events_list(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let ended = matches!(s.state.as_str(), "stopped" | "failed");
+    let ended = s.state.has_ended();
     render(&EventsList { id, ended, events: events(&state, id).await? })
 }
 
@@ -475,7 +465,7 @@ async fn stop_from_page(
     Path(id): Path<Uuid>,
     Form(form): Form<StopForm>,
 ) -> PageResult {
-    super::routes::stop_session(state, user, actor, crate::web::Path(id)).await?;
+    stop::stop(&state, &actor, Scope::Member(&user), &[id]).await?;
     let back = crate::web::redirect::local_or(form.back.as_deref(), "/sessions");
     Ok(see_other(&back))
 }

@@ -1,7 +1,7 @@
-//! The states of a session, and the one place their names are spelled: the `sessions.state`
-//! and `session_events.state` columns hold these names (the schema checks them), and SQL
-//! takes them as bound parameters (`s.state = any($2)` with `SessionState::ACTIVE`), never
-//! as literals.
+//! The states of a session, the one place their names are spelled, and the one way a
+//! session moves between them (`transition`). The `sessions.state` and
+//! `session_events.state` columns hold these names (the schema checks them); SQL takes them
+//! as bound parameters (`s.state = any($2)` with `SessionState::ACTIVE`), never as literals.
 //!
 //! ```text
 //! requested -> starting -> running -> stopping -> stopped
@@ -14,7 +14,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +90,31 @@ impl fmt::Display for SessionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Moves a session to `to` with an event saying why, in the caller's transaction. Sets the
+/// timestamps the schema's checks ask for (`started_at` on `running`, `stopped_at` on an
+/// end); `failed` takes `message` as its reason; progress is kept only while it starts
+/// or runs.
+pub async fn transition(conn: &mut PgConnection, id: Uuid, to: SessionState, message: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "update sessions set state = $2,
+             started_at = case when $2 = $4 then coalesce(started_at, now()) else started_at end,
+             stopped_at = case when $2 = any($5) then coalesce(stopped_at, now()) else stopped_at end,
+             failure_reason = case when $2 = $6 then $3 else failure_reason end,
+             progress = case when $2 = any($7) then progress else null end
+         where id = $1",
+    )
+    .bind(id)
+    .bind(to)
+    .bind(message)
+    .bind(SessionState::Running)
+    .bind(SessionState::ENDED)
+    .bind(SessionState::Failed)
+    .bind(SessionState::UNDER_WAY)
+    .execute(&mut *conn)
+    .await?;
+    crate::sessions::events::add(conn, id, to, message).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,122 @@
+//! The fake engine: runs nothing and remembers everything. A launch is recorded and
+//! answers at once (by default `Running` at an endpoint nothing listens on); what `observe`
+//! reports next is whatever the caller scripts (`set`), so the lifecycle, the reconciler
+//! and the API can be tested in milliseconds without processes, and daas's control plane
+//! can be measured alone (`--runtime fake`). Its sessions live as long as the process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use anyhow::bail;
+use uuid::Uuid;
+
+use super::{Found, Handle, LaunchSpec, Observed, Runtime, RuntimeResult, SESSION_LABEL};
+
+#[derive(Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// What runs: its spec, and what `observe` answers now.
+    running: HashMap<Uuid, (LaunchSpec, Observed)>,
+    /// What a launch starts as (`None`: `Running` at `fake:{id}`).
+    first: Option<Observed>,
+    /// Why launches fail, while set.
+    refusal: Option<String>,
+    /// Every spec ever launched, in order.
+    launched: Vec<LaunchSpec>,
+    /// Every session stopped, in order (stopping one twice counts twice).
+    stopped: Vec<Uuid>,
+}
+
+impl FakeRuntime {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("the fake runtime's state")
+    }
+
+    /// What the next launches start as (e.g. `Pending`, to hold them in `starting`).
+    pub fn start_as(&self, observed: Observed) {
+        self.state().first = Some(observed);
+    }
+
+    /// Makes launches fail with `reason` (`None`: they succeed again).
+    pub fn refuse_launches(&self, reason: Option<&str>) {
+        self.state().refusal = reason.map(String::from);
+    }
+
+    /// What `observe` reports of a running session from now on (`Gone` forgets it, as a
+    /// machine's restart would).
+    pub fn set(&self, id: Uuid, observed: Observed) {
+        let mut state = self.state();
+        if observed == Observed::Gone {
+            state.running.remove(&id);
+        } else if let Some((_, now)) = state.running.get_mut(&id) {
+            *now = observed;
+        }
+    }
+
+    /// Starts a session daas does not know of (an orphan, or one a restart must adopt).
+    pub fn insert(&self, spec: LaunchSpec, observed: Observed) {
+        self.state().running.insert(spec.session_id, (spec, observed));
+    }
+
+    /// The specs launched so far, in order.
+    pub fn launched(&self) -> Vec<LaunchSpec> {
+        self.state().launched.clone()
+    }
+
+    /// The sessions stopped so far, in order.
+    pub fn stopped(&self) -> Vec<Uuid> {
+        self.state().stopped.clone()
+    }
+
+    /// Whether the session runs now.
+    pub fn runs(&self, id: Uuid) -> bool {
+        self.state().running.contains_key(&id)
+    }
+}
+
+fn handle(id: Uuid) -> Handle {
+    Handle(serde_json::json!({ SESSION_LABEL: id }))
+}
+
+#[async_trait::async_trait]
+impl Runtime for FakeRuntime {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle> {
+        let mut state = self.state();
+        if let Some(reason) = &state.refusal {
+            bail!("{reason}");
+        }
+        let id = spec.session_id;
+        let first = state.first.clone().unwrap_or_else(|| Observed::Running { endpoint: format!("fake:{id}") });
+        state.launched.push(spec.clone());
+        state.running.entry(id).or_insert_with(|| (spec.clone(), first));
+        Ok(handle(id))
+    }
+
+    async fn observe(&self, session_id: Uuid, _: &Handle) -> RuntimeResult<Observed> {
+        Ok(self.state().running.get(&session_id).map_or(Observed::Gone, |(_, observed)| observed.clone()))
+    }
+
+    async fn stop(&self, session_id: Uuid, _: &Handle) -> RuntimeResult<()> {
+        let mut state = self.state();
+        state.running.remove(&session_id);
+        state.stopped.push(session_id);
+        Ok(())
+    }
+
+    async fn list(&self) -> RuntimeResult<Vec<Found>> {
+        let state = self.state();
+        Ok(state.running.keys().map(|&session_id| Found { session_id, handle: handle(session_id) }).collect())
+    }
+
+    async fn logs(&self, session_id: Uuid, _: &Handle, _: usize) -> RuntimeResult<String> {
+        Ok(format!("fake output of {session_id}"))
+    }
+}

@@ -1,0 +1,178 @@
+//! Expiry: a running session is stopped when its lifetime ends or, for desktops and
+//! notebooks, when it has been idle for its owner's idle limit; it is warned once before
+//! (an event: the pages show it). `expiry` is the policy and does no I/O; `check` carries
+//! it out (a stop is `request_stop`, as any other). An admin may move the end (`extend`).
+
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::observe::Live;
+use super::state::SessionState;
+use super::stop::request_stop;
+use crate::audit::{self, Actor};
+use crate::error::{AppError, Result};
+use crate::runtime::Kind;
+use crate::sessions::{db, events};
+use crate::state::{AppState, SessionPolicy};
+
+/// What expiry asks of a running session now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expiry {
+    /// Nothing yet.
+    Keep,
+    /// Its end is within the warning time and it was not warned for this end yet.
+    Warn { message: String },
+    /// Past its end.
+    Stop { message: String },
+}
+
+/// The expiry step for a running session at `now`.
+pub fn expiry(live: &Live, now: OffsetDateTime, policy: &SessionPolicy) -> Expiry {
+    let idle_limit = live
+        .idle_minutes
+        .map(|m| time::Duration::minutes(i64::from(m)))
+        .unwrap_or_else(|| time::Duration::try_from(policy.idle_limit).unwrap_or(time::Duration::DAY));
+    // Jobs have no user activity: only their lifetime bounds them.
+    let idle_deadline = (live.kind != Kind::Job).then(|| live.last_activity_at + idle_limit);
+    let (deadline, idle) = match idle_deadline {
+        Some(idle) if idle < live.expires_at => (idle, true),
+        _ => (live.expires_at, false),
+    };
+    let why = if idle { format!("idle for {}", hm(idle_limit)) } else { "its lifetime ends".to_string() };
+    if now >= deadline {
+        let message = if idle { format!("Stopping: {why}") } else { "Stopping: its lifetime has ended".to_string() };
+        return Expiry::Stop { message };
+    }
+    let warning = time::Duration::try_from(policy.warning).unwrap_or(time::Duration::ZERO);
+    // A warning counts for this deadline only: activity since, or an extension, re-arms it.
+    let warned = live.warned_at.is_some_and(|w| w >= live.last_activity_at && w >= deadline - warning);
+    if now >= deadline - warning && !warned {
+        let at = deadline.format(&Rfc3339).unwrap_or_default();
+        return Expiry::Warn { message: format!("Warning: stops in {} ({at}), {why}", hm(deadline - now)) };
+    }
+    Expiry::Keep
+}
+
+/// Carries out `expiry` for a running session.
+pub async fn check(state: &AppState, live: &Live) -> anyhow::Result<()> {
+    match expiry(live, OffsetDateTime::now_utc(), &state.config.sessions) {
+        Expiry::Keep => {}
+        Expiry::Stop { message } => {
+            let mut tx = state.db.begin().await?;
+            request_stop(&mut tx, live.id, &message).await?;
+            tx.commit().await?;
+            state.lifecycle.wake();
+        }
+        Expiry::Warn { message } => {
+            let mut tx = state.db.begin().await?;
+            if db::mark_warned(&mut tx, live.id).await? {
+                events::add(&mut tx, live.id, SessionState::Running, &message).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets when a live session expires (in the future, at most 90 days ahead), with its
+/// audit event. 404 when there is no such session, 409 when it has ended or is stopping.
+pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, expires_at: OffsetDateTime) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    if expires_at <= now {
+        return Err(AppError::invalid("expires_at", "must be in the future"));
+    }
+    if expires_at > now + time::Duration::days(90) {
+        return Err(AppError::invalid("expires_at", "must be at most 90 days ahead"));
+    }
+    let mut tx = db.begin().await?;
+    let (from, before) = db::lock_expiry(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    if !SessionState::STOPPABLE.contains(&from) {
+        return Err(AppError::Conflict(format!("the session is {from}; only an active session can be extended")));
+    }
+    db::set_expiry(&mut tx, id, expires_at).await?;
+    let details = json!({"from": before.format(&Rfc3339).ok(), "to": expires_at.format(&Rfc3339).ok()});
+    audit::record(&mut *tx, actor, "session.extend", "session", &id.to_string(), details).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// "2 h", "1 h 5 min", "12 min".
+fn hm(d: time::Duration) -> String {
+    let minutes = d.whole_minutes().max(0);
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn policy() -> SessionPolicy {
+        SessionPolicy {
+            idle_limit: Duration::from_secs(2 * 3600),
+            warning: Duration::from_secs(15 * 60),
+            ..crate::state::Config::default().sessions
+        }
+    }
+
+    fn running(kind: Kind, now: OffsetDateTime, life_left: time::Duration) -> Live {
+        Live {
+            id: Uuid::nil(),
+            kind,
+            state: SessionState::Running,
+            runtime_handle: None,
+            progress: None,
+            created_at: now - time::Duration::hours(1),
+            expires_at: now + life_left,
+            last_activity_at: now,
+            warned_at: None,
+            idle_minutes: None,
+        }
+    }
+
+    #[test]
+    fn a_session_is_kept_then_warned_once_then_stopped_at_its_lifetime() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = running(Kind::Notebook, now, time::Duration::minutes(60));
+        assert_eq!(expiry(&s, now, &policy()), Expiry::Keep);
+        let Expiry::Warn { message } = expiry(&s, now + time::Duration::minutes(50), &policy()) else { panic!() };
+        assert!(message.starts_with("Warning: stops in 10 min ("), "{message}");
+        assert!(message.ends_with(", its lifetime ends"), "{message}");
+        s.warned_at = Some(now + time::Duration::minutes(50));
+        assert_eq!(expiry(&s, now + time::Duration::minutes(55), &policy()), Expiry::Keep, "warned once");
+        let stop = expiry(&s, now + time::Duration::minutes(60), &policy());
+        assert_eq!(stop, Expiry::Stop { message: "Stopping: its lifetime has ended".into() });
+    }
+
+    #[test]
+    fn idleness_stops_desktops_and_notebooks_but_never_jobs() {
+        let now = OffsetDateTime::now_utc();
+        let later = now + time::Duration::hours(2);
+        let desktop = running(Kind::Desktop, now, time::Duration::hours(8));
+        assert_eq!(expiry(&desktop, later, &policy()), Expiry::Stop { message: "Stopping: idle for 2 h".into() });
+        assert_eq!(expiry(&running(Kind::Job, now, time::Duration::hours(8)), later, &policy()), Expiry::Keep);
+        // The owner's quota sets their own idle limit.
+        let patient = Live { idle_minutes: Some(185), ..desktop };
+        let Expiry::Warn { message } = expiry(&patient, now + time::Duration::minutes(175), &policy()) else {
+            panic!()
+        };
+        assert!(message.ends_with(", idle for 3 h 5 min"), "{message}");
+    }
+
+    #[test]
+    fn activity_after_a_warning_re_arms_it() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = running(Kind::Notebook, now, time::Duration::hours(8));
+        s.warned_at = Some(now - time::Duration::minutes(1));
+        s.last_activity_at = now;
+        let at = now + time::Duration::minutes(110);
+        assert!(matches!(expiry(&s, at, &policy()), Expiry::Warn { .. }));
+    }
+}

@@ -1,0 +1,310 @@
+//! Launching, from the request to a session that answers. `launch` checks and records in
+//! one transaction: the image and flavour the caller's role may use, an experiment of a
+//! proposal the caller sees, job parameters valid against the image's schema, the quotas;
+//! then the session row (in `starting`), its owner, its first events and the audit record.
+//! Nothing is written when any check fails. `start` then hands the session to the runtime
+//! in the background and watches it closely until it answers (the reconciler calls `start`
+//! too, for a session nothing in this process is starting, e.g. after a restart).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Deserialize;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::observe::{apply, decide};
+use super::state::{transition, SessionState};
+use super::stop::finish_stop;
+use crate::audit::Actor;
+use crate::auth::identity::CurrentUser;
+use crate::error::{AppError, Result};
+use crate::quotas;
+use crate::runtime::{DatasetMount, ImageSpec, Kind, LaunchSpec, Resources};
+use crate::sessions::db::{self, NewSession};
+use crate::sessions::events;
+use crate::state::AppState;
+
+/// `POST /api/v1/sessions`: the ids come from `/api/v1/images`, `/api/v1/flavours` and
+/// `/api/v1/proposals/{id}` (an experiment's `id`).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    pub image: Uuid,
+    pub flavour: Uuid,
+    pub experiment: Uuid,
+}
+
+/// Checks and records a launch, then starts it; returns the new session's id.
+/// `parameters` is `Some` for a job (and only then).
+pub async fn launch(
+    state: &AppState,
+    user: &CurrentUser,
+    actor: &Actor,
+    request: &LaunchRequest,
+    parameters: Option<&serde_json::Value>,
+) -> Result<Uuid> {
+    let role = user.role.as_str();
+    let mut tx = state.db.begin().await?;
+
+    let image = db::launchable_image(&mut tx, request.image)
+        .await?
+        .ok_or_else(|| AppError::invalid("image", "no such image (see GET /api/v1/images)"))?;
+    if !image.allowed_roles.iter().any(|r| r == role) {
+        return Err(AppError::Forbidden(format!("the image {:?} is not available to the role {role}", image.name)));
+    }
+    match (image.kind.as_str(), parameters.is_some()) {
+        ("job", false) => {
+            return Err(AppError::invalid(
+                "image",
+                format!("{:?} is a job: launch it with POST /api/v1/jobs", image.name),
+            ))
+        }
+        (kind, true) if kind != "job" => {
+            return Err(AppError::invalid("image", format!("{:?} is a {kind}, not a job", image.name)))
+        }
+        _ => {}
+    }
+
+    let flavour = db::launchable_flavour(&mut tx, request.flavour)
+        .await?
+        .ok_or_else(|| AppError::invalid("flavour", "no such flavour (see GET /api/v1/flavours)"))?;
+    if !flavour.allowed_roles.iter().any(|r| r == role) {
+        return Err(AppError::Forbidden(format!("the flavour {:?} is not available to the role {role}", flavour.name)));
+    }
+    if !db::image_runs_on(&mut tx, request.image, request.flavour).await? {
+        return Err(AppError::invalid(
+            "flavour",
+            format!("{:?} cannot run on the flavour {:?}", image.name, flavour.name),
+        ));
+    }
+
+    let experiment = db::visible_experiment(&mut tx, user, request.experiment)
+        .await?
+        .ok_or_else(|| AppError::invalid("experiment", "no such experiment in your proposals"))?;
+
+    let input_dataset = match parameters {
+        Some(parameters) => {
+            validate_parameters(&mut tx, image.parameter_schema.as_ref(), parameters, request.experiment).await?
+        }
+        None => None,
+    };
+
+    let limits = quotas::check_launch(
+        &mut tx,
+        user.id,
+        role,
+        experiment.proposal_id,
+        quotas::Request { cpu_millis: flavour.cpu_millis, memory_mib: flavour.memory_mib, gpus: flavour.gpus },
+    )
+    .await?;
+    let lifetime_minutes = limits
+        .lifetime_minutes
+        .map(i64::from)
+        .unwrap_or_else(|| (state.config.sessions.lifetime.as_secs() / 60).max(1) as i64);
+
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let id = db::insert(
+        &mut tx,
+        &NewSession {
+            owner: user.id,
+            experiment: request.experiment,
+            image: request.image,
+            flavour: request.flavour,
+            kind: &image.kind,
+            cpu_millis: flavour.cpu_millis,
+            memory_mib: flavour.memory_mib,
+            gpus: flavour.gpus,
+            runtime: state.runtime.name(),
+            secret: &secret,
+            lifetime_minutes: lifetime_minutes.min(i64::from(i32::MAX)) as i32,
+        },
+    )
+    .await?;
+    if let Some(parameters) = parameters {
+        let output = format!("~{}/{}", user.username, crate::runtime::local::LocalRuntime::job_output(id));
+        db::insert_job(&mut tx, id, parameters, input_dataset, &output).await?;
+    }
+    let what = format!(
+        "{} on {} ({}) for {}/{}",
+        image.name,
+        flavour.name,
+        describe(flavour.cpu_millis, flavour.memory_mib, flavour.gpus),
+        experiment.proposal,
+        experiment.code,
+    );
+    events::add(&mut tx, id, SessionState::Requested, &format!("Launch requested: {what}")).await?;
+    events::add(&mut tx, id, SessionState::Starting, "queued").await?;
+    crate::audit::record(
+        &mut *tx,
+        actor,
+        if parameters.is_some() { "job.submit" } else { "session.launch" },
+        "session",
+        &id.to_string(),
+        serde_json::json!({"image": image.name, "flavour": flavour.name, "proposal": experiment.proposal,
+                           "experiment": experiment.code}),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("daas_session_launches_total", "kind" => image.kind.clone()).increment(1);
+    start(state.clone(), id);
+    Ok(id)
+}
+
+fn describe(cpu_millis: i32, memory_mib: i32, gpus: i32) -> String {
+    let mut s = format!("{} CPU, {} GiB", cpu_millis as f64 / 1000.0, memory_mib as f64 / 1024.0);
+    if gpus > 0 {
+        s.push_str(&format!(", {gpus} GPU"));
+    }
+    s
+}
+
+/// Validates job parameters against the image's JSON Schema; a 400 names the parameter at
+/// fault (`parameters.algorithm`). A `dataset` parameter must name a dataset of the
+/// experiment: it becomes the job's input dataset.
+async fn validate_parameters(
+    conn: &mut PgConnection,
+    schema: Option<&serde_json::Value>,
+    parameters: &serde_json::Value,
+    experiment: Uuid,
+) -> Result<Option<Uuid>> {
+    if !parameters.is_object() {
+        return Err(AppError::invalid("parameters", "must be a JSON object"));
+    }
+    if let Some(schema) = schema {
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|e| anyhow::anyhow!("the image's parameter schema is not valid: {e}"))?;
+        let first = validator.iter_errors(parameters).next();
+        if let Some(error) = first {
+            let mut field = String::from("parameters");
+            for segment in error.instance_path().as_str().split('/').filter(|s| !s.is_empty()) {
+                field.push('.');
+                field.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+            }
+            match error.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    field.push('.');
+                    field.push_str(property.as_str().unwrap_or_default());
+                }
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    if let Some(name) = unexpected.first() {
+                        field.push('.');
+                        field.push_str(name);
+                    }
+                }
+                _ => {}
+            }
+            return Err(AppError::invalid(field, error.to_string()));
+        }
+    }
+    let Some(name) = parameters.get("dataset").and_then(|d| d.as_str()) else { return Ok(None) };
+    db::dataset_of_experiment(conn, experiment, name)
+        .await?
+        .map(Some)
+        .ok_or_else(|| AppError::invalid("parameters.dataset", format!("no dataset {name:?} in this experiment")))
+}
+
+/// Starts a session in the background (unless this process is starting it already), then
+/// watches it closely until it runs, so a launch reaches `running` without waiting for the
+/// next reconcile pass.
+pub fn start(state: AppState, id: Uuid) {
+    if !state.lifecycle.claim(id) {
+        return;
+    }
+    tokio::spawn(async move {
+        if let Err(err) = start_and_watch(&state, id).await {
+            tracing::warn!(session.id = %id, error = format!("{err:#}"), "starting a session failed");
+        }
+        state.lifecycle.release(id);
+    });
+}
+
+async fn start_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
+    let Some(spec) = load_spec(state, id).await? else { return Ok(()) };
+    let handle = match state.runtime.launch(&spec).await {
+        Ok(handle) => handle,
+        Err(err) => {
+            let mut tx = state.db.begin().await?;
+            match db::lock_state(&mut tx, id).await? {
+                Some(from) if SessionState::LAUNCHING.contains(&from) => {
+                    transition(&mut tx, id, SessionState::Failed, &format!("could not start: {err:#}")).await?
+                }
+                Some(SessionState::Stopping) => transition(&mut tx, id, SessionState::Stopped, "Stopped").await?,
+                _ => {}
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+    };
+    if !db::store_handle(&state.db, id, &handle).await? {
+        // Cancelled while it started: stop what was started.
+        return finish_stop(state, id, Some(&handle)).await;
+    }
+    let deadline = tokio::time::Instant::now() + state.config.sessions.startup_timeout + Duration::from_secs(1);
+    let mut pause = Duration::from_millis(50);
+    while tokio::time::Instant::now() < deadline {
+        let Some(live) = db::live(&state.db, id).await? else { return Ok(()) };
+        match live.state {
+            SessionState::Starting => {
+                let observed = state.runtime.observe(id, &handle).await.context("observing")?;
+                let step = decide(&live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
+                apply(state, &live, &handle, step).await?;
+            }
+            SessionState::Stopping => return finish_stop(state, id, Some(&handle)).await,
+            _ => return Ok(()),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Everything the runtime needs, resolved from Postgres; `None` when the session is no
+/// longer waiting to start.
+async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSpec>> {
+    let Some(row) = db::spec(&state.db, id).await?.filter(|r| SessionState::LAUNCHING.contains(&r.state)) else {
+        return Ok(None);
+    };
+    let uid = host_uid(state, id).await?;
+    let datasets = db::datasets_of_experiment(&state.db, row.experiment_id).await?;
+    let kind = Kind::parse(&row.kind).context("unknown kind")?;
+    let folder = state.config.experiment_storage.folder(&row.beamline, &row.proposal, &row.experiment);
+    let experiment_folder = folder.map_err(|why| anyhow::anyhow!("the experiment has no storage folder: {why}"))?;
+    Ok(Some(LaunchSpec {
+        session_id: id,
+        kind,
+        owner: row.owner,
+        uid,
+        image: ImageSpec { name: row.image, reference: row.reference, local_command: row.local_command },
+        resources: Resources {
+            cpu_millis: row.cpu_millis,
+            memory_mib: row.memory_mib,
+            gpus: row.gpus,
+            gpu_type: row.gpu_type,
+            disk_gib: row.disk_gib,
+            node_selector: serde_json::from_value(row.node_selector).unwrap_or_default(),
+            tolerations: serde_json::from_value(row.tolerations).unwrap_or_default(),
+        },
+        proposal: row.proposal,
+        experiment: row.experiment,
+        experiment_folder: experiment_folder.display().to_string(),
+        datasets: datasets.into_iter().map(|(name, location)| DatasetMount { name, location }).collect(),
+        secret: row.secret.unwrap_or_default(),
+        base_url: format!("/sessions/{id}/"),
+        parameters: row.parameters,
+    }))
+}
+
+/// The host uid of a session's owner, allocated from the configured range at their first
+/// launch (concurrent launches of one user get the same uid, of two users two uids).
+async fn host_uid(state: &AppState, session: Uuid) -> anyhow::Result<u32> {
+    let range = state.config.sessions.uids;
+    let uid = db::owner_host_uid(&state.db, session, range.first).await?;
+    match u32::try_from(uid) {
+        Ok(uid) if uid <= range.last => Ok(uid),
+        _ => anyhow::bail!("no host uid left in the configured range {}-{}", range.first, range.last),
+    }
+}

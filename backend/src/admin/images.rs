@@ -229,8 +229,12 @@ pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Admi
     responses((status = 200, body = Vec<AdminImage>), (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_admin_images(state: AppState, _admin: AdminUser) -> Result<Json<Vec<AdminImage>>> {
-    let images = sqlx::query_as(&format!("{SELECT} order by i.kind, i.name")).fetch_all(&state.db).await?;
-    Ok(Json(images))
+    Ok(Json(all(&state.db).await?))
+}
+
+/// Every image, enabled or not, by kind and name.
+pub async fn all(db: &sqlx::PgPool) -> Result<Vec<AdminImage>> {
+    Ok(sqlx::query_as(&format!("{SELECT} order by i.kind, i.name")).fetch_all(db).await?)
 }
 
 /// One image.

@@ -67,8 +67,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
     type Rejection = PageError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let RawForm(body) =
-            RawForm::from_request(req, state).await.map_err(|rejection| AppError::invalid("form", rejection.body_text()))?;
+        let RawForm(body) = RawForm::from_request(req, state)
+            .await
+            .map_err(|rejection| AppError::invalid("form", rejection.body_text()))?;
         match serde_html_form::from_bytes(&body) {
             Ok(value) => Ok(Form(value)),
             Err(err) => Err(PageError(AppError::invalid("form", err.to_string()))),

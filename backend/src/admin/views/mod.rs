@@ -11,8 +11,8 @@ mod import;
 mod notices;
 mod quotas;
 pub mod sessions;
-mod users;
 mod usage;
+mod users;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -75,14 +75,12 @@ impl From<QuotaFields> for QuotaForm {
 }
 
 impl QuotaForm {
-
     /// The limits as the API takes them: empty is no limit (for a user: the role's).
     fn limits(&self) -> Result<quotas::Limits, AppError> {
         let mut numbers = [None; 5];
         for (n, ((field, _), text)) in LIMITS.iter().zip(&self.values).enumerate() {
-            numbers[n] = number(field, text).map_err(|_| {
-                AppError::invalid(*field, "must be a whole number (leave it empty for no limit)")
-            })?;
+            numbers[n] = number(field, text)
+                .map_err(|_| AppError::invalid(*field, "must be a whole number (leave it empty for no limit)"))?;
         }
         let [max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month] = numbers;
         Ok(quotas::Limits { max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month })

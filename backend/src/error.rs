@@ -90,6 +90,30 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// Says at the call site what a violated constraint means (realworld-axum-sqlx's
+/// `ResultExt`): `.on_constraint("images_name_key", |_| AppError::Conflict(...))`. Any
+/// other error goes through `From<sqlx::Error>` as before.
+pub trait ResultExt<T> {
+    fn on_constraint(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> AppError,
+    ) -> Result<T, AppError>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> AppError,
+    ) -> Result<T, AppError> {
+        self.map_err(|err| match err {
+            sqlx::Error::Database(db) if db.constraint() == Some(name) => f(db),
+            err => err.into(),
+        })
+    }
+}
+
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

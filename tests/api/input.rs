@@ -103,3 +103,20 @@ async fn a_client_request_id_is_neither_kept_nor_audited(db: PgPool) {
         .unwrap();
     assert_eq!(anywhere, 0);
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_form_that_does_not_fit_is_a_400_page(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let sam = app.browser("sam").await;
+    let admin = app.browser("admin").await;
+    for (browser, uri, form) in [
+        (&sam, "/proposals/20180101/favourite", [("_csrf", sam.csrf.as_str()), ("favourite", "perhaps")]),
+        (&admin, "/admin/sessions/stop", [("_csrf", admin.csrf.as_str()), ("ids", "not-an-id")]),
+    ] {
+        let response = app.browse(Method::POST, uri, Some(&browser.cookie), Some(&form), &[]).await;
+        assert_eq!(response.status, 400, "{uri}: {}", response.text);
+        let html = response.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        assert!(html && response.text.contains("form: "), "{uri}: {}", response.text);
+    }
+    assert_eq!(count(&app, "favourites").await, 0, "nothing written");
+}

@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::db::audit_log as db;
 use super::{filter, paginate, spreadsheet_safe, Page};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
@@ -57,13 +58,6 @@ fn time(field: &str, s: &Option<String>) -> Result<Option<OffsetDateTime>> {
         .transpose()
 }
 
-const CONDITION: &str = "($1::text is null or actor_name = $1)
-    and ($2::text is null or action = $2 or action like replace(replace($2, '_', '\\_'), '%', '\\%') || '.%')
-    and ($3::text is null or object_type = $3) and ($4::text is null or object_id = $4)
-    and ($5::timestamptz is null or at >= $5) and ($6::timestamptz is null or at < $6)";
-
-const COLUMNS: &str = "id, at, actor_name as actor, action, object_type, object_id, details, remote_addr, request_id";
-
 /// Audit events, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditFilter),
     responses((status = 200, body = Page<AuditEvent>), (status = 400, body = crate::error::ErrorBody),
@@ -81,33 +75,25 @@ pub async fn list_audit_events(
 /// does not say).
 pub async fn search(db: &sqlx::PgPool, f: &AuditFilter, per_page: i64) -> Result<Page<AuditEvent>> {
     let (page, per_page, offset) = paginate(f.page, Some(f.per_page.unwrap_or(per_page)))?;
-    let (from, to) = (time("from", &f.from)?, time("to", &f.to)?);
-    let items = sqlx::query_as(&format!(
-        "select {COLUMNS} from audit_events where {CONDITION} order by id desc limit $7 offset $8"
-    ))
-    .bind(filter(&f.actor))
-    .bind(filter(&f.action))
-    .bind(filter(&f.object_type))
-    .bind(filter(&f.object_id))
-    .bind(from)
-    .bind(to)
-    .bind(per_page)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from audit_events where {CONDITION}"))
-        .bind(filter(&f.actor))
-        .bind(filter(&f.action))
-        .bind(filter(&f.object_type))
-        .bind(filter(&f.object_id))
-        .bind(from)
-        .bind(to)
-        .fetch_one(db)
-        .await?;
+    let matching = f.matching()?;
+    let items = db::page(db, &matching, per_page, offset).await?;
+    let total = db::count(db, &matching).await?;
     Ok(Page { items, total, page, per_page })
 }
 
 impl AuditFilter {
+    /// What the events must match, each time checked.
+    fn matching(&self) -> Result<db::Matching<'_>> {
+        Ok(db::Matching {
+            actor: filter(&self.actor),
+            action: filter(&self.action),
+            object_type: filter(&self.object_type),
+            object_id: filter(&self.object_id),
+            from: time("from", &self.from)?,
+            to: time("to", &self.to)?,
+        })
+    }
+
     /// The filter (not the page) as a query string, for links to other pages and the CSV.
     pub fn query_string(&self) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -152,18 +138,7 @@ pub async fn export_audit_events(
     _admin: AdminUser,
     Query(f): Query<AuditFilter>,
 ) -> Result<impl IntoResponse> {
-    let (from, to) = (time("from", &f.from)?, time("to", &f.to)?);
-    let events: Vec<AuditEvent> =
-        sqlx::query_as(&format!("select {COLUMNS} from audit_events where {CONDITION} order by id limit $7"))
-            .bind(filter(&f.actor))
-            .bind(filter(&f.action))
-            .bind(filter(&f.object_type))
-            .bind(filter(&f.object_id))
-            .bind(from)
-            .bind(to)
-            .bind(CSV_MAX)
-            .fetch_all(&state.db)
-            .await?;
+    let events = db::oldest(&state.db, &f.matching()?, CSV_MAX).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record([
         "id",

@@ -7,10 +7,11 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::images::{all_roles, name_taken};
-use super::{check_name, check_non_negative, check_positive, check_roles};
+use super::db::flavours as db;
+use super::images::all_roles;
+use super::{check_name, check_non_negative, check_positive, check_roles, name_taken};
 use crate::audit::{self, Actor};
-use crate::error::{AppError, Result};
+use crate::error::{AppError, Result, ResultExt};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path};
 
@@ -39,14 +40,6 @@ pub struct AdminFlavour {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
-
-const SELECT: &str = "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type, f.disk_gib,
-        f.node_selector, f.tolerations, f.allowed_roles, f.enabled,
-        (select count(*) from sessions s where s.flavour_id = f.id
-          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
-        (select count(*) from sessions s where s.flavour_id = f.id) as total_sessions,
-        f.created_at
-    from flavours f";
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -190,7 +183,7 @@ fn check(mut f: FlavourInput) -> Result<FlavourInput> {
 }
 
 pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminFlavour> {
-    sqlx::query_as(&format!("{SELECT} where f.id = $1")).bind(id).fetch_optional(db).await?.ok_or(AppError::NotFound)
+    Ok(db::find(db, id).await?)
 }
 
 /// Every flavour, enabled or not.
@@ -203,9 +196,7 @@ pub async fn list_admin_flavours(state: AppState, _admin: AdminUser) -> Result<J
 
 /// Every flavour, smallest first.
 pub async fn all(db: &sqlx::PgPool) -> Result<Vec<AdminFlavour>> {
-    let flavours =
-        sqlx::query_as(&format!("{SELECT} order by f.gpus, f.cpu_millis, f.memory_mib, f.name")).fetch_all(db).await?;
-    Ok(flavours)
+    Ok(db::all(db).await?)
 }
 
 /// Adds a flavour.
@@ -226,24 +217,7 @@ pub async fn create_flavour(
 pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
     let mut tx = db.begin().await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into flavours (name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations,
-                               allowed_roles, enabled)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
-    )
-    .bind(&f.name)
-    .bind(f.cpu_millis)
-    .bind(f.memory_mib)
-    .bind(f.gpus)
-    .bind(&f.gpu_type)
-    .bind(f.disk_gib)
-    .bind(&f.node_selector)
-    .bind(&f.tolerations)
-    .bind(&f.allowed_roles)
-    .bind(f.enabled)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(name_taken)?;
+    let id = db::insert(&mut tx, &f).await.on_constraint("flavours_name_key", |_| name_taken("flavour", &f.name))?;
     audit::record(
         &mut *tx,
         actor,
@@ -278,30 +252,8 @@ pub async fn update_flavour(
 pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
     let mut tx = db.begin().await?;
-    let was_enabled: bool = sqlx::query_scalar("select enabled from flavours where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    sqlx::query(
-        "update flavours set name = $2, cpu_millis = $3, memory_mib = $4, gpus = $5, gpu_type = $6, disk_gib = $7,
-             node_selector = $8, tolerations = $9, allowed_roles = $10, enabled = $11
-         where id = $1",
-    )
-    .bind(id)
-    .bind(&f.name)
-    .bind(f.cpu_millis)
-    .bind(f.memory_mib)
-    .bind(f.gpus)
-    .bind(&f.gpu_type)
-    .bind(f.disk_gib)
-    .bind(&f.node_selector)
-    .bind(&f.tolerations)
-    .bind(&f.allowed_roles)
-    .bind(f.enabled)
-    .execute(&mut *tx)
-    .await
-    .map_err(name_taken)?;
+    let was_enabled = db::lock_enabled(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    db::update(&mut tx, id, &f).await.on_constraint("flavours_name_key", |_| name_taken("flavour", &f.name))?;
     let action = match (was_enabled, f.enabled) {
         (true, false) => "flavour.disable",
         (false, true) => "flavour.enable",
@@ -338,7 +290,7 @@ pub async fn delete_flavour(
 
 /// Deletes a flavour no session refers to, with its audit event.
 pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
-    super::delete_unused(db, actor, "flavour", id).await
+    super::delete_unused(db, actor, super::db::Catalogue::Flavour, id).await
 }
 
 impl AdminFlavour {

@@ -9,9 +9,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{check_name, check_non_negative, check_positive, check_roles};
+use super::db::images as db;
+use super::{check_name, check_non_negative, check_positive, check_roles, name_taken};
 use crate::audit::{self, Actor};
-use crate::error::{AppError, Result};
+use crate::error::{AppError, Result, ResultExt};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path};
 
@@ -53,16 +54,6 @@ pub struct AdminImage {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
-
-const SELECT: &str = "select i.id, i.name, i.kind, i.reference, i.protocol, i.default_cpu_millis, i.default_memory_mib,
-        i.default_gpus, i.default_disk_gib, i.enabled, i.description, i.icon, i.allowed_roles,
-        array(select f.flavour_id from image_flavours f where f.image_id = i.id order by f.flavour_id) as flavours,
-        i.parameter_schema, i.local_command,
-        (select count(*) from sessions s where s.image_id = i.id
-          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
-        (select count(*) from sessions s where s.image_id = i.id) as total_sessions,
-        i.created_at, i.updated_at
-    from images i";
 
 /// What an admin sends to create or replace an image.
 #[derive(Deserialize, ToSchema)]
@@ -203,25 +194,16 @@ fn check_local_command(command: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Replaces the flavours an image may run on; each must exist.
 async fn set_flavours(tx: &mut PgConnection, image: Uuid, flavours: &[Uuid]) -> Result<()> {
-    let known: i64 = sqlx::query_scalar("select count(*) from flavours where id = any($1)")
-        .bind(flavours)
-        .fetch_one(&mut *tx)
-        .await?;
-    if known != flavours.len() as i64 {
+    if db::count_flavours(tx, flavours).await? != flavours.len() as i64 {
         return Err(AppError::invalid("flavours", "names a flavour that does not exist"));
     }
-    sqlx::query("delete from image_flavours where image_id = $1").bind(image).execute(&mut *tx).await?;
-    sqlx::query("insert into image_flavours (image_id, flavour_id) select $1, unnest($2::uuid[])")
-        .bind(image)
-        .bind(flavours)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    Ok(db::set_flavours(tx, image, flavours).await?)
 }
 
 pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<AdminImage> {
-    sqlx::query_as(&format!("{SELECT} where i.id = $1")).bind(id).fetch_optional(db).await?.ok_or(AppError::NotFound)
+    Ok(db::find(db, id).await?)
 }
 
 /// Every image, enabled or not.
@@ -229,8 +211,12 @@ pub(crate) async fn find(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Admi
     responses((status = 200, body = Vec<AdminImage>), (status = 403, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_admin_images(state: AppState, _admin: AdminUser) -> Result<Json<Vec<AdminImage>>> {
-    let images = sqlx::query_as(&format!("{SELECT} order by i.kind, i.name")).fetch_all(&state.db).await?;
-    Ok(Json(images))
+    Ok(Json(all(&state.db).await?))
+}
+
+/// Every image, enabled or not, by kind and name.
+pub async fn all(db: &sqlx::PgPool) -> Result<Vec<AdminImage>> {
+    Ok(db::all(db).await?)
 }
 
 /// One image.
@@ -260,28 +246,8 @@ pub async fn create_image(
 pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: ImageInput) -> Result<AdminImage> {
     let Checked { input: i, protocol } = check(input)?;
     let mut tx = db.begin().await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
-                             default_disk_gib, enabled, description, icon, allowed_roles, parameter_schema, local_command)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) returning id",
-    )
-    .bind(&i.name)
-    .bind(&i.kind)
-    .bind(&i.reference)
-    .bind(&protocol)
-    .bind(i.default_cpu_millis)
-    .bind(i.default_memory_mib)
-    .bind(i.default_gpus)
-    .bind(i.default_disk_gib)
-    .bind(i.enabled)
-    .bind(&i.description)
-    .bind(&i.icon)
-    .bind(&i.allowed_roles)
-    .bind(&i.parameter_schema)
-    .bind(&i.local_command)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(name_taken)?;
+    let id =
+        db::insert(&mut tx, &i, &protocol).await.on_constraint("images_name_key", |_| name_taken("image", &i.name))?;
     set_flavours(&mut tx, id, &i.flavours).await?;
     audit::record(
         &mut *tx,
@@ -322,30 +288,7 @@ pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: ImageInpu
     if before.kind != i.kind && before.total_sessions > 0 {
         return Err(AppError::invalid("kind", "sessions were launched from this image; its kind cannot change"));
     }
-    sqlx::query(
-        "update images set name = $2, kind = $3, reference = $4, protocol = $5, default_cpu_millis = $6,
-             default_memory_mib = $7, default_gpus = $8, default_disk_gib = $9, enabled = $10, description = $11,
-             icon = $12, allowed_roles = $13, parameter_schema = $14, local_command = $15, updated_at = now()
-         where id = $1",
-    )
-    .bind(id)
-    .bind(&i.name)
-    .bind(&i.kind)
-    .bind(&i.reference)
-    .bind(&protocol)
-    .bind(i.default_cpu_millis)
-    .bind(i.default_memory_mib)
-    .bind(i.default_gpus)
-    .bind(i.default_disk_gib)
-    .bind(i.enabled)
-    .bind(&i.description)
-    .bind(&i.icon)
-    .bind(&i.allowed_roles)
-    .bind(&i.parameter_schema)
-    .bind(&i.local_command)
-    .execute(&mut *tx)
-    .await
-    .map_err(name_taken)?;
+    db::update(&mut tx, id, &i, &protocol).await.on_constraint("images_name_key", |_| name_taken("image", &i.name))?;
     set_flavours(&mut tx, id, &i.flavours).await?;
     let action = match (before.enabled, i.enabled) {
         (true, false) => "image.disable",
@@ -384,7 +327,7 @@ pub async fn delete_image(
 
 /// Deletes an image no session refers to, with its audit event.
 pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
-    super::delete_unused(db, actor, "image", id).await
+    super::delete_unused(db, actor, super::db::Catalogue::Image, id).await
 }
 
 impl AdminImage {
@@ -407,14 +350,6 @@ impl AdminImage {
             parameter_schema: self.parameter_schema.clone(),
             local_command: self.local_command.clone(),
         }
-    }
-}
-
-/// A duplicate name is a conflict that says which name.
-pub(crate) fn name_taken(err: sqlx::Error) -> AppError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict("the name is already taken".into()),
-        _ => err.into(),
     }
 }
 

@@ -1,8 +1,16 @@
-//! The admin console's API (`/api/v1/admin/...`): the catalogue, quotas, users, every
-//! session, usage, the audit log, notices and proposal imports. Every handler takes
-//! `AdminUser`, and every change writes one audit event in the change's transaction.
+//! The admin console: the catalogue (images, flavours), quotas, users, every session,
+//! usage, the audit log, notices and proposal imports. Every API handler takes
+//! `AdminUser` (every page `AdminPage`), and every change writes one audit event in the
+//! change's transaction.
+//!
+//! Laid out by section, in three layers: `admin/<section>.rs` holds the section's API
+//! handlers (`/api/v1/admin/...`, listed in `routes.rs`) and its rules (checks,
+//! transactions, audit); `views/<section>.rs` its page under `/admin` (listed in
+//! `views/mod.rs`), which calls the same functions; `db/<section>.rs` its SQL (every
+//! session's queries stay in `sessions.rs`, beside the session lifecycle they belong to).
 
 pub mod audit_log;
+pub mod db;
 pub mod flavours;
 pub mod images;
 pub mod import;
@@ -16,6 +24,7 @@ pub mod users;
 pub mod views;
 
 use crate::error::{AppError, Result};
+use db::Catalogue;
 
 /// Checks a list of roles (`user`, `scientist`, `admin`) and removes repeats.
 pub(crate) fn check_roles(field: &str, roles: Vec<String>) -> Result<Vec<String>> {
@@ -40,6 +49,11 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// The answer when a catalogue entry's name (`kind` is `image` or `flavour`) is another's.
+pub(crate) fn name_taken(kind: &str, name: &str) -> AppError {
+    AppError::Conflict(format!("the name is already taken: there is already a {kind} called {name:?}"))
+}
+
 /// A count that must not be negative.
 pub(crate) fn check_non_negative(field: &str, value: i32) -> Result<i32> {
     if value < 0 {
@@ -56,33 +70,26 @@ pub(crate) fn check_positive(field: &str, value: i32) -> Result<i32> {
     Ok(value)
 }
 
-/// Deletes a catalogue entry (`kind` is `image` or `flavour`: table `{kind}s`, referred to
-/// by `sessions.{kind}_id`) that no session ever used, with its audit event; 409 when one
-/// did (disable it instead, since sessions and usage refer to it). A launch racing the
+/// Deletes a catalogue entry that no session ever used, with its audit event; 409 when
+/// one did (disable it instead, since sessions and usage refer to it). A launch racing the
 /// delete cannot orphan a session: its insert holds a key-share lock on the row through
 /// the foreign key, so the delete waits and then finds it.
 pub(crate) async fn delete_unused(
     db: &sqlx::PgPool,
     actor: &crate::audit::Actor,
-    kind: &'static str,
+    table: Catalogue,
     id: uuid::Uuid,
 ) -> Result<()> {
+    let kind = table.kind();
     let mut tx = db.begin().await?;
-    let name: String = sqlx::query_scalar(&format!("select name from {kind}s where id = $1 for update"))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let sessions: i64 = sqlx::query_scalar(&format!("select count(*) from sessions where {kind}_id = $1"))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let name = table.lock_name(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let sessions = table.sessions(&mut tx, id).await?;
     if sessions > 0 {
         return Err(AppError::Conflict(format!(
             "{sessions} session(s) refer to {kind} {name:?}; disable it instead of deleting it"
         )));
     }
-    sqlx::query(&format!("delete from {kind}s where id = $1")).bind(id).execute(&mut *tx).await?;
+    table.delete(&mut tx, id).await?;
     let action = format!("{kind}.delete");
     crate::audit::record(&mut *tx, actor, &action, kind, &id.to_string(), serde_json::json!({"name": name})).await?;
     tx.commit().await?;

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::db::notices as db;
 use crate::audit::{self, Actor};
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
@@ -39,8 +40,6 @@ pub struct NoticeInput {
     pub expires_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "id, message, level, starts_at, expires_at";
-
 /// The notices showing now, most severe first.
 #[utoipa::path(get, path = "/api/v1/notices", tag = "notices",
     responses((status = 200, body = Vec<Notice>), (status = 401, body = crate::error::ErrorBody)),
@@ -51,13 +50,7 @@ pub async fn list_notices(state: AppState, _user: CurrentUser) -> Result<Json<Ve
 
 /// The notices showing now, most severe first.
 pub async fn active(db: &sqlx::PgPool) -> Result<Vec<Notice>> {
-    let notices = sqlx::query_as(&format!(
-        "select {COLUMNS} from notices where starts_at <= now() and expires_at > now()
-         order by case level when 'outage' then 0 when 'warning' then 1 else 2 end, starts_at desc"
-    ))
-    .fetch_all(db)
-    .await?;
-    Ok(notices)
+    Ok(db::active(db).await?)
 }
 
 /// Every notice not yet expired, and those expired in the last 30 days.
@@ -70,12 +63,7 @@ pub async fn list_admin_notices(state: AppState, _admin: AdminUser) -> Result<Js
 
 /// Notices not yet expired, and those expired in the last 30 days, newest first.
 pub async fn recent(db: &sqlx::PgPool) -> Result<Vec<Notice>> {
-    let notices = sqlx::query_as(&format!(
-        "select {COLUMNS} from notices where expires_at > now() - interval '30 days' order by starts_at desc"
-    ))
-    .fetch_all(db)
-    .await?;
-    Ok(notices)
+    Ok(db::recent(db).await?)
 }
 
 /// Posts a notice.
@@ -107,17 +95,7 @@ pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: NoticeInput) -> Res
         return Err(AppError::invalid("expires_at", "must be in the future and after starts_at"));
     }
     let mut tx = db.begin().await?;
-    let notice: Notice = sqlx::query_as(&format!(
-        "insert into notices (message, level, starts_at, expires_at, created_by) values ($1, $2, $3, $4, $5)
-         returning {COLUMNS}"
-    ))
-    .bind(message)
-    .bind(level)
-    .bind(starts_at)
-    .bind(input.expires_at)
-    .bind(actor.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let notice = db::insert(&mut tx, message, level, starts_at, input.expires_at, actor.user_id).await?;
     audit::record(
         &mut *tx,
         actor,
@@ -149,11 +127,7 @@ pub async fn delete_notice(
 /// Withdraws a notice, with its audit event.
 pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
-    let message: String = sqlx::query_scalar("delete from notices where id = $1 returning message")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let message = db::delete(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     audit::record(&mut *tx, actor, "notice.delete", "notice", &id.to_string(), json!({"message": message})).await?;
     tx.commit().await?;
     Ok(())

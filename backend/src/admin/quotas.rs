@@ -6,6 +6,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::db::quotas::{self as db, Subject};
 use crate::audit::{self, Actor};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
@@ -52,32 +53,6 @@ pub struct Quota {
     pub in_use: Use,
 }
 
-#[derive(sqlx::FromRow)]
-struct QuotaRow {
-    id: Uuid,
-    scope: String,
-    subject: String,
-    #[sqlx(flatten)]
-    limits: Limits,
-    #[sqlx(flatten)]
-    in_use: Use,
-}
-
-/// Active sessions and this month's GPU-hours, for the sessions matching `{cond}` on `s`.
-fn use_columns(cond: &str) -> String {
-    format!(
-        "(select count(*) from sessions s where {cond} and s.state in ('requested', 'starting', 'running', 'stopping')) as sessions,
-         (select coalesce(sum(s.cpu_millis), 0)::bigint from sessions s where {cond}
-            and s.state in ('requested', 'starting', 'running', 'stopping')) as cpu_millis,
-         (select coalesce(sum(s.memory_mib), 0)::bigint from sessions s where {cond}
-            and s.state in ('requested', 'starting', 'running', 'stopping')) as memory_mib,
-         (select coalesce(sum(s.gpus), 0)::bigint from sessions s where {cond}
-            and s.state in ('requested', 'starting', 'running', 'stopping')) as gpus,
-         {gpu_hours} as gpu_hours_month",
-        gpu_hours = crate::quotas::gpu_hours_this_month(cond)
-    )
-}
-
 /// Every quota with its current use: roles first, then users, then proposals.
 #[utoipa::path(get, path = "/api/v1/admin/quotas", tag = "admin",
     responses((status = 200, body = Vec<Quota>), (status = 403, body = crate::error::ErrorBody)),
@@ -88,22 +63,7 @@ pub async fn list_quotas(state: AppState, _admin: AdminUser) -> Result<Json<Vec<
 
 /// Every quota with its current use.
 pub async fn all(db: &sqlx::PgPool) -> Result<Vec<Quota>> {
-    let limits = "q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, q.max_gpu_hours_month";
-    let sql = format!(
-        "select * from (
-         select q.id, q.scope, q.role as subject, {limits}, {role_use} from quotas q where q.scope = 'role'
-         union all
-         select q.id, q.scope, u.username, {limits}, {user_use} from quotas q join users u on u.id = q.user_id
-         where q.scope = 'user'
-         union all
-         select q.id, q.scope, p.identifier, {limits}, {proposal_use} from quotas q join proposals p on p.id = q.proposal_id
-         where q.scope = 'proposal'
-         ) q order by case q.scope when 'role' then 0 when 'user' then 1 else 2 end, q.subject",
-        role_use = use_columns("s.owner_id in (select id from users where role = q.role)"),
-        user_use = use_columns("s.owner_id = q.user_id"),
-        proposal_use = use_columns("s.experiment_id in (select id from experiments where proposal_id = q.proposal_id)"),
-    );
-    let rows: Vec<QuotaRow> = sqlx::query_as(&sql).fetch_all(db).await?;
+    let rows = db::all(db).await?;
     Ok(rows
         .into_iter()
         .map(|r| Quota { id: r.id, scope: r.scope, subject: r.subject, limits: r.limits, in_use: r.in_use })
@@ -125,30 +85,13 @@ fn check(limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-/// Where a quota applies.
-enum Subject {
-    Role(String),
-    User(Uuid),
-    Proposal(Uuid),
-}
-
 async fn resolve(db: &sqlx::PgPool, scope: &str, subject: &str) -> Result<Subject> {
     match scope {
         "roles" => crate::auth::identity::Role::parse(subject)
             .map(|r| Subject::Role(r.as_str().into()))
             .ok_or(AppError::NotFound),
-        "users" => sqlx::query_scalar("select id from users where username = $1")
-            .bind(subject)
-            .fetch_optional(db)
-            .await?
-            .map(Subject::User)
-            .ok_or(AppError::NotFound),
-        "proposals" => sqlx::query_scalar("select id from proposals where identifier = $1")
-            .bind(subject)
-            .fetch_optional(db)
-            .await?
-            .map(Subject::Proposal)
-            .ok_or(AppError::NotFound),
+        "users" => db::user_id(db, subject).await?.map(Subject::User).ok_or(AppError::NotFound),
+        "proposals" => db::proposal_id(db, subject).await?.map(Subject::Proposal).ok_or(AppError::NotFound),
         _ => Err(AppError::NotFound),
     }
 }
@@ -176,32 +119,9 @@ pub async fn set_quota(
 pub async fn set(db: &sqlx::PgPool, actor: &Actor, scope: &str, subject: &str, limits: Limits) -> Result<Limits> {
     check(&limits)?;
     let target = resolve(db, scope, subject).await?;
-    let (kind, role, user_id, proposal_id, conflict) = match &target {
-        Subject::Role(r) => ("role", Some(r.clone()), None, None, "(role) where scope = 'role'"),
-        Subject::User(u) => ("user", None, Some(*u), None, "(user_id) where scope = 'user'"),
-        Subject::Proposal(p) => ("proposal", None, None, Some(*p), "(proposal_id) where scope = 'proposal'"),
-    };
+    let kind = target.kind();
     let mut tx = db.begin().await?;
-    let id: Uuid = sqlx::query_scalar(&format!(
-        "insert into quotas (scope, role, user_id, proposal_id, max_sessions, max_cpu_millis, max_memory_mib, max_gpus,
-                             max_gpu_hours_month)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         on conflict {conflict} do update set max_sessions = excluded.max_sessions,
-             max_cpu_millis = excluded.max_cpu_millis, max_memory_mib = excluded.max_memory_mib,
-             max_gpus = excluded.max_gpus, max_gpu_hours_month = excluded.max_gpu_hours_month, updated_at = now()
-         returning id"
-    ))
-    .bind(kind)
-    .bind(role)
-    .bind(user_id)
-    .bind(proposal_id)
-    .bind(limits.max_sessions)
-    .bind(limits.max_cpu_millis)
-    .bind(limits.max_memory_mib)
-    .bind(limits.max_gpus)
-    .bind(limits.max_gpu_hours_month)
-    .fetch_one(&mut *tx)
-    .await?;
+    let id = db::upsert(&mut tx, &target, &limits).await?;
     audit::record(
         &mut *tx,
         actor,
@@ -235,24 +155,12 @@ pub async fn delete_quota(
 /// Removes a user's or a proposal's override, with its audit event.
 pub async fn remove(db: &sqlx::PgPool, actor: &Actor, scope: &str, subject: &str) -> Result<()> {
     let target = resolve(db, scope, subject).await?;
-    let (kind, user_id, proposal_id) = match target {
-        Subject::Role(_) => {
-            return Err(AppError::invalid("scope", "a role's defaults cannot be removed; set them to null instead"))
-        }
-        Subject::User(u) => ("user", Some(u), None),
-        Subject::Proposal(p) => ("proposal", None, Some(p)),
-    };
+    if let Subject::Role(_) = target {
+        return Err(AppError::invalid("scope", "a role's defaults cannot be removed; set them to null instead"));
+    }
+    let kind = target.kind();
     let mut tx = db.begin().await?;
-    let id: Uuid = sqlx::query_scalar(
-        "delete from quotas where scope = $1 and user_id is not distinct from $2 and proposal_id is not distinct from $3
-         returning id",
-    )
-    .bind(kind)
-    .bind(user_id)
-    .bind(proposal_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(AppError::NotFound)?;
+    let id = db::delete(&mut tx, &target).await?.ok_or(AppError::NotFound)?;
     audit::record(
         &mut *tx,
         actor,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{filter, paginate, Page};
 use crate::audit::Actor;
 use crate::error::{AppError, Result};
+pub use crate::sessions::lifecycle::expiry::NewEnd;
 pub use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
@@ -215,11 +216,11 @@ pub async fn extend_session(
     Path(id): Path<Uuid>,
     Json(input): Json<ExtendInput>,
 ) -> Result<Json<AdminSession>> {
-    Ok(Json(extend(&state.db, &actor, id, input.expires_at).await?))
+    Ok(Json(extend(&state.db, &actor, id, NewEnd::At(input.expires_at)).await?))
 }
 
-/// Sets an active session's expiry (`lifecycle::expiry::extend`); the session as now.
-pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, expires_at: OffsetDateTime) -> Result<AdminSession> {
-    crate::sessions::lifecycle::expiry::extend(db, actor, id, expires_at).await?;
+/// Moves an active session's end (`lifecycle::expiry::extend`); the session as now.
+pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, end: NewEnd) -> Result<AdminSession> {
+    crate::sessions::lifecycle::expiry::extend(db, actor, id, end).await?;
     Ok(sqlx::query_as(&format!("{SELECT} where s.id = $1")).bind(id).fetch_one(db).await?)
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, PrimitiveDateTime, Time};
 use utoipa::{IntoParams, ToSchema};
 
+use super::db::usage as db;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Query};
@@ -46,7 +47,7 @@ pub struct UsageRow {
 
 struct Query_ {
     by: &'static str,
-    key: &'static str,
+    key: db::Key,
     from: Option<PrimitiveDateTime>,
     to: Option<PrimitiveDateTime>,
 }
@@ -63,11 +64,11 @@ fn parse_month(field: &str, s: &Option<String>) -> Result<Option<PrimitiveDateTi
 
 fn parse(params: &UsageParams) -> Result<Query_> {
     let (by, key) = match super::filter(&params.by).unwrap_or("month") {
-        "month" => ("month", "''"),
-        "user" => ("user", "u.username"),
-        "proposal" => ("proposal", "p.identifier"),
-        "beamline" => ("beamline", "e.beamline"),
-        "image" => ("image", "i.name"),
+        "month" => ("month", db::Key::Month),
+        "user" => ("user", db::Key::User),
+        "proposal" => ("proposal", db::Key::Proposal),
+        "beamline" => ("beamline", db::Key::Beamline),
+        "image" => ("image", db::Key::Image),
         other => {
             return Err(AppError::invalid("by", format!("{other:?}: use month, user, proposal, beamline or image")))
         }
@@ -85,32 +86,7 @@ fn parse(params: &UsageParams) -> Result<Query_> {
 /// The usage rows, by month then key.
 pub async fn compute(db: &sqlx::PgPool, params: &UsageParams) -> Result<(&'static str, Vec<UsageRow>)> {
     let q = parse(params)?;
-    // Times become UTC wall-clock timestamps so that month arithmetic does not depend on
-    // the connection's time zone.
-    let sql = format!(
-        "with spans as (
-             select s.cpu_millis, s.gpus, {key} as key,
-                    s.started_at at time zone 'UTC' as a,
-                    greatest(coalesce(s.stopped_at, now()), s.started_at) at time zone 'UTC' as b
-             from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
-                  join experiments e on e.id = s.experiment_id join proposals p on p.id = e.proposal_id
-             where s.started_at is not null
-         ), pieces as (
-             select sp.*, m as month, greatest(sp.a, m) as pa, least(sp.b, m + interval '1 month') as pb
-             from spans sp, generate_series(date_trunc('month', sp.a), date_trunc('month', sp.b), interval '1 month') m
-         )
-         select to_char(month, 'YYYY-MM') as month,
-                case when $3 then to_char(month, 'YYYY-MM') else key end as key,
-                count(*) filter (where date_trunc('month', a) = month) as sessions,
-                coalesce(sum(extract(epoch from pb - pa) * cpu_millis) / 3600000, 0)::float8 as cpu_hours,
-                coalesce(sum(extract(epoch from pb - pa) * gpus) / 3600, 0)::float8 as gpu_hours
-         from pieces
-         where (pb > pa or date_trunc('month', a) = month)
-           and ($1::timestamp is null or month >= $1) and ($2::timestamp is null or month <= $2)
-         group by 1, 2 order by 1, 2",
-        key = q.key
-    );
-    let rows = sqlx::query_as(&sql).bind(q.from).bind(q.to).bind(q.by == "month").fetch_all(db).await?;
+    let rows = db::usage(db, q.key, q.from, q.to).await?;
     Ok((q.by, rows))
 }
 

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::db::users as db;
 use super::{filter, like_pattern, paginate, Page};
 use crate::audit::{self, Actor};
 use crate::auth::identity::Role;
@@ -33,14 +34,6 @@ pub struct UserRow {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
-
-const SELECT: &str = "select u.id, u.username, u.display_name, u.email, u.affiliation, u.role, u.enabled,
-        u.password_hash is not null as has_password,
-        array(select b.beamline from beamline_staff b where b.user_id = u.id order by b.beamline) as beamlines,
-        (select count(*) from sessions s where s.owner_id = u.id
-          and s.state in ('requested', 'starting', 'running', 'stopping')) as active_sessions,
-        u.created_at
-    from users u";
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,24 +76,9 @@ pub async fn search(
     if role.is_some_and(|r| Role::parse(r).is_none()) {
         return Err(AppError::invalid("role", "must be user, scientist or admin"));
     }
-    let q = q.map(like_pattern);
-    let condition = "($1::text is null or u.username ilike $1 or u.display_name ilike $1 or u.email ilike $1
-                      or u.affiliation ilike $1)
-                     and ($2::text is null or u.role = $2) and ($3::bool is null or u.enabled = $3)";
-    let items = sqlx::query_as(&format!("{SELECT} where {condition} order by u.username limit $4 offset $5"))
-        .bind(&q)
-        .bind(role)
-        .bind(enabled)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from users u where {condition}"))
-        .bind(&q)
-        .bind(role)
-        .bind(enabled)
-        .fetch_one(db)
-        .await?;
+    let search = db::Search { pattern: q.map(like_pattern), role, enabled };
+    let items = db::search(db, &search, limit, offset).await?;
+    let total = db::count(db, &search).await?;
     Ok((items, total))
 }
 
@@ -143,11 +121,7 @@ pub struct UserDetail {
 }
 
 async fn find(db: impl sqlx::PgExecutor<'_>, username: &str) -> Result<UserRow> {
-    sqlx::query_as(&format!("{SELECT} where u.username = $1"))
-        .bind(username)
-        .fetch_optional(db)
-        .await?
-        .ok_or(AppError::NotFound)
+    Ok(db::find(db, username).await?)
 }
 
 /// One user with their sessions and tokens.
@@ -157,33 +131,14 @@ async fn find(db: impl sqlx::PgExecutor<'_>, username: &str) -> Result<UserRow> 
     security(("bearer" = [])))]
 pub async fn get_user(state: AppState, _admin: AdminUser, Path(username): Path<String>) -> Result<Json<UserDetail>> {
     let user = find(&state.db, &username).await?;
-    let sessions = sqlx::query_as(
-        "select s.id, s.kind, s.state, i.name as image, p.identifier as proposal, e.code as experiment,
-                s.created_at, s.stopped_at
-         from sessions s join images i on i.id = s.image_id join experiments e on e.id = s.experiment_id
-              join proposals p on p.id = e.proposal_id
-         where s.owner_id = $1 order by s.created_at desc limit 100",
-    )
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
-    let tokens = sqlx::query_as(
-        "select id, name, created_at, last_used_at, expires_at, revoked_at from api_tokens
-         where user_id = $1 order by created_at desc",
-    )
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
+    let sessions = db::sessions_of(&state.db, user.id).await?;
+    let tokens = db::tokens_of(&state.db, user.id).await?;
     Ok(Json(UserDetail { user, sessions, tokens }))
 }
 
 /// Locks the user's row and returns their id; 404 when there is no such user.
 async fn lock(tx: &mut sqlx::PgConnection, username: &str) -> Result<(Uuid, String, bool)> {
-    sqlx::query_as("select id, role, enabled from users where username = $1 for update")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AppError::NotFound)
+    db::lock(tx, username).await?.ok_or(AppError::NotFound)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -222,11 +177,7 @@ pub async fn set_role(
     if id == admin.id && role != Role::Admin {
         return Err(AppError::Conflict("you cannot take the admin role from yourself".into()));
     }
-    sqlx::query("update users set role = $2, updated_at = now() where id = $1")
-        .bind(id)
-        .bind(role.as_str())
-        .execute(&mut *tx)
-        .await?;
+    db::set_role(&mut tx, id, role.as_str()).await?;
     audit::record(&mut *tx, actor, "user.set_role", "user", &id.to_string(), json!({"from": before, "role": role}))
         .await?;
     let user = find(&mut *tx, username).await?;
@@ -312,12 +263,7 @@ pub async fn set_user_beamlines(
     input.beamlines.dedup();
     let mut tx = state.db.begin().await?;
     let (id, _, _) = lock(&mut tx, &username).await?;
-    sqlx::query("delete from beamline_staff where user_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("insert into beamline_staff (user_id, beamline) select $1, unnest($2::text[])")
-        .bind(id)
-        .bind(&input.beamlines)
-        .execute(&mut *tx)
-        .await?;
+    db::set_beamlines(&mut tx, id, &input.beamlines).await?;
     audit::record(
         &mut *tx,
         &actor,

@@ -6,7 +6,7 @@ use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use crate::audit::{self, Actor};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageResult};
-use crate::web::{ClientAddr, MaybeUser, Query};
+use crate::web::{ClientAddr, Form, MaybeUser, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

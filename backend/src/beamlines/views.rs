@@ -2,17 +2,15 @@
 //! the admin console's sessions list and stop form, narrowed to the beamline.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::admin::sessions::Scope;
-use crate::admin::views::{session_list, stopped_message, ticked_ids, SessionFilter, SessionList};
+use crate::admin::views::sessions::{session_list, stopped_message, SessionFilter, SessionList, StopForm};
 use crate::audit::Actor;
-use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{render, Ctx, PageError, PageResult, PageUser};
-use crate::web::{Path, Query};
+use crate::web::page::{render, Ctx, PageResult, PageUser};
+use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,10 +44,10 @@ async fn stop_beamline_sessions(
     PageUser { user, ctx }: PageUser,
     actor: Actor,
     Path(beamline): Path<String>,
-    body: Bytes,
+    Form(form): Form<StopForm>,
 ) -> PageResult {
     super::check_staff(&state.db, &user, &beamline).await?;
-    let Some(ids) = ticked_ids(&body) else { return Err(PageError(AppError::NotFound)) };
+    let ids = form.ids();
     let (error, done) = if ids.is_empty() {
         (Some("Tick the sessions to stop first.".to_owned()), None)
     } else {

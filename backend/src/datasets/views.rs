@@ -1,7 +1,6 @@
 //! The "link a dataset" page of an experiment, for its beamline's scientists and admins.
 
 use askama::Template;
-use axum::extract::Form;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use crate::error::AppError;
 use crate::proposals::db::VISIBLE;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};
-use crate::web::Path;
+use crate::web::{Form, Path};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/proposals/{id}/experiments/{code}/datasets/new", get(link_page).post(link_dataset))

@@ -2,7 +2,6 @@
 //! experiments and datasets, and the star toggle (a form, enhanced by htmx).
 
 use askama::Template;
-use axum::extract::Form;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
@@ -13,7 +12,7 @@ use time::macros::format_description;
 use super::db::{self, Member, ProposalSummary};
 use crate::state::AppState;
 use crate::web::page::{human_bytes, is_htmx, render, see_other, Ctx, PageResult, PageUser};
-use crate::web::{Path, Query};
+use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

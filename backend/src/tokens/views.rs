@@ -1,7 +1,6 @@
 //! The "API tokens" page: create (shown once), list, revoke.
 
 use askama::Template;
-use axum::extract::Form;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -13,7 +12,7 @@ use super::db::{self, CreatedToken, NewToken};
 use crate::audit::Actor;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
-use crate::web::{Path, Query};
+use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/tokens", get(tokens_page).post(create_token)).route("/tokens/{id}/revoke", post(revoke_token))

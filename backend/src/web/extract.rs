@@ -1,13 +1,15 @@
 //! `Json`, `Query` and `Path` that answer bad input with our JSON error (400 naming what
-//! is wrong) instead of axum's plain-text rejections.
+//! is wrong) instead of axum's plain-text rejections, and `Form`, the one way a page's form
+//! is read, which answers with our error page.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::web::page::PageError;
 
 pub struct Json<T>(pub T);
 
@@ -51,6 +53,26 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             // A path that does not parse (say, not a UUID) names nothing that exists.
             Err(_) => Err(AppError::NotFound),
+        }
+    }
+}
+
+/// A URL-encoded form, read into a typed struct. A field repeated for each ticked checkbox
+/// reads into a `Vec` (axum's own `Form` cannot), so give such a field `#[serde(default)]`:
+/// no box ticked sends no field. Forms are posted by pages, so a refused one (not a form,
+/// a field missing or not of its type) answers 400 with the error page.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawForm(body) = RawForm::from_request(req, state)
+            .await
+            .map_err(|rejection| AppError::invalid("form", rejection.body_text()))?;
+        match serde_html_form::from_bytes(&body) {
+            Ok(value) => Ok(Form(value)),
+            Err(err) => Err(PageError(AppError::invalid("form", err.to_string()))),
         }
     }
 }

@@ -10,4 +10,4 @@ pub mod redirect;
 
 pub use admin::AdminUser;
 pub use auth::{ClientAddr, MaybeUser};
-pub use extract::{Json, Path, Query};
+pub use extract::{Form, Json, Path, Query};

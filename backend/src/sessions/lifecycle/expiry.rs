@@ -76,18 +76,31 @@ pub async fn check(state: &AppState, live: &Live) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets when a live session expires (in the future, at most 90 days ahead), with its
-/// audit event. 404 when there is no such session, 409 when it has ended or is stopping.
-pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, expires_at: OffsetDateTime) -> Result<()> {
+/// A session's new end.
+#[derive(Clone, Copy, Debug)]
+pub enum NewEnd {
+    /// At this time.
+    At(OffsetDateTime),
+    /// This much after its current end (or after now, if that has passed).
+    Later(time::Duration),
+}
+
+/// Moves the end of a live session (to the future, at most 90 days ahead), with its audit
+/// event. 404 when there is no such session, 409 when it has ended or is stopping.
+pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, end: NewEnd) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let (from, before) = db::lock_expiry(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     let now = OffsetDateTime::now_utc();
+    let expires_at = match end {
+        NewEnd::At(at) => at,
+        NewEnd::Later(by) => before.max(now) + by,
+    };
     if expires_at <= now {
         return Err(AppError::invalid("expires_at", "must be in the future"));
     }
     if expires_at > now + time::Duration::days(90) {
         return Err(AppError::invalid("expires_at", "must be at most 90 days ahead"));
     }
-    let mut tx = db.begin().await?;
-    let (from, before) = db::lock_expiry(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     if !SessionState::STOPPABLE.contains(&from) {
         return Err(AppError::Conflict(format!("the session is {from}; only an active session can be extended")));
     }

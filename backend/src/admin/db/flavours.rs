@@ -1,0 +1,85 @@
+//! The flavours' queries.
+
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::admin::flavours::{AdminFlavour, FlavourInput};
+use crate::sessions::lifecycle::SessionState;
+
+/// `select ... from flavours f`, each flavour with its session counts; the caller pushes
+/// the `where` and `order by`.
+fn select() -> QueryBuilder<'static, Postgres> {
+    let mut q = QueryBuilder::new(
+        "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type, f.disk_gib,
+            f.node_selector, f.tolerations, f.allowed_roles, f.enabled,
+            (select count(*) from sessions s where s.flavour_id = f.id and s.state = any(",
+    );
+    q.push_bind(SessionState::ACTIVE);
+    q.push(
+        ")) as active_sessions,
+            (select count(*) from sessions s where s.flavour_id = f.id) as total_sessions,
+            f.created_at
+        from flavours f",
+    );
+    q
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<AdminFlavour> {
+    let mut q = select();
+    q.push(" where f.id = ").push_bind(id);
+    q.build_query_as().fetch_one(db).await
+}
+
+/// Every flavour, smallest first.
+pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<AdminFlavour>> {
+    select().push(" order by f.gpus, f.cpu_millis, f.memory_mib, f.name").build_query_as().fetch_all(db).await
+}
+
+/// Stores a checked new flavour; fails on `flavours_name_key` when the name is taken.
+pub async fn insert(tx: &mut PgConnection, f: &FlavourInput) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar(
+        "insert into flavours (name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations,
+                               allowed_roles, enabled)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+    )
+    .bind(&f.name)
+    .bind(f.cpu_millis)
+    .bind(f.memory_mib)
+    .bind(f.gpus)
+    .bind(&f.gpu_type)
+    .bind(f.disk_gib)
+    .bind(&f.node_selector)
+    .bind(&f.tolerations)
+    .bind(&f.allowed_roles)
+    .bind(f.enabled)
+    .fetch_one(tx)
+    .await
+}
+
+/// Locks a flavour's row; whether it was enabled, `None` when there is no such flavour.
+pub async fn lock_enabled(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("select enabled from flavours where id = $1 for update").bind(id).fetch_optional(tx).await
+}
+
+/// Stores a flavour's checked settings; fails on `flavours_name_key` when the name is taken.
+pub async fn update(tx: &mut PgConnection, id: Uuid, f: &FlavourInput) -> sqlx::Result<()> {
+    sqlx::query(
+        "update flavours set name = $2, cpu_millis = $3, memory_mib = $4, gpus = $5, gpu_type = $6, disk_gib = $7,
+             node_selector = $8, tolerations = $9, allowed_roles = $10, enabled = $11
+         where id = $1",
+    )
+    .bind(id)
+    .bind(&f.name)
+    .bind(f.cpu_millis)
+    .bind(f.memory_mib)
+    .bind(f.gpus)
+    .bind(&f.gpu_type)
+    .bind(f.disk_gib)
+    .bind(&f.node_selector)
+    .bind(&f.tolerations)
+    .bind(&f.allowed_roles)
+    .bind(f.enabled)
+    .execute(tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! The usage query: CPU-hours, GPU-hours and sessions per month and per a key.
+
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use time::PrimitiveDateTime;
+
+use crate::admin::usage::UsageRow;
+
+/// What rows are per, besides the month.
+#[derive(Clone, Copy)]
+pub enum Key {
+    Month,
+    User,
+    Proposal,
+    Beamline,
+    Image,
+}
+
+impl Key {
+    /// The column the rows are grouped by, over the query's joins.
+    fn column(self) -> &'static str {
+        match self {
+            Key::Month => "''",
+            Key::User => "u.username",
+            Key::Proposal => "p.identifier",
+            Key::Beamline => "e.beamline",
+            Key::Image => "i.name",
+        }
+    }
+}
+
+/// The usage rows from month `from` to month `to` (UTC wall-clock month starts), by
+/// month then key.
+pub async fn usage(
+    db: impl PgExecutor<'_>,
+    key: Key,
+    from: Option<PrimitiveDateTime>,
+    to: Option<PrimitiveDateTime>,
+) -> sqlx::Result<Vec<UsageRow>> {
+    // Times become UTC wall-clock timestamps so that month arithmetic does not depend on
+    // the connection's time zone.
+    let mut q = QueryBuilder::<Postgres>::new("with spans as (select s.cpu_millis, s.gpus, ");
+    q.push(key.column());
+    q.push(
+        " as key,
+                s.started_at at time zone 'UTC' as a,
+                greatest(coalesce(s.stopped_at, now()), s.started_at) at time zone 'UTC' as b
+         from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
+              join experiments e on e.id = s.experiment_id join proposals p on p.id = e.proposal_id
+         where s.started_at is not null
+     ), pieces as (
+         select sp.*, m as month, greatest(sp.a, m) as pa, least(sp.b, m + interval '1 month') as pb
+         from spans sp, generate_series(date_trunc('month', sp.a), date_trunc('month', sp.b), interval '1 month') m
+     )
+     select to_char(month, 'YYYY-MM') as month,
+            case when ",
+    );
+    q.push_bind(matches!(key, Key::Month));
+    q.push(
+        " then to_char(month, 'YYYY-MM') else key end as key,
+            count(*) filter (where date_trunc('month', a) = month) as sessions,
+            coalesce(sum(extract(epoch from pb - pa) * cpu_millis) / 3600000, 0)::float8 as cpu_hours,
+            coalesce(sum(extract(epoch from pb - pa) * gpus) / 3600, 0)::float8 as gpu_hours
+     from pieces
+     where (pb > pa or date_trunc('month', a) = month)",
+    );
+    if let Some(from) = from {
+        q.push(" and month >= ").push_bind(from);
+    }
+    if let Some(to) = to {
+        q.push(" and month <= ").push_bind(to);
+    }
+    q.push(" group by 1, 2 order by 1, 2");
+    q.build_query_as().fetch_all(db).await
+}

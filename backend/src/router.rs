@@ -1,4 +1,10 @@
-//! Every URL of daas in one place, and the layers around them.
+//! The whole application assembled: the API (each domain's `routes.rs` lists its URLs
+//! with their OpenAPI description, merged in `api`), the pages (each `views.rs` lists its
+//! own, merged in `pages`), the static files, and the layers around them. To find a URL:
+//! `/api/v1/openapi.json` lists every API URL with its handler's tag; a page's path is in
+//! its domain's `views.rs` `routes()`; a session origin (`{id}.{sessions domain}`) never
+//! reaches these routes: the outermost layer, `proxy::notebook::by_host`, answers it
+//! (`/_daas/enter` and everything relayed to Jupyter).
 
 use std::time::Duration;
 

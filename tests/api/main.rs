@@ -21,6 +21,7 @@ mod notebook;
 mod oidc;
 mod pages;
 mod proposals;
+mod reconciler;
 mod session_pages;
 mod sessions;
 mod tokens;

@@ -208,8 +208,7 @@ async fn relay(
             last_activity = Some(Instant::now());
             let db = state.db.clone();
             tokio::spawn(async move {
-                let r = sqlx::query("update sessions set last_activity_at = now() where id = $1").bind(id).execute(&db);
-                if let Err(err) = r.await {
+                if let Err(err) = super::db::touch(&db, &[id]).await {
                     tracing::warn!(error = %err, "cannot record activity");
                 }
             });

@@ -1,6 +1,7 @@
 //! The proxies between browsers and sessions: nobody reaches a session directly; daas
 //! checks the login and the membership and relays every byte.
 
+pub mod db;
 pub mod desktop;
 pub mod notebook;
 pub mod rfb;

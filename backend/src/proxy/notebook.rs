@@ -29,6 +29,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::db;
 use super::upstream::{self, Connector};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
@@ -170,16 +171,7 @@ async fn open_notebook(state: AppState, PageUser { user, .. }: PageUser, Path(id
         return Err(AppError::Forbidden("only the session's owner and its users may open the notebook".into()).into());
     }
     let ticket = Alphanumeric.sample_string(&mut rand::rng(), 43);
-    sqlx::query(
-        "insert into session_tickets (token_hash, session_id, user_id, expires_at)
-         values ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(hash(&ticket))
-    .bind(id)
-    .bind(user.id)
-    .bind(f64::from(TICKET_TTL_S))
-    .execute(&state.db)
-    .await?;
+    db::create_ticket(&state.db, &hash(&ticket), id, user.id, TICKET_TTL_S).await?;
     Ok(redirect(&format!("{}/_daas/enter?ticket={ticket}", session_origin(&state, id))))
 }
 
@@ -369,12 +361,7 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
         .unwrap_or_default();
     let mut tx = state.db.begin().await?;
     // Single use: the row is deleted whether or not it still holds.
-    let taken: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
-        "delete from session_tickets where token_hash = $1 returning session_id, user_id, expires_at > now()",
-    )
-    .bind(hash(&ticket))
-    .fetch_optional(&mut *tx)
-    .await?;
+    let taken = db::take_ticket(&mut tx, &hash(&ticket)).await?;
     let Some((session, user, true)) = taken.filter(|(session, _, _)| *session == id) else {
         tx.commit().await?;
         return Ok(plain(
@@ -383,16 +370,7 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
         ));
     };
     let value = Alphanumeric.sample_string(&mut rand::rng(), 43);
-    sqlx::query(
-        "insert into session_cookies (token_hash, session_id, user_id, expires_at)
-         values ($1, $2, $3, now() + make_interval(hours => $4))",
-    )
-    .bind(hash(&value))
-    .bind(session)
-    .bind(user)
-    .bind(COOKIE_TTL_H)
-    .execute(&mut *tx)
-    .await?;
+    db::create_cookie(&mut tx, &hash(&value), session, user, COOKIE_TTL_H).await?;
     tx.commit().await?;
     let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
     // `Strict`: no other site makes the browser send it. (Other session origins are this
@@ -431,17 +409,7 @@ async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Optio
             }
         }
     }
-    let found: Option<Uuid> = sqlx::query_scalar(
-        "select c.user_id from session_cookies c
-         join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
-              and m.accepted_at is not null
-         join users u on u.id = c.user_id and u.enabled
-         where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
-    )
-    .bind(&key)
-    .bind(id)
-    .fetch_optional(&state.db)
-    .await?;
+    let found = db::cookie_user(&state.db, &key, id).await?;
     if let Some(user) = found {
         state.proxy.cache.lock().expect("cache lock").cookies.insert(key, (id, user, Instant::now()));
     }
@@ -458,14 +426,7 @@ async fn route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
             }
         }
     }
-    let row: Option<(String, String)> = sqlx::query_as(
-        "select endpoint, secret from sessions
-         where id = $1 and kind = 'notebook' and state = $2 and endpoint is not null and secret is not null",
-    )
-    .bind(id)
-    .bind(SessionState::Running)
-    .fetch_optional(&state.db)
-    .await?;
+    let row = db::notebook_route(&state.db, id).await?;
     let Some((endpoint, secret)) = row else { return Ok(None) };
     let mut authorization = HeaderValue::from_str(&format!("token {secret}"))
         .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
@@ -496,8 +457,7 @@ async fn write_activity(state: &Notebooks) {
     if ids.is_empty() {
         return;
     }
-    let written = sqlx::query("update sessions set last_activity_at = now() where id = any($1)").bind(&ids);
-    if let Err(err) = written.execute(&state.db).await {
+    if let Err(err) = db::touch(&state.db, &ids).await {
         tracing::warn!(error = %err, sessions = ids.len(), "cannot record activity");
     }
 }
@@ -557,13 +517,7 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => {}
                 }
-                let running: Option<bool> = sqlx::query_scalar("select state = $2 from sessions where id = $1")
-                    .bind(id)
-                    .bind(SessionState::Running)
-                    .fetch_optional(&state.db)
-                    .await
-                    .ok()
-                    .flatten();
+                let running = db::is_running(&state.db, id).await.ok().flatten();
                 if running != Some(true) {
                     return;
                 }

@@ -19,10 +19,12 @@ pub struct FakeRuntime {
 
 #[derive(Default)]
 struct State {
-    /// What runs: its spec, and what `observe` answers now.
-    running: HashMap<Uuid, (LaunchSpec, Observed)>,
+    /// What runs, and what `observe` answers of it now.
+    running: HashMap<Uuid, Observed>,
     /// What a launch starts as (`None`: `Running` at `fake:{id}`).
     first: Option<Observed>,
+    /// What given sessions start as, when scripted before their launch.
+    scripted: HashMap<Uuid, Observed>,
     /// Why launches fail, while set.
     refusal: Option<String>,
     /// Every spec ever launched, in order.
@@ -46,20 +48,25 @@ impl FakeRuntime {
         self.state().refusal = reason.map(String::from);
     }
 
-    /// What `observe` reports of a running session from now on (`Gone` forgets it, as a
-    /// machine's restart would).
+    /// What `observe` reports of a session from now on, or from its launch if it has not
+    /// started yet (`Gone` forgets a running one, as a machine's restart would).
     pub fn set(&self, id: Uuid, observed: Observed) {
         let mut state = self.state();
-        if observed == Observed::Gone {
-            state.running.remove(&id);
-        } else if let Some((_, now)) = state.running.get_mut(&id) {
-            *now = observed;
+        match state.running.get_mut(&id) {
+            Some(_) if observed == Observed::Gone => {
+                state.running.remove(&id);
+            }
+            Some(now) => *now = observed,
+            None => {
+                state.scripted.insert(id, observed);
+            }
         }
     }
 
-    /// Starts a session daas does not know of (an orphan, or one a restart must adopt).
-    pub fn insert(&self, spec: LaunchSpec, observed: Observed) {
-        self.state().running.insert(spec.session_id, (spec, observed));
+    /// Runs a session daas did not launch (an orphan, as a crash between a launch and its
+    /// record would leave).
+    pub fn insert(&self, id: Uuid, observed: Observed) {
+        self.state().running.insert(id, observed);
     }
 
     /// The specs launched so far, in order.
@@ -94,14 +101,17 @@ impl Runtime for FakeRuntime {
             bail!("{reason}");
         }
         let id = spec.session_id;
-        let first = state.first.clone().unwrap_or_else(|| Observed::Running { endpoint: format!("fake:{id}") });
+        let first = match state.scripted.remove(&id) {
+            Some(scripted) => scripted,
+            None => state.first.clone().unwrap_or_else(|| Observed::Running { endpoint: format!("fake:{id}") }),
+        };
         state.launched.push(spec.clone());
-        state.running.entry(id).or_insert_with(|| (spec.clone(), first));
+        state.running.entry(id).or_insert(first);
         Ok(handle(id))
     }
 
     async fn observe(&self, session_id: Uuid, _: &Handle) -> RuntimeResult<Observed> {
-        Ok(self.state().running.get(&session_id).map_or(Observed::Gone, |(_, observed)| observed.clone()))
+        Ok(self.state().running.get(&session_id).cloned().unwrap_or(Observed::Gone))
     }
 
     async fn stop(&self, session_id: Uuid, _: &Handle) -> RuntimeResult<()> {

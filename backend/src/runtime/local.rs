@@ -884,7 +884,7 @@ impl Runtime for LocalRuntime {
         let message = match handle.kind {
             Kind::Desktop => "waiting for the desktop to answer",
             Kind::Notebook => "waiting for JupyterLab to answer",
-            Kind::Job => "running",
+            Kind::Job => "the job is at work",
         };
         Ok(Observed::Pending { message: message.into() })
     }

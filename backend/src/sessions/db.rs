@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::lifecycle::observe::Live;
 use super::lifecycle::SessionState;
-use crate::auth::identity::CurrentUser;
+use crate::auth::identity::{CurrentUser, Role};
 use crate::runtime::{Handle, Kind};
 
 /// States in which a session holds resources, as SQL (`quotas` until it binds `SessionState::ACTIVE`).
@@ -161,6 +161,91 @@ pub async fn relay_target(db: impl PgExecutor<'_>, user: &CurrentUser, id: Uuid)
     q.push_bind(user.id).push(") as role from sessions s where s.id = ").push_bind(id).push(" and ");
     push_visible(&mut q, user, true);
     q.build_query_as().fetch_optional(db).await
+}
+
+/// An image of the Launch dialog.
+#[derive(sqlx::FromRow)]
+pub struct ImageChoice {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub parameter_schema: Option<serde_json::Value>,
+}
+
+/// The enabled images `role` may launch, by kind and name.
+pub async fn images_for(db: impl PgExecutor<'_>, role: Role) -> sqlx::Result<Vec<ImageChoice>> {
+    sqlx::query_as(
+        "select id, name, kind, description, parameter_schema from images
+         where enabled and $1 = any(allowed_roles) order by kind, name",
+    )
+    .bind(role.as_str())
+    .fetch_all(db)
+    .await
+}
+
+/// A flavour of the Launch dialog.
+#[derive(sqlx::FromRow)]
+pub struct FlavourChoice {
+    pub id: Uuid,
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    pub gpu_type: Option<String>,
+}
+
+/// The enabled flavours `role` may use that `image` (if chosen) runs on, smallest first.
+pub async fn flavours_for(
+    db: impl PgExecutor<'_>,
+    role: Role,
+    image: Option<Uuid>,
+) -> sqlx::Result<Vec<FlavourChoice>> {
+    sqlx::query_as(
+        "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type from flavours f
+         where f.enabled and $1 = any(f.allowed_roles)
+           and (not exists (select 1 from image_flavours x where x.image_id = $2)
+                or exists (select 1 from image_flavours x where x.image_id = $2 and x.flavour_id = f.id))
+         order by f.gpus, f.cpu_millis, f.memory_mib",
+    )
+    .bind(role.as_str())
+    .bind(image)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether the experiment belongs to the proposal.
+pub async fn experiment_of_proposal(db: impl PgExecutor<'_>, experiment: Uuid, proposal: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from experiments where id = $1 and proposal_id = $2)")
+        .bind(experiment)
+        .bind(proposal)
+        .fetch_one(db)
+        .await
+}
+
+/// For a job image, `Some` of its parameter schema (itself optional); `None` for another
+/// kind or no such image.
+pub async fn job_parameter_schema(
+    db: impl PgExecutor<'_>,
+    image: Uuid,
+) -> sqlx::Result<Option<Option<serde_json::Value>>> {
+    sqlx::query_scalar("select parameter_schema from images where id = $1 and kind = 'job'")
+        .bind(image)
+        .fetch_optional(db)
+        .await
+}
+
+/// The session's latest `limit` events, newest first: `(at, state, message)`.
+pub async fn latest_events(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<(OffsetDateTime, SessionState, String)>> {
+    sqlx::query_as("select at, state, message from session_events where session_id = $1 order by id desc limit $2")
+        .bind(id)
+        .bind(limit)
+        .fetch_all(db)
+        .await
 }
 
 // The lifecycle's queries (`super::lifecycle`): each a single statement, run in the

@@ -4,7 +4,6 @@
 //! events.
 
 use askama::Template;
-use axum::extract::{Form, RawForm};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -24,7 +23,7 @@ use crate::error::AppError;
 use crate::proposals::db as proposals;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
-use crate::web::{Path, Query};
+use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -81,15 +80,6 @@ struct LaunchQuery {
     image: Option<Uuid>,
 }
 
-#[derive(sqlx::FromRow)]
-struct ImageRow {
-    id: Uuid,
-    name: String,
-    kind: String,
-    description: String,
-    parameter_schema: Option<Value>,
-}
-
 async fn launch_page(
     state: AppState,
     PageUser { user, ctx }: PageUser,
@@ -109,13 +99,7 @@ async fn launch_form(
     error: Option<String>,
 ) -> Result<LaunchPage, crate::web::page::PageError> {
     let proposal = proposals::find_visible(&state.db, user, identifier).await?.ok_or(AppError::NotFound)?;
-    let rows: Vec<ImageRow> = sqlx::query_as(
-        "select id, name, kind, description, parameter_schema from images
-         where enabled and $1 = any(allowed_roles) order by kind, name",
-    )
-    .bind(user.role.as_str())
-    .fetch_all(&state.db)
-    .await?;
+    let rows = db::images_for(&state.db, user.role).await?;
     let chosen = image_id.and_then(|id| rows.iter().find(|i| i.id == id));
     let images = rows
         .iter()
@@ -135,23 +119,13 @@ async fn launch_form(
             ),
         })
         .collect();
-    let flavours: Vec<(Uuid, String, i32, i32, i32, Option<String>)> = sqlx::query_as(
-        "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type from flavours f
-         where f.enabled and $1 = any(f.allowed_roles)
-           and (not exists (select 1 from image_flavours x where x.image_id = $2)
-                or exists (select 1 from image_flavours x where x.image_id = $2 and x.flavour_id = f.id))
-         order by f.gpus, f.cpu_millis, f.memory_mib",
-    )
-    .bind(user.role.as_str())
-    .bind(chosen.map(|i| i.id))
-    .fetch_all(&state.db)
-    .await?;
-    let flavours = flavours
+    let flavours = db::flavours_for(&state.db, user.role, chosen.map(|i| i.id))
+        .await?
         .into_iter()
-        .map(|(id, name, cpu, mem, gpus, gpu_type)| Choice {
-            id,
-            label: name,
-            detail: resources(cpu, mem, gpus, gpu_type.as_deref()),
+        .map(|f| Choice {
+            id: f.id,
+            label: f.name,
+            detail: resources(f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type.as_deref()),
         })
         .collect();
     let fields = chosen.and_then(|i| i.parameter_schema.as_ref()).map(schema_fields).unwrap_or_default();
@@ -289,9 +263,8 @@ async fn launch_from_page(
     PageUser { user, ctx }: PageUser,
     actor: Actor,
     Path(identifier): Path<String>,
-    RawForm(body): RawForm,
+    Form(form): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let uuid = |name: &str| field(name).and_then(|v| Uuid::parse_str(v).ok());
     let image = uuid("image");
@@ -301,20 +274,10 @@ async fn launch_from_page(
         };
         // The experiment must belong to this page's proposal.
         let proposal = proposals::find_visible(&state.db, &user, &identifier).await?.ok_or(AppError::NotFound)?;
-        let belongs: bool =
-            sqlx::query_scalar("select exists (select 1 from experiments where id = $1 and proposal_id = $2)")
-                .bind(experiment)
-                .bind(proposal.id)
-                .fetch_one(&state.db)
-                .await?;
-        if !belongs {
+        if !db::experiment_of_proposal(&state.db, experiment, proposal.id).await? {
             return Err(AppError::invalid("experiment", "not an experiment of this proposal"));
         }
-        let schema: Option<Option<Value>> =
-            sqlx::query_scalar("select parameter_schema from images where id = $1 and kind = 'job'")
-                .bind(image)
-                .fetch_optional(&state.db)
-                .await?;
+        let schema = db::job_parameter_schema(&state.db, image).await?;
         let params = schema.map(|s| parameters(&s.unwrap_or(Value::Null), &form)).transpose()?;
         launch::launch(&state, &user, &actor, &LaunchRequest { image, flavour, experiment }, params.as_ref()).await
     };
@@ -406,7 +369,7 @@ async fn session_cards(state: AppState, PageUser { user, ctx }: PageUser) -> Pag
 
 pub struct EventLine {
     pub at: String,
-    pub state: String,
+    pub state: SessionState,
     pub message: String,
 }
 
@@ -427,12 +390,7 @@ struct EventsList {
 }
 
 async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
-    let rows: Vec<(time::OffsetDateTime, String, String)> = sqlx::query_as(
-        "select at, state, message from session_events where session_id = $1 order by id desc limit 100",
-    )
-    .bind(id)
-    .fetch_all(&state.db)
-    .await?;
+    let rows = db::latest_events(&state.db, id, 100).await?;
     let fmt = format_description!("[hour]:[minute]:[second]");
     Ok(rows
         .into_iter()

@@ -48,12 +48,12 @@ fn event_message(e: &Event, image: &str) -> Result<String, String> {
         "Scheduled" => Ok("scheduled on a node".into()),
         "Pulling" => Ok(format!("pulling image {image}")),
         "Pulled" => Ok("image pulled".into()),
-        "Created" | "Started" => Ok("starting".into()),
+        "Created" | "Started" => Ok("the container starts".into()),
         "Failed" | "ErrImagePull" | "InspectFailed" if image_missing(&message) => {
             Err(format!("image not found: {image}"))
         }
         "FailedMount" => Ok(format!("waiting for a volume ({message})")),
-        _ if message.is_empty() => Ok("starting".into()),
+        _ if message.is_empty() => Ok("the container starts".into()),
         _ => Ok(message),
     }
 }
@@ -87,7 +87,7 @@ pub fn observe_pod(
                 .and_then(|t| t.message.clone().or_else(|| t.reason.clone()))
                 .or_else(|| status.message.clone())
                 .or_else(|| status.reason.clone())
-                .unwrap_or_else(|| "failed".into());
+                .unwrap_or_else(|| "the pod failed".into());
             return Observed::Exited { exit_code: terminated.map(|t| t.exit_code), message };
         }
         Some("Running") => {
@@ -106,7 +106,7 @@ pub fn observe_pod(
 
     // Pending: the container's waiting reason says most, then the scheduler, then Events.
     let waiting = container.as_ref().and_then(|c| c.state.as_ref()).and_then(|s| s.waiting.clone());
-    let mut progress: Result<String, String> = Ok("starting".into());
+    let mut progress: Result<String, String> = Ok("the container starts".into());
     if let Some(latest) = events.iter().filter_map(|e| event_time(e).map(|t| (t, *e))).max_by_key(|(t, _)| *t) {
         progress = event_message(latest.1, &image);
     }
@@ -158,7 +158,7 @@ pub fn observe_podless_job(job: &Job, now: DateTime<Utc>, start_timeout: Duratio
         match c.type_.as_str() {
             "Complete" => return Observed::Exited { exit_code: Some(0), message: "finished".into() },
             "Failed" => {
-                let message = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "failed".into());
+                let message = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "the job failed".into());
                 return Observed::Exited { exit_code: None, message };
             }
             _ => {}

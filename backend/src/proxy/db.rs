@@ -1,0 +1,102 @@
+//! The proxies' queries: the one-time tickets and the cookies of session origins, where a
+//! running notebook answers, and the activity the relays note.
+
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::sessions::lifecycle::SessionState;
+
+/// Records a ticket (its hash) that lets `user` enter `session`'s origin once, within `ttl_s`.
+pub async fn create_ticket(
+    db: impl PgExecutor<'_>,
+    hash: &[u8],
+    session: Uuid,
+    user: Uuid,
+    ttl_s: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into session_tickets (token_hash, session_id, user_id, expires_at)
+         values ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(hash)
+    .bind(session)
+    .bind(user)
+    .bind(f64::from(ttl_s))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Uses up a ticket: `(session, user, still valid)`, `None` when there is no such ticket.
+pub async fn take_ticket(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Option<(Uuid, Uuid, bool)>> {
+    sqlx::query_as(
+        "delete from session_tickets where token_hash = $1 returning session_id, user_id, expires_at > now()",
+    )
+    .bind(hash)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a session origin's cookie (its hash) for `user`, valid `ttl_h` hours.
+pub async fn create_cookie(
+    conn: &mut PgConnection,
+    hash: &[u8],
+    session: Uuid,
+    user: Uuid,
+    ttl_h: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into session_cookies (token_hash, session_id, user_id, expires_at)
+         values ($1, $2, $3, now() + make_interval(hours => $4))",
+    )
+    .bind(hash)
+    .bind(session)
+    .bind(user)
+    .bind(ttl_h)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The user of a valid cookie of `session`, while they are an enabled, accepted member who
+/// is not a guest (Jupyter has no read-only mode).
+pub async fn cookie_user(db: impl PgExecutor<'_>, hash: &[u8], session: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "select c.user_id from session_cookies c
+         join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
+              and m.accepted_at is not null
+         join users u on u.id = c.user_id and u.enabled
+         where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
+    )
+    .bind(hash)
+    .bind(session)
+    .fetch_optional(db)
+    .await
+}
+
+/// Where a running notebook answers, and its token: `(endpoint, secret)`.
+pub async fn notebook_route(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as(
+        "select endpoint, secret from sessions
+         where id = $1 and kind = 'notebook' and state = $2 and endpoint is not null and secret is not null",
+    )
+    .bind(session)
+    .bind(SessionState::Running)
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether the session runs (`None`: no such session).
+pub async fn is_running(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("select state = $2 from sessions where id = $1")
+        .bind(session)
+        .bind(SessionState::Running)
+        .fetch_optional(db)
+        .await
+}
+
+/// Notes activity in the sessions now (idle limits count from it).
+pub async fn touch(db: impl PgExecutor<'_>, sessions: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("update sessions set last_activity_at = now() where id = any($1)").bind(sessions).execute(db).await?;
+    Ok(())
+}

@@ -1,15 +1,20 @@
-//! Queries on proposals, all behind the one visibility rule: a user sees the proposals
-//! they are a member of, a scientist also those on their beamlines, an admin all.
+//! Queries on proposals, all behind the one visibility rule (`push_visible`): a user sees
+//! the proposals they are a member of, a scientist also those on their beamlines, an admin
+//! all. Other domains find an experiment through it (`visible_experiment`,
+//! `visible_experiment_by_code`) rather than writing the rule again.
 
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::identity::CurrentUser;
+use crate::auth::identity::{CurrentUser, Role};
 
 /// SQL condition on a proposal `p` for the caller `$1` (user id) with role `$2`.
+///
+/// Superseded by `push_visible` and `visible_experiment`; kept only until `sessions/launch.rs`
+/// and `sessions/members.rs` use those, then to be deleted.
 pub const VISIBLE: &str = "(
     $2 = 'admin'
     or exists (select 1 from proposal_members m where m.proposal_id = p.id and m.user_id = $1)
@@ -17,6 +22,44 @@ pub const VISIBLE: &str = "(
         select 1 from beamline_staff b where b.user_id = $1
         and (b.beamline = p.beamline
              or exists (select 1 from experiments e where e.proposal_id = p.id and e.beamline = b.beamline)))))";
+
+/// Pushes the visibility rule as a condition on the proposal `p`: `user` sees the proposals
+/// they are a member of; a scientist also those of the beamlines they are staff of (the
+/// proposal's own beamline, or one of its experiments'); an admin sees every proposal.
+pub fn push_visible(query: &mut QueryBuilder<'_, Postgres>, user: &CurrentUser) {
+    let member = "exists (select 1 from proposal_members m where m.proposal_id = p.id and m.user_id = ";
+    match user.role {
+        Role::Admin => {
+            query.push("true");
+        }
+        Role::User => {
+            query.push(member).push_bind(user.id).push(")");
+        }
+        Role::Scientist => {
+            query
+                .push("(")
+                .push(member)
+                .push_bind(user.id)
+                .push(") or exists (select 1 from beamline_staff b where b.user_id = ")
+                .push_bind(user.id)
+                .push(
+                    " and (b.beamline = p.beamline
+                       or exists (select 1 from experiments e where e.proposal_id = p.id and e.beamline = b.beamline))))",
+                );
+        }
+    }
+}
+
+/// Pushes the columns that depend on the caller, for a proposal `p`: `role` (theirs in the
+/// proposal, if any) and `favourite` (starred by them).
+fn push_caller_columns(query: &mut QueryBuilder<'_, Postgres>, user: &CurrentUser) {
+    query
+        .push("(select m.role from proposal_members m where m.proposal_id = p.id and m.user_id = ")
+        .push_bind(user.id)
+        .push(") as role, exists (select 1 from favourites f where f.proposal_id = p.id and f.user_id = ")
+        .push_bind(user.id)
+        .push(") as favourite");
+}
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct ProposalSummary {
@@ -38,44 +81,42 @@ pub struct ListFilter<'a> {
     pub offset: i64,
 }
 
-/// The proposals the caller may see, favourites first, then newest identifier first.
+/// The proposals the caller may see, favourites first, then newest identifier first; and
+/// how many match in all.
 pub async fn list(
     db: impl PgExecutor<'_> + Copy,
     user: &CurrentUser,
     filter: &ListFilter<'_>,
 ) -> sqlx::Result<(Vec<ProposalSummary>, i64)> {
-    let condition = format!(
-        "{VISIBLE}
-         and ($3::text is null or p.identifier ilike '%' || $3 || '%' or p.title ilike '%' || $3 || '%'
-              or p.beamline ilike '%' || $3 || '%')
-         and ($4::text is null or p.beamline = $4)"
+    let mut items = QueryBuilder::new("select p.identifier, p.title, p.beamline, ");
+    push_caller_columns(&mut items, user);
+    items.push(
+        ", (select count(*) from experiments e where e.proposal_id = p.id) as experiment_count
+         from proposals p where ",
     );
-    let search = filter.search.map(escape_like);
-    let items = sqlx::query_as(&format!(
-        "select p.identifier, p.title, p.beamline,
-                (select m.role from proposal_members m where m.proposal_id = p.id and m.user_id = $1) as role,
-                exists (select 1 from favourites f where f.proposal_id = p.id and f.user_id = $1) as favourite,
-                (select count(*) from experiments e where e.proposal_id = p.id) as experiment_count
-         from proposals p where {condition}
-         order by favourite desc, p.identifier desc
-         limit $5 offset $6"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(&search)
-    .bind(filter.beamline)
-    .bind(filter.limit)
-    .bind(filter.offset)
-    .fetch_all(db)
-    .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from proposals p where {condition}"))
-        .bind(user.id)
-        .bind(user.role.as_str())
-        .bind(&search)
-        .bind(filter.beamline)
-        .fetch_one(db)
-        .await?;
+    push_filter(&mut items, user, filter);
+    items.push(" order by favourite desc, p.identifier desc limit ").push_bind(filter.limit);
+    items.push(" offset ").push_bind(filter.offset);
+    let items = items.build_query_as().fetch_all(db).await?;
+
+    let mut total = QueryBuilder::new("select count(*) from proposals p where ");
+    push_filter(&mut total, user, filter);
+    let total = total.build_query_scalar().fetch_one(db).await?;
     Ok((items, total))
+}
+
+/// Pushes what `list` matches: visible to `user`, and the filter's search and beamline.
+fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, user: &CurrentUser, filter: &ListFilter<'a>) {
+    push_visible(query, user);
+    if let Some(search) = filter.search {
+        let pattern = format!("%{}%", escape_like(search));
+        query.push(" and (p.identifier ilike ").push_bind(pattern.clone());
+        query.push(" or p.title ilike ").push_bind(pattern.clone());
+        query.push(" or p.beamline ilike ").push_bind(pattern).push(")");
+    }
+    if let Some(beamline) = filter.beamline {
+        query.push(" and p.beamline = ").push_bind(beamline);
+    }
 }
 
 /// `%` and `_` in a search are literal characters, not wildcards.
@@ -100,17 +141,58 @@ pub async fn find_visible(
     user: &CurrentUser,
     identifier: &str,
 ) -> sqlx::Result<Option<ProposalRow>> {
-    sqlx::query_as(&format!(
-        "select p.id, p.identifier, p.title, p.abstract as abstract_, p.beamline,
-                (select m.role from proposal_members m where m.proposal_id = p.id and m.user_id = $1) as role,
-                exists (select 1 from favourites f where f.proposal_id = p.id and f.user_id = $1) as favourite
-         from proposals p where p.identifier = $3 and {VISIBLE}"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(identifier)
-    .fetch_optional(db)
-    .await
+    let mut query = QueryBuilder::new("select p.id, p.identifier, p.title, p.abstract as abstract_, p.beamline, ");
+    push_caller_columns(&mut query, user);
+    query.push(" from proposals p where p.identifier = ").push_bind(identifier).push(" and ");
+    push_visible(&mut query, user);
+    query.build_query_as().fetch_optional(db).await
+}
+
+/// An experiment and its proposal, as `visible_experiment` finds them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct VisibleExperiment {
+    pub id: Uuid,
+    /// e.g. `S0011`.
+    pub code: String,
+    /// Where the beamtime ran (may differ from the proposal's beamline).
+    pub beamline: String,
+    pub proposal_id: Uuid,
+    /// The proposal's user office identifier.
+    pub proposal: String,
+}
+
+fn select_experiment<'a>() -> QueryBuilder<'a, Postgres> {
+    QueryBuilder::new(
+        "select e.id, e.code, e.beamline, p.id as proposal_id, p.identifier as proposal
+         from experiments e join proposals p on p.id = e.proposal_id where ",
+    )
+}
+
+/// The experiment `id`, if `user` may see its proposal (`push_visible`).
+pub async fn visible_experiment(
+    db: impl PgExecutor<'_>,
+    user: &CurrentUser,
+    id: Uuid,
+) -> sqlx::Result<Option<VisibleExperiment>> {
+    let mut query = select_experiment();
+    query.push("e.id = ").push_bind(id).push(" and ");
+    push_visible(&mut query, user);
+    query.build_query_as().fetch_optional(db).await
+}
+
+/// The experiment `code` of the proposal `identifier`, if `user` may see the proposal
+/// (`push_visible`).
+pub async fn visible_experiment_by_code(
+    db: impl PgExecutor<'_>,
+    user: &CurrentUser,
+    identifier: &str,
+    code: &str,
+) -> sqlx::Result<Option<VisibleExperiment>> {
+    let mut query = select_experiment();
+    query.push("p.identifier = ").push_bind(identifier);
+    query.push(" and e.code = ").push_bind(code).push(" and ");
+    push_visible(&mut query, user);
+    query.build_query_as().fetch_optional(db).await
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -141,7 +223,8 @@ pub struct Dataset {
     pub metadata: serde_json::Value,
 }
 
-/// The experiments of a proposal, each with its datasets.
+/// The experiments of a proposal, each with its datasets. No access check: the caller found
+/// the proposal through `find_visible`.
 pub async fn experiments(db: impl PgExecutor<'_> + Copy, proposal_id: Uuid) -> sqlx::Result<Vec<Experiment>> {
     let mut experiments: Vec<Experiment> = sqlx::query_as(
         "select id, code, beamline, starts_at, ends_at from experiments where proposal_id = $1 order by starts_at, code",
@@ -173,6 +256,8 @@ pub struct Member {
     pub role: String,
 }
 
+/// The members of a proposal, PIs first. No access check: the caller found the proposal
+/// through `find_visible`.
 pub async fn members(db: impl PgExecutor<'_>, proposal_id: Uuid) -> sqlx::Result<Vec<Member>> {
     sqlx::query_as(
         "select u.username, u.display_name, m.role from proposal_members m join users u on u.id = m.user_id
@@ -185,11 +270,10 @@ pub async fn members(db: impl PgExecutor<'_>, proposal_id: Uuid) -> sqlx::Result
 
 /// The beamlines of the proposals the caller may see (for the search filter).
 pub async fn visible_beamlines(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(&format!("select distinct p.beamline from proposals p where {VISIBLE} order by 1"))
-        .bind(user.id)
-        .bind(user.role.as_str())
-        .fetch_all(db)
-        .await
+    let mut query = QueryBuilder::new("select distinct p.beamline from proposals p where ");
+    push_visible(&mut query, user);
+    query.push(" order by 1");
+    query.build_query_scalar().fetch_all(db).await
 }
 
 /// Stars (or unstars) a proposal the caller may see; 404 otherwise.

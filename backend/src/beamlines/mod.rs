@@ -6,44 +6,21 @@
 //! To anyone who is not on the beamline's staff (nor an admin) these routes do not exist:
 //! 404, so they do not tell which beamlines exist or what runs there.
 
+pub mod db;
 pub mod routes;
 pub mod views;
 
 use sqlx::PgExecutor;
 
 use crate::auth::identity::CurrentUser;
-use crate::auth::identity::Role;
 use crate::error::{AppError, Result};
 
 /// Passes when `user` may see the sessions of `beamline`: a scientist on its staff, or an
 /// admin. Everyone else gets 404.
 pub async fn check_staff(db: impl PgExecutor<'_>, user: &CurrentUser, beamline: &str) -> Result<()> {
-    let allowed = match user.role {
-        Role::Admin => true,
-        Role::Scientist => {
-            sqlx::query_scalar("select exists (select 1 from beamline_staff where user_id = $1 and beamline = $2)")
-                .bind(user.id)
-                .bind(beamline)
-                .fetch_one(db)
-                .await?
-        }
-        Role::User => false,
-    };
-    if allowed {
+    if db::is_staff(db, user, beamline).await? {
         Ok(())
     } else {
         Err(AppError::NotFound)
     }
-}
-
-/// The beamlines whose sessions `user` looks after, for the navigation: a scientist's
-/// own beamlines (admins have the admin console instead).
-pub async fn of_user(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
-    if user.role != Role::Scientist {
-        return Ok(Vec::new());
-    }
-    sqlx::query_scalar("select beamline from beamline_staff where user_id = $1 order by beamline")
-        .bind(user.id)
-        .fetch_all(db)
-        .await
 }

@@ -63,7 +63,7 @@ impl FromRequestParts<AppState> for PageUser {
         let path = parts.uri.path().to_string();
         match (user, session) {
             (Some(user), Some(session)) => {
-                let beamlines = crate::beamlines::of_user(&state.db, &user)
+                let beamlines = crate::beamlines::db::of_user(&state.db, &user)
                     .await
                     .map_err(|err| PageError(err.into()).into_response())?;
                 let ctx = Ctx { user: Some(user.clone()), csrf: session.csrf_token, path, beamlines };

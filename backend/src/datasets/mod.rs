@@ -3,6 +3,7 @@
 //! proposals they may see. `daas check` reports stored links that break the rule.
 
 pub mod check;
+pub mod db;
 pub mod path;
 pub mod routes;
 pub mod storage;

@@ -5,20 +5,20 @@
 //! must lie in the experiment's storage folder (`DAAS_EXPERIMENT_STORAGE`), so no one links
 //! another proposal's data into theirs.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::db::{self, DatasetRow, NewDataset, SearchFilter};
 use super::path::{self, LocationError};
 use crate::audit::{self, Actor};
 use crate::auth::identity::CurrentUser;
-use crate::auth::identity::Role;
-use crate::error::{AppError, Result};
-use crate::proposals::db::VISIBLE;
+use crate::beamlines::db::is_staff;
+use crate::error::{AppError, Result, ResultExt};
+use crate::proposals;
 use crate::proposals::routes::{paginate, Page};
 use crate::state::AppState;
 use crate::web::{Json, Path, Query};
@@ -26,29 +26,6 @@ use crate::web::{Json, Path, Query};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(link_dataset)).routes(routes!(search_datasets)).routes(routes!(unlink_dataset))
 }
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct DatasetRow {
-    pub id: Uuid,
-    pub name: String,
-    /// Path below the data root.
-    pub location: String,
-    pub size_bytes: i64,
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    pub proposal: String,
-    pub experiment: String,
-    pub beamline: String,
-    /// Who linked it.
-    pub created_by: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-const SELECT: &str = "select d.id, d.name, d.location, d.size_bytes, d.metadata, p.identifier as proposal,
-        e.code as experiment, e.beamline, u.username as created_by, d.created_at
-    from datasets d join experiments e on e.id = d.experiment_id join proposals p on p.id = e.proposal_id
-         left join users u on u.id = d.created_by";
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,21 +42,6 @@ pub struct LinkInput {
 
 /// Most bytes of metadata one dataset carries.
 const METADATA_MAX: usize = 64 * 1024;
-
-/// May the caller link data on this beamline's experiments?
-async fn may_link(db: &sqlx::PgPool, user: &CurrentUser, beamline: &str) -> Result<bool> {
-    Ok(match user.role {
-        Role::Admin => true,
-        Role::Scientist => {
-            sqlx::query_scalar("select exists (select 1 from beamline_staff where user_id = $1 and beamline = $2)")
-                .bind(user.id)
-                .bind(beamline)
-                .fetch_one(db)
-                .await?
-        }
-        Role::User => false,
-    })
-}
 
 fn refuse(beamline: &str) -> AppError {
     AppError::Forbidden(format!("only the scientists of beamline {beamline} and admins link data to its experiments"))
@@ -115,18 +77,11 @@ pub async fn link(
     code: &str,
     input: LinkInput,
 ) -> Result<DatasetRow> {
-    let experiment: Option<(Uuid, String)> = sqlx::query_as(&format!(
-        "select e.id, e.beamline from experiments e join proposals p on p.id = e.proposal_id
-         where p.identifier = $3 and e.code = $4 and {VISIBLE}"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(identifier)
-    .bind(code)
-    .fetch_optional(&state.db)
-    .await?;
-    let (experiment_id, beamline) = experiment.ok_or(AppError::NotFound)?;
-    if !may_link(&state.db, user, &beamline).await? {
+    let experiment = proposals::db::visible_experiment_by_code(&state.db, user, identifier, code)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let beamline = experiment.beamline;
+    if !is_staff(&state.db, user, &beamline).await? {
         return Err(refuse(&beamline));
     }
     let metadata = input.metadata.unwrap_or_else(|| json!({}));
@@ -161,23 +116,16 @@ pub async fn link(
     };
     let size = i64::try_from(resolved.size_bytes).unwrap_or(i64::MAX);
     let mut tx = state.db.begin().await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
-         values ($1, $2, $3, $4, $5, $6) returning id",
-    )
-    .bind(experiment_id)
-    .bind(&name)
-    .bind(&resolved.relative)
-    .bind(size)
-    .bind(&metadata)
-    .bind(user.id)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            AppError::Conflict(format!("{} is already linked to {identifier}/{code}", resolved.relative))
-        }
-        _ => err.into(),
+    let new = NewDataset {
+        experiment_id: experiment.id,
+        name: &name,
+        location: &resolved.relative,
+        size_bytes: size,
+        metadata: &metadata,
+        created_by: user.id,
+    };
+    let id = db::insert(&mut *tx, &new).await.on_constraint(db::LINKED_ONCE, |_| {
+        AppError::Conflict(format!("{} is already linked to {identifier}/{code}", resolved.relative))
     })?;
     audit::record(
         &mut *tx,
@@ -188,7 +136,7 @@ pub async fn link(
         json!({"proposal": identifier, "experiment": code, "location": resolved.relative, "size_bytes": size}),
     )
     .await?;
-    let row = sqlx::query_as(&format!("{SELECT} where d.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+    let row = db::find(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -206,20 +154,11 @@ pub async fn unlink_dataset(
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode> {
     let mut tx = state.db.begin().await?;
-    let found: Option<(String, String)> = sqlx::query_as(&format!(
-        "select e.beamline, d.location from datasets d join experiments e on e.id = d.experiment_id
-         join proposals p on p.id = e.proposal_id where d.id = $3 and {VISIBLE} for update of d"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (beamline, location) = found.ok_or(AppError::NotFound)?;
-    if !may_link(&state.db, &user, &beamline).await? {
+    let (beamline, location) = db::lock_visible(&mut tx, &user, id).await?.ok_or(AppError::NotFound)?;
+    if !is_staff(&state.db, &user, &beamline).await? {
         return Err(refuse(&beamline));
     }
-    sqlx::query("delete from datasets where id = $1").bind(id).execute(&mut *tx).await?;
+    db::delete(&mut *tx, id).await?;
     audit::record(&mut *tx, &actor, "dataset.unlink", "dataset", &id.to_string(), json!({"location": location}))
         .await?;
     tx.commit().await?;
@@ -263,37 +202,16 @@ pub async fn search_datasets(
             _ => Err(AppError::invalid("metadata", "must be a JSON object, e.g. {\"sample\": \"coupon A\"}")),
         })
         .transpose()?;
-    let q = crate::admin::filter(&params.q).map(crate::admin::like_pattern);
-    let condition = format!(
-        "{VISIBLE} and ($3::text is null or p.identifier = $3) and ($4::text is null or e.code = $4)
-         and ($5::text is null or e.beamline = $5) and ($6::jsonb is null or d.metadata @> $6)
-         and ($7::text is null or d.name ilike $7 or d.location ilike $7)"
-    );
-    let items =
-        sqlx::query_as(&format!("{SELECT} where {condition} order by p.identifier, e.code, d.name limit $8 offset $9"))
-            .bind(user.id)
-            .bind(user.role.as_str())
-            .bind(crate::admin::filter(&params.proposal))
-            .bind(crate::admin::filter(&params.experiment))
-            .bind(crate::admin::filter(&params.beamline))
-            .bind(&metadata)
-            .bind(&q)
-            .bind(per_page)
-            .bind(offset)
-            .fetch_all(&state.db)
-            .await?;
-    let total = sqlx::query_scalar(&format!(
-        "select count(*) from datasets d join experiments e on e.id = d.experiment_id
-         join proposals p on p.id = e.proposal_id where {condition}"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(crate::admin::filter(&params.proposal))
-    .bind(crate::admin::filter(&params.experiment))
-    .bind(crate::admin::filter(&params.beamline))
-    .bind(&metadata)
-    .bind(&q)
-    .fetch_one(&state.db)
-    .await?;
+    let name_like = crate::admin::filter(&params.q).map(crate::admin::like_pattern);
+    let filter = SearchFilter {
+        proposal: crate::admin::filter(&params.proposal),
+        experiment: crate::admin::filter(&params.experiment),
+        beamline: crate::admin::filter(&params.beamline),
+        metadata: metadata.as_ref(),
+        name_like: name_like.as_deref(),
+        limit: per_page,
+        offset,
+    };
+    let (items, total) = db::search(&state.db, &user, &filter).await?;
     Ok(Json(Page { items, total, page, per_page }))
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::routes::{link, LinkInput};
 use crate::audit::Actor;
 use crate::error::AppError;
-use crate::proposals::db::VISIBLE;
+use crate::proposals;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};
 use crate::web::{Form, Path};
@@ -35,18 +35,9 @@ async fn link_page(
     Path((proposal, experiment)): Path<(String, String)>,
 ) -> PageResult {
     // Starts the field at the experiment's storage folder, where the data must be.
-    let beamline: Option<String> = sqlx::query_scalar(&format!(
-        "select e.beamline from experiments e join proposals p on p.id = e.proposal_id
-         where p.identifier = $3 and e.code = $4 and {VISIBLE}"
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(&proposal)
-    .bind(&experiment)
-    .fetch_optional(&state.db)
-    .await?;
-    let location = beamline
-        .and_then(|b| state.config.experiment_storage.folder(&b, &proposal, &experiment).ok())
+    let found = proposals::db::visible_experiment_by_code(&state.db, &user, &proposal, &experiment).await?;
+    let location = found
+        .and_then(|e| state.config.experiment_storage.folder(&e.beamline, &proposal, &experiment).ok())
         .map(|folder| format!("{}/", folder.display()))
         .unwrap_or_default();
     render(&LinkPage { ctx, proposal, experiment, location, name: String::new(), metadata: "{}".into(), error: None })

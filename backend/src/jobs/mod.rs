@@ -1,4 +1,5 @@
 //! Batch jobs (e.g. a tomography reconstruction): a session of kind `job` plus its
 //! parameters, exit code and log.
 
+pub mod db;
 pub mod routes;

@@ -8,11 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::db;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
-use crate::runtime::Handle;
-use crate::sessions::db::{self, Session};
+use crate::sessions::db::{self as sessions, Session};
 use crate::sessions::lifecycle::launch::{self, LaunchRequest};
 use crate::state::AppState;
 use crate::web::{Json, Path, Query};
@@ -55,23 +55,14 @@ pub struct Job {
     pub logs_url: String,
 }
 
-#[derive(sqlx::FromRow)]
-struct JobRow {
-    parameters: serde_json::Value,
-    input_dataset: Option<String>,
-    output_location: Option<String>,
-    exit_code: Option<i32>,
+/// The session of the job `id`; 404 when it is not a job or not visible to `user`.
+async fn job_session(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Session> {
+    sessions::find_visible(&state.db, user, id).await?.filter(|s| s.kind == "job").ok_or(AppError::NotFound)
 }
 
 async fn find_job(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Job> {
-    let session = db::find_visible(&state.db, user, id).await?.filter(|s| s.kind == "job").ok_or(AppError::NotFound)?;
-    let row: JobRow = sqlx::query_as(
-        "select j.parameters, d.name as input_dataset, j.output_location, j.exit_code
-         from jobs j left join datasets d on d.id = j.input_dataset_id where j.session_id = $1",
-    )
-    .bind(id)
-    .fetch_one(&state.db)
-    .await?;
+    let session = job_session(state, user, id).await?;
+    let row = db::find(&state.db, id).await?;
     Ok(Job {
         session,
         parameters: row.parameters,
@@ -134,10 +125,8 @@ pub async fn job_logs(
     if !(1..=10_000).contains(&lines) {
         return Err(AppError::invalid("lines", "must be between 1 and 10000"));
     }
-    db::find_visible(&state.db, &user, id).await?.filter(|s| s.kind == "job").ok_or(AppError::NotFound)?;
-    let handle: Option<serde_json::Value> =
-        sqlx::query_scalar("select runtime_handle from sessions where id = $1").bind(id).fetch_one(&state.db).await?;
-    let handle = Handle(handle.unwrap_or(serde_json::Value::Null));
+    job_session(&state, &user, id).await?;
+    let handle = db::runtime_handle(&state.db, id).await?;
     let text = state.runtime.logs(id, &handle, lines).await?;
     Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response())
 }

@@ -10,11 +10,15 @@
 //! it); flavours without GPUs are never refused for GPU-hours. A limit of 0 allows no GPU
 //! sessions at all.
 
+pub mod db;
 pub mod routes;
 
 use sqlx::PgConnection;
 use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
+
+// The queries callers outside quotas/ reach under these paths.
+pub use db::{for_user, gpu_hours_this_month, usage_of_user};
 
 use crate::error::{AppError, Result};
 
@@ -51,71 +55,6 @@ pub struct Usage {
     pub gpu_hours_month: f64,
 }
 
-/// A scalar subquery: the GPU-hours used since the first of this month (UTC) by the
-/// sessions `s` matching `cond`. Each session counts its GPUs times the part of its run
-/// (start to stop, or to now while it runs) that falls in this month; a session that never
-/// started counts nothing. The admin's quota page shows the same figure.
-pub fn gpu_hours_this_month(cond: &str) -> String {
-    format!(
-        "(select coalesce(sum(s.gpus * extract(epoch from
-              least(coalesce(s.stopped_at, now()), now()) - greatest(s.started_at, date_trunc('month', now(), 'UTC')))
-              / 3600), 0)::float8
-          from sessions s where ({cond}) and s.gpus > 0 and s.started_at is not null
-            and coalesce(s.stopped_at, now()) > date_trunc('month', now(), 'UTC'))"
-    )
-}
-
-/// What the user holds now, and their GPU-hours this month.
-pub async fn usage_of_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Usage> {
-    sqlx::query_as(&format!(
-        "select count(*) as sessions, coalesce(sum(cpu_millis), 0)::bigint as cpu_millis,
-                coalesce(sum(memory_mib), 0)::bigint as memory_mib, coalesce(sum(gpus), 0)::bigint as gpus,
-                {} as gpu_hours_month
-         from sessions where owner_id = $1 and state in {}",
-        gpu_hours_this_month("s.owner_id = $1"),
-        crate::sessions::db::ACTIVE
-    ))
-    .bind(user_id)
-    .fetch_one(conn)
-    .await
-}
-
-/// What the members of a proposal hold together now, and its GPU-hours this month.
-async fn usage_of_proposal(conn: &mut PgConnection, proposal_id: Uuid) -> sqlx::Result<Usage> {
-    sqlx::query_as(&format!(
-        "select count(*) as sessions, coalesce(sum(s.cpu_millis), 0)::bigint as cpu_millis,
-                coalesce(sum(s.memory_mib), 0)::bigint as memory_mib, coalesce(sum(s.gpus), 0)::bigint as gpus,
-                {} as gpu_hours_month
-         from sessions s join experiments e on e.id = s.experiment_id
-         where e.proposal_id = $1 and s.state in {}",
-        gpu_hours_this_month("s.experiment_id in (select id from experiments where proposal_id = $1)"),
-        crate::sessions::db::ACTIVE
-    ))
-    .bind(proposal_id)
-    .fetch_one(conn)
-    .await
-}
-
-/// The user's limits: their role's row, each field overridden by their own row if set.
-pub async fn for_user(conn: &mut PgConnection, user_id: Uuid, role: &str) -> sqlx::Result<Limits> {
-    sqlx::query_as(
-        "select coalesce(u.max_sessions, r.max_sessions) as max_sessions,
-                coalesce(u.max_cpu_millis, r.max_cpu_millis) as max_cpu_millis,
-                coalesce(u.max_memory_mib, r.max_memory_mib) as max_memory_mib,
-                coalesce(u.max_gpus, r.max_gpus) as max_gpus,
-                coalesce(u.max_gpu_hours_month, r.max_gpu_hours_month) as max_gpu_hours_month,
-                coalesce(u.lifetime_minutes, r.lifetime_minutes) as lifetime_minutes,
-                coalesce(u.idle_minutes, r.idle_minutes) as idle_minutes
-         from (select 1) one
-         left join quotas r on r.scope = 'role' and r.role = $2
-         left join quotas u on u.scope = 'user' and u.user_id = $1",
-    )
-    .bind(user_id)
-    .bind(role)
-    .fetch_one(conn)
-    .await
-}
-
 /// Locks the user's and the proposal's rows (always in that order, so two launches never
 /// wait on each other crosswise) and refuses the launch with 409 naming the first limit
 /// it would pass. Returns the user's limits.
@@ -126,38 +65,14 @@ pub async fn check_launch(
     proposal_id: Uuid,
     request: Request,
 ) -> Result<Limits> {
-    // `no key update` does not block the inserts elsewhere that only reference the rows.
-    sqlx::query("select 1 from users where id = $1 for no key update").bind(user_id).execute(&mut *conn).await?;
-    sqlx::query("select 1 from proposals where id = $1 for no key update")
-        .bind(proposal_id)
-        .execute(&mut *conn)
-        .await?;
+    db::lock_holders(conn, user_id, proposal_id).await?;
 
-    let limits = for_user(conn, user_id, role).await?;
-    let usage = usage_of_user(conn, user_id).await?;
+    let limits = db::for_user(conn, user_id, role).await?;
+    let usage = db::usage_of_user(conn, user_id).await?;
     check(&limits, &usage, request, "")?;
 
-    let proposal: Option<(Limits, String)> =
-        sqlx::query_as::<_, (Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, String)>(
-            "select q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus, q.max_gpu_hours_month, p.identifier
-         from quotas q join proposals p on p.id = q.proposal_id where q.scope = 'proposal' and q.proposal_id = $1",
-        )
-        .bind(proposal_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|(s, c, m, g, h, identifier)| {
-            let limits = Limits {
-                max_sessions: s,
-                max_cpu_millis: c,
-                max_memory_mib: m,
-                max_gpus: g,
-                max_gpu_hours_month: h,
-                ..Limits::default()
-            };
-            (limits, identifier)
-        });
-    if let Some((proposal_limits, identifier)) = proposal {
-        let usage = usage_of_proposal(conn, proposal_id).await?;
+    if let Some((proposal_limits, identifier)) = db::for_proposal(conn, proposal_id).await? {
+        let usage = db::usage_of_proposal(conn, proposal_id).await?;
         check(&proposal_limits, &usage, request, &format!("proposal {identifier}: "))?;
     }
     Ok(limits)

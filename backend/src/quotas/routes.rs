@@ -32,7 +32,7 @@ pub struct Quota {
 #[tracing::instrument(skip_all, fields(user.id = %user.id))]
 pub async fn get_quota(state: AppState, user: CurrentUser) -> Result<Json<Quota>> {
     let mut conn = state.db.acquire().await?;
-    let limits = super::for_user(&mut conn, user.id, user.role.as_str()).await?;
-    let used = super::usage_of_user(&mut conn, user.id).await?;
+    let limits = super::db::for_user(&mut conn, user.id, user.role.as_str()).await?;
+    let used = super::db::usage_of_user(&mut conn, user.id).await?;
     Ok(Json(Quota { limits, used }))
 }

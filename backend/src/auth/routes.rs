@@ -110,8 +110,7 @@ async fn start_session(
 ) -> PageResult {
     let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
     let cookie = sessions::create(&state.db, &state.config, user_id, Some(addr.to_string()), user_agent).await?;
-    let username: String =
-        sqlx::query_scalar("select username from users where id = $1").bind(user_id).fetch_one(&state.db).await?;
+    let username = super::users::username(&state.db, user_id).await?;
     let actor = Actor {
         user_id: Some(user_id),
         name: username,

@@ -1,7 +1,8 @@
-//! User accounts as the CLI manages them (`daas user ...`).
+//! User accounts as the CLI manages them (`daas user ...`), and the lookups of an account
+//! the login needs.
 
 use anyhow::{bail, Context};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::auth::identity::Role;
@@ -61,6 +62,11 @@ pub async fn find(db: &PgPool, username: &str) -> anyhow::Result<Uuid> {
         .fetch_optional(db)
         .await?
         .with_context(|| format!("no user {username:?}"))
+}
+
+/// The username of the account `id` (which exists: the login just found it).
+pub async fn username(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<String> {
+    sqlx::query_scalar("select username from users where id = $1").bind(id).fetch_one(db).await
 }
 
 pub async fn set_role(db: &PgPool, username: &str, role: Role) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::identity::Role;
 
+/// An image as a launcher sees it.
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Image {
     pub id: Uuid,
@@ -42,6 +43,7 @@ pub async fn images(db: impl PgExecutor<'_>, role: Role) -> sqlx::Result<Vec<Ima
     .await
 }
 
+/// A flavour as a launcher sees it.
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Flavour {
     pub id: Uuid,

@@ -15,6 +15,7 @@ use crate::proposals::db::push_visible;
 /// The unique constraint on `(experiment_id, location)`: one link per folder and experiment.
 pub const LINKED_ONCE: &str = "datasets_experiment_id_location_key";
 
+/// A linked dataset as the API shows it, with its proposal and experiment.
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct DatasetRow {
     pub id: Uuid,

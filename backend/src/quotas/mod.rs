@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
 
-// The queries callers outside quotas/ reach under these paths.
+// Still called by these paths from sessions/views.rs and admin/quotas.rs.
 pub use db::{for_user, gpu_hours_this_month, usage_of_user};
 
 use crate::error::{AppError, Result};

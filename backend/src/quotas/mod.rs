@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
 
-// Still called by these paths from sessions/views.rs and admin/quotas.rs.
+// Still called by these paths from sessions/views.rs and admin/db/quotas.rs.
 pub use db::{for_user, gpu_hours_this_month, usage_of_user};
 
 use crate::error::{AppError, Result};

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::auth::identity::Role;
+use crate::auth::identity::{CurrentUser, Role};
 
 pub struct NewUser<'a> {
     pub username: &'a str,
@@ -65,6 +65,14 @@ pub async fn find(db: &PgPool, username: &str) -> anyhow::Result<Uuid> {
 }
 
 /// The username of the account `id` (which exists: the login just found it).
+/// An enabled user by username, as the identity queries take.
+pub async fn enabled(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<CurrentUser>> {
+    sqlx::query_as("select id, username, display_name, role from users where username = $1 and enabled")
+        .bind(username)
+        .fetch_optional(db)
+        .await
+}
+
 pub async fn username(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<String> {
     sqlx::query_scalar("select username from users where id = $1").bind(id).fetch_one(db).await
 }

@@ -11,18 +11,6 @@ use uuid::Uuid;
 
 use crate::auth::identity::{CurrentUser, Role};
 
-/// SQL condition on a proposal `p` for the caller `$1` (user id) with role `$2`.
-///
-/// Superseded by `push_visible` and `visible_experiment`; kept only until `sessions/launch.rs`
-/// and `sessions/members.rs` use those, then to be deleted.
-pub const VISIBLE: &str = "(
-    $2 = 'admin'
-    or exists (select 1 from proposal_members m where m.proposal_id = p.id and m.user_id = $1)
-    or ($2 = 'scientist' and exists (
-        select 1 from beamline_staff b where b.user_id = $1
-        and (b.beamline = p.beamline
-             or exists (select 1 from experiments e where e.proposal_id = p.id and e.beamline = b.beamline)))))";
-
 /// Pushes the visibility rule as a condition on the proposal `p`: `user` sees the proposals
 /// they are a member of; a scientist also those of the beamlines they are staff of (the
 /// proposal's own beamline, or one of its experiments'); an admin sees every proposal.

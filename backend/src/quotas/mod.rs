@@ -17,9 +17,6 @@ use sqlx::PgConnection;
 use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
 
-// Still called by these paths from sessions/views.rs and admin/db/quotas.rs.
-pub use db::{for_user, gpu_hours_this_month, usage_of_user};
-
 use crate::error::{AppError, Result};
 
 /// Effective limits; `None` is unlimited (or, for the times, the server default).

@@ -10,11 +10,8 @@ use uuid::Uuid;
 
 use super::lifecycle::observe::Live;
 use super::lifecycle::SessionState;
-use crate::auth::identity::{CurrentUser, Role};
+use crate::auth::identity::CurrentUser;
 use crate::runtime::{Handle, Kind};
-
-/// States in which a session holds resources, as SQL (`quotas` until it binds `SessionState::ACTIVE`).
-pub const ACTIVE: &str = "('requested', 'starting', 'running', 'stopping')";
 
 /// A session as the API shows it. Never the secret, never the runtime handle.
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -163,57 +160,6 @@ pub async fn relay_target(db: impl PgExecutor<'_>, user: &CurrentUser, id: Uuid)
     q.build_query_as().fetch_optional(db).await
 }
 
-/// An image of the Launch dialog.
-#[derive(sqlx::FromRow)]
-pub struct ImageChoice {
-    pub id: Uuid,
-    pub name: String,
-    pub kind: String,
-    pub description: String,
-    pub parameter_schema: Option<serde_json::Value>,
-}
-
-/// The enabled images `role` may launch, by kind and name.
-pub async fn images_for(db: impl PgExecutor<'_>, role: Role) -> sqlx::Result<Vec<ImageChoice>> {
-    sqlx::query_as(
-        "select id, name, kind, description, parameter_schema from images
-         where enabled and $1 = any(allowed_roles) order by kind, name",
-    )
-    .bind(role.as_str())
-    .fetch_all(db)
-    .await
-}
-
-/// A flavour of the Launch dialog.
-#[derive(sqlx::FromRow)]
-pub struct FlavourChoice {
-    pub id: Uuid,
-    pub name: String,
-    pub cpu_millis: i32,
-    pub memory_mib: i32,
-    pub gpus: i32,
-    pub gpu_type: Option<String>,
-}
-
-/// The enabled flavours `role` may use that `image` (if chosen) runs on, smallest first.
-pub async fn flavours_for(
-    db: impl PgExecutor<'_>,
-    role: Role,
-    image: Option<Uuid>,
-) -> sqlx::Result<Vec<FlavourChoice>> {
-    sqlx::query_as(
-        "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type from flavours f
-         where f.enabled and $1 = any(f.allowed_roles)
-           and (not exists (select 1 from image_flavours x where x.image_id = $2)
-                or exists (select 1 from image_flavours x where x.image_id = $2 and x.flavour_id = f.id))
-         order by f.gpus, f.cpu_millis, f.memory_mib",
-    )
-    .bind(role.as_str())
-    .bind(image)
-    .fetch_all(db)
-    .await
-}
-
 /// Whether the experiment belongs to the proposal.
 pub async fn experiment_of_proposal(db: impl PgExecutor<'_>, experiment: Uuid, proposal: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from experiments where id = $1 and proposal_id = $2)")
@@ -296,30 +242,18 @@ pub async fn image_runs_on(conn: &mut PgConnection, image: Uuid, flavour: Uuid) 
     .await
 }
 
-/// An experiment of a proposal the caller sees.
-#[derive(sqlx::FromRow)]
-pub struct LaunchExperiment {
-    pub code: String,
-    pub proposal_id: Uuid,
-    /// The proposal's identifier.
-    pub proposal: String,
+/// The experiment a session works on.
+pub async fn experiment_of(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar("select experiment_id from sessions where id = $1").bind(session).fetch_one(db).await
 }
 
-pub async fn visible_experiment(
-    conn: &mut PgConnection,
-    user: &CurrentUser,
-    id: Uuid,
-) -> sqlx::Result<Option<LaunchExperiment>> {
-    sqlx::query_as(&format!(
-        "select e.code, p.id as proposal_id, p.identifier as proposal
-         from experiments e join proposals p on p.id = e.proposal_id
-         where e.id = $3 and {}",
-        crate::proposals::db::VISIBLE
-    ))
-    .bind(user.id)
-    .bind(user.role.as_str())
-    .bind(id)
-    .fetch_optional(conn)
+/// The experiment's proposal identifier and beamline, for messages.
+pub async fn proposal_and_beamline(db: impl PgExecutor<'_>, experiment: Uuid) -> sqlx::Result<(String, String)> {
+    sqlx::query_as(
+        "select p.identifier, e.beamline from experiments e join proposals p on p.id = e.proposal_id where e.id = $1",
+    )
+    .bind(experiment)
+    .fetch_one(db)
     .await
 }
 

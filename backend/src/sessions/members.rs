@@ -16,7 +16,6 @@ use super::lifecycle::SessionState;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
-use crate::proposals::db::VISIBLE;
 use crate::state::AppState;
 use crate::web::{Json, Path};
 
@@ -103,30 +102,18 @@ pub async fn add_member(
     }
     let mut tx = state.db.begin().await?;
     let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let member: Option<(Uuid, String, String, String)> =
-        sqlx::query_as("select id, username, display_name, role from users where username = $1 and enabled")
-            .bind(&body.user)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((member_id, username, display_name, member_role)) = member else {
+    let Some(member) = crate::auth::users::enabled(&mut *tx, &body.user).await? else {
         return Err(AppError::invalid("user", "no such user"));
     };
+    let (member_id, username, display_name) = (member.id, member.username.clone(), member.display_name.clone());
     if member_id == owner {
         return Err(AppError::invalid("user", "the owner is a member already"));
     }
     // A session shows its proposal's data: only those who may see the proposal may join
     // (its members, its beamline's scientists, admins).
-    let (may_see, proposal, beamline): (bool, String, String) = sqlx::query_as(&format!(
-        "select {VISIBLE}, p.identifier, e.beamline
-         from sessions s join experiments e on e.id = s.experiment_id join proposals p on p.id = e.proposal_id
-         where s.id = $3"
-    ))
-    .bind(member_id)
-    .bind(&member_role)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !may_see {
+    let experiment = db::experiment_of(&mut *tx, id).await?;
+    if crate::proposals::db::visible_experiment(&mut *tx, &member, experiment).await?.is_none() {
+        let (proposal, beamline) = db::proposal_and_beamline(&mut *tx, experiment).await?;
         return Err(AppError::invalid(
             "user",
             format!(

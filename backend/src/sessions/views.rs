@@ -19,6 +19,7 @@ use super::lifecycle::SessionState;
 use super::members::{self, Invitation};
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
+use crate::catalogue::db as catalogue;
 use crate::error::AppError;
 use crate::proposals::db as proposals;
 use crate::state::AppState;
@@ -99,7 +100,7 @@ async fn launch_form(
     error: Option<String>,
 ) -> Result<LaunchPage, crate::web::page::PageError> {
     let proposal = proposals::find_visible(&state.db, user, identifier).await?.ok_or(AppError::NotFound)?;
-    let rows = db::images_for(&state.db, user.role).await?;
+    let rows = catalogue::images(&state.db, user.role).await?;
     let chosen = image_id.and_then(|id| rows.iter().find(|i| i.id == id));
     let images = rows
         .iter()
@@ -119,9 +120,12 @@ async fn launch_form(
             ),
         })
         .collect();
-    let flavours = db::flavours_for(&state.db, user.role, chosen.map(|i| i.id))
+    // The flavours the chosen image runs on (an image that names none runs on all).
+    let runs_on = |f: &catalogue::Flavour| chosen.is_none_or(|i| i.flavours.is_empty() || i.flavours.contains(&f.id));
+    let flavours = catalogue::flavours(&state.db, user.role)
         .await?
         .into_iter()
+        .filter(runs_on)
         .map(|f| Choice {
             id: f.id,
             label: f.name,
@@ -158,8 +162,8 @@ fn resources(cpu_millis: i32, memory_mib: i32, gpus: i32, gpu_type: Option<&str>
 /// What the caller still may launch, line by line ("1 of 2 sessions in use").
 async fn quota_left(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
     let mut conn = state.db.acquire().await?;
-    let limits = crate::quotas::for_user(&mut conn, user.id, user.role.as_str()).await?;
-    let used = crate::quotas::usage_of_user(&mut conn, user.id).await?;
+    let limits = crate::quotas::db::for_user(&mut conn, user.id, user.role.as_str()).await?;
+    let used = crate::quotas::db::usage_of_user(&mut conn, user.id).await?;
     let (sessions, cpu, mem, gpus) = (used.sessions, used.cpu_millis, used.memory_mib, used.gpus);
     let line = |what: &str, used: String, limit: Option<String>| match limit {
         Some(limit) => format!("{what}: {used} of {limit} in use"),

@@ -30,7 +30,7 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<QuotaRow>> {
         "select q.id, q.scope, q.subject, q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus,
                 q.max_gpu_hours_month, u.sessions, u.cpu_millis, u.memory_mib, u.gpus, ",
     );
-    q.push(crate::quotas::gpu_hours_this_month(COUNTED));
+    q.push(crate::quotas::db::gpu_hours_this_month(COUNTED));
     q.push(
         " as gpu_hours_month
          from (select q.*, coalesce(q.role, us.username, p.identifier) as subject

@@ -82,7 +82,7 @@ pub async fn launch(
         ));
     }
 
-    let experiment = db::visible_experiment(&mut tx, user, request.experiment)
+    let experiment = crate::proposals::db::visible_experiment(&mut *tx, user, request.experiment)
         .await?
         .ok_or_else(|| AppError::invalid("experiment", "no such experiment in your proposals"))?;
 

@@ -130,4 +130,34 @@ mod tests {
         }
         assert_eq!(SessionState::parse("paused"), None);
     }
+
+    /// The acceptance rule of this module: the names are spelled here and nowhere else in
+    /// daas's code or pages (SQL binds them; pages ask the enum).
+    #[test]
+    fn no_other_source_or_page_spells_a_state() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut offenders = Vec::new();
+        let mut folders = vec![root.join("src"), root.join("../frontend/templates")];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                    continue;
+                }
+                if path.ends_with("sessions/lifecycle/state.rs") {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                for state in SessionState::ALL {
+                    for quoted in [format!("'{state}'"), format!("\"{state}\"")] {
+                        if text.contains(&quoted) {
+                            offenders.push(format!("{} spells {quoted}", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:#?}");
+    }
 }

@@ -20,7 +20,14 @@ async fn launch(app: &TestApp, token: &str) -> Uuid {
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_string();
     wait_state(app, token, &id, 10, |s: &Value| s["state"] == "running").await;
-    id.parse().unwrap()
+    // Its launch task watches it a moment longer; until it lets go, a pass leaves it alone.
+    let id = id.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.lifecycle.launching().contains(&id) {
+        assert!(tokio::time::Instant::now() < deadline, "the launch task never let go");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    id
 }
 
 async fn state_of(db: &PgPool, id: Uuid) -> (String, Option<String>) {

@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::sessions::db;
-use crate::sessions::lifecycle::observe::{apply, decide, Live};
+use crate::sessions::db::Live;
+use crate::sessions::lifecycle::observe::{apply, decide};
 use crate::sessions::lifecycle::{expiry, launch, stop, SessionState};
 use crate::state::AppState;
 

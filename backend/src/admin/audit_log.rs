@@ -3,12 +3,13 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::db::audit_log as db;
+pub use super::db::audit_log::AuditEvent;
 use super::{filter, paginate, spreadsheet_safe, Page};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
@@ -33,23 +34,6 @@ pub struct AuditFilter {
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct AuditEvent {
-    pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The username at the time (or `cli`).
-    pub actor: Option<String>,
-    pub action: String,
-    pub object_type: Option<String>,
-    pub object_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    /// Where the request came from.
-    pub remote_addr: Option<String>,
-    pub request_id: Option<String>,
 }
 
 fn time(field: &str, s: &Option<String>) -> Result<Option<OffsetDateTime>> {

@@ -1,80 +1,16 @@
 //! Flavours: the sizes sessions run at (CPU, memory, GPUs), with the Kubernetes node
 //! selector and tolerations that place them, and the roles that may use them.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::db::flavours as db;
-use super::images::all_roles;
+pub use super::db::flavours::{AdminFlavour, FlavourInput};
 use super::{check_name, check_non_negative, check_positive, check_roles, name_taken};
 use crate::audit::{self, Actor};
 use crate::error::{AppError, Result, ResultExt};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path};
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct AdminFlavour {
-    pub id: Uuid,
-    pub name: String,
-    pub cpu_millis: i32,
-    pub memory_mib: i32,
-    pub gpus: i32,
-    /// e.g. `nvidia-a100`; only with GPUs.
-    pub gpu_type: Option<String>,
-    pub disk_gib: i32,
-    /// Kubernetes node labels a pod of this flavour must land on.
-    #[schema(value_type = Object)]
-    pub node_selector: Value,
-    /// Kubernetes tolerations of its pods.
-    #[schema(value_type = Vec<Object>)]
-    pub tolerations: Value,
-    pub allowed_roles: Vec<String>,
-    pub enabled: bool,
-    /// Sessions of it not yet stopped.
-    pub active_sessions: i64,
-    /// Sessions ever launched on it (a flavour with any cannot be deleted, only disabled).
-    pub total_sessions: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlavourInput {
-    pub name: String,
-    pub cpu_millis: i32,
-    pub memory_mib: i32,
-    #[serde(default)]
-    pub gpus: i32,
-    pub gpu_type: Option<String>,
-    #[serde(default)]
-    pub disk_gib: i32,
-    /// Label name to value, e.g. `{"nvidia.com/gpu.present": "true"}`.
-    #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
-    pub node_selector: Value,
-    /// Kubernetes tolerations: `[{"key", "operator": "Exists"|"Equal", "value", "effect"}]`.
-    #[serde(default = "empty_array")]
-    #[schema(value_type = Vec<Object>)]
-    pub tolerations: Value,
-    #[serde(default = "all_roles")]
-    pub allowed_roles: Vec<String>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn empty_object() -> Value {
-    json!({})
-}
-fn empty_array() -> Value {
-    json!([])
-}
-fn yes() -> bool {
-    true
-}
 
 /// A Kubernetes label key: an optional DNS prefix and `/`, then a name of up to 63.
 fn is_label_key(key: &str) -> bool {

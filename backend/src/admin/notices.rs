@@ -1,30 +1,19 @@
 //! System notices: an admin posts a banner with an expiry; every logged-in user reads the
 //! active ones from `GET /api/v1/notices`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::db::notices as db;
+pub use super::db::notices::Notice;
 use crate::audit::{self, Actor};
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path};
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct Notice {
-    pub id: Uuid,
-    pub message: String,
-    /// `info`, `warning` or `outage`.
-    pub level: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub starts_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,44 +1,17 @@
 //! Quotas: defaults per role, overrides per user and per proposal, each shown with what is
 //! in use now (sessions not yet stopped) and the GPU-hours of the current month (UTC).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::db::quotas::{self as db, Subject};
+pub use super::db::quotas::{Limits, Use};
 use crate::audit::{self, Actor};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path};
-
-/// Limits; `null` is unlimited for a role or a proposal, and "as the role says" for a user.
-#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow, Default, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    #[serde(default)]
-    pub max_sessions: Option<i32>,
-    #[serde(default)]
-    pub max_cpu_millis: Option<i32>,
-    #[serde(default)]
-    pub max_memory_mib: Option<i32>,
-    #[serde(default)]
-    pub max_gpus: Option<i32>,
-    #[serde(default)]
-    pub max_gpu_hours_month: Option<i32>,
-}
-
-/// What is in use against a quota now.
-#[derive(Serialize, ToSchema, sqlx::FromRow, Default)]
-pub struct Use {
-    /// Sessions not yet stopped.
-    pub sessions: i64,
-    pub cpu_millis: i64,
-    pub memory_mib: i64,
-    pub gpus: i64,
-    /// GPU-hours used since the start of this month (UTC).
-    pub gpu_hours_month: f64,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct Quota {

@@ -10,11 +10,12 @@ use std::fmt::Write;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::{Date, Month, PrimitiveDateTime, Time};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::db::usage as db;
+pub use super::db::usage::UsageRow;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Query};
@@ -31,18 +32,6 @@ pub struct UsageParams {
     pub to: Option<String>,
     /// For the chart: `cpu_hours` (default), `gpu_hours` or `sessions`.
     pub metric: Option<String>,
-}
-
-#[derive(Serialize, ToSchema, sqlx::FromRow, Debug, Clone, PartialEq)]
-pub struct UsageRow {
-    /// `YYYY-MM`.
-    pub month: String,
-    /// The user, proposal, beamline or image (the month again when grouping by month).
-    pub key: String,
-    /// Sessions started in the month.
-    pub sessions: i64,
-    pub cpu_hours: f64,
-    pub gpu_hours: f64,
 }
 
 struct Query_ {

@@ -4,36 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::db::users as db;
+pub use super::db::users::{TokenRow, UserRow, UserSession};
 use super::{filter, like_pattern, paginate, Page};
 use crate::audit::{self, Actor};
 use crate::auth::identity::Role;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path, Query};
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct UserRow {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub affiliation: Option<String>,
-    /// `user`, `scientist` or `admin`.
-    pub role: String,
-    pub enabled: bool,
-    /// Local password login possible (otherwise only single sign-on).
-    pub has_password: bool,
-    pub beamlines: Vec<String>,
-    /// Sessions not yet stopped.
-    pub active_sessions: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -80,35 +61,6 @@ pub async fn search(
     let items = db::search(db, &search, limit, offset).await?;
     let total = db::count(db, &search).await?;
     Ok((items, total))
-}
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct UserSession {
-    pub id: Uuid,
-    pub kind: String,
-    pub state: String,
-    pub image: String,
-    pub proposal: String,
-    pub experiment: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub stopped_at: Option<OffsetDateTime>,
-}
-
-/// An API token as the admin sees it: never its secret, nor its hash.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct TokenRow {
-    pub id: Uuid,
-    pub name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub revoked_at: Option<OffsetDateTime>,
 }
 
 #[derive(Serialize, ToSchema)]

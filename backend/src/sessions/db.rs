@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::lifecycle::observe::Live;
 use super::lifecycle::SessionState;
 use crate::auth::identity::CurrentUser;
 use crate::runtime::{Handle, Kind};
@@ -430,6 +429,29 @@ pub async fn mark_warned(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool
         .execute(conn)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// A live session as the lifecycle and the reconciler read it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Live {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub kind: Kind,
+    pub state: SessionState,
+    pub runtime_handle: Option<serde_json::Value>,
+    pub progress: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub last_activity_at: OffsetDateTime,
+    pub warned_at: Option<OffsetDateTime>,
+    /// The owner's idle limit from their quotas, if any.
+    pub idle_minutes: Option<i32>,
+}
+
+impl Live {
+    pub fn handle(&self) -> Option<Handle> {
+        self.runtime_handle.clone().map(Handle)
+    }
 }
 
 const LIVE: &str = "select s.id, s.kind, s.state, s.runtime_handle, s.progress, s.created_at, s.expires_at,

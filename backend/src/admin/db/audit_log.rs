@@ -1,9 +1,10 @@
 //! The audit log's queries: events matching a filter, as a page or all of them.
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
-
-use crate::admin::audit_log::AuditEvent;
 
 /// What the events must match; `None` matches anything.
 pub struct Matching<'a> {
@@ -73,4 +74,21 @@ pub async fn count(db: impl PgExecutor<'_>, matching: &Matching<'_>) -> sqlx::Re
     let mut q = QueryBuilder::new("select count(*) from audit_events");
     matching.push_where(&mut q);
     q.build_query_scalar().fetch_one(db).await
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The username at the time (or `cli`).
+    pub actor: Option<String>,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Where the request came from.
+    pub remote_addr: Option<String>,
+    pub request_id: Option<String>,
 }

@@ -1,9 +1,13 @@
 //! The flavours' queries.
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::admin::flavours::{AdminFlavour, FlavourInput};
 use crate::sessions::lifecycle::SessionState;
 
 /// `select ... from flavours f`, each flavour with its session counts; the caller pushes
@@ -82,4 +86,55 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, f: &FlavourInput) -> sqlx::
     .execute(tx)
     .await?;
     Ok(())
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AdminFlavour {
+    pub id: Uuid,
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    pub gpus: i32,
+    /// e.g. `nvidia-a100`; only with GPUs.
+    pub gpu_type: Option<String>,
+    pub disk_gib: i32,
+    /// Kubernetes node labels a pod of this flavour must land on.
+    #[schema(value_type = Object)]
+    pub node_selector: Value,
+    /// Kubernetes tolerations of its pods.
+    #[schema(value_type = Vec<Object>)]
+    pub tolerations: Value,
+    pub allowed_roles: Vec<String>,
+    pub enabled: bool,
+    /// Sessions of it not yet stopped.
+    pub active_sessions: i64,
+    /// Sessions ever launched on it (a flavour with any cannot be deleted, only disabled).
+    pub total_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavourInput {
+    pub name: String,
+    pub cpu_millis: i32,
+    pub memory_mib: i32,
+    #[serde(default)]
+    pub gpus: i32,
+    pub gpu_type: Option<String>,
+    #[serde(default)]
+    pub disk_gib: i32,
+    /// Label name to value, e.g. `{"nvidia.com/gpu.present": "true"}`.
+    #[serde(default = "super::empty_object")]
+    #[schema(value_type = Object)]
+    pub node_selector: Value,
+    /// Kubernetes tolerations: `[{"key", "operator": "Exists"|"Equal", "value", "effect"}]`.
+    #[serde(default = "super::empty_array")]
+    #[schema(value_type = Vec<Object>)]
+    pub tolerations: Value,
+    #[serde(default = "super::all_roles")]
+    pub allowed_roles: Vec<String>,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
 }

@@ -1,9 +1,13 @@
 //! The image catalogue's queries.
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::admin::images::{AdminImage, ImageInput};
 use crate::sessions::lifecycle::SessionState;
 
 /// `select ... from images i`, each image with its flavours and session counts; the caller
@@ -104,4 +108,80 @@ pub async fn set_flavours(tx: &mut PgConnection, image: Uuid, flavours: &[Uuid])
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// An image as the admin sees it: everything, enabled or not.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct AdminImage {
+    pub id: Uuid,
+    pub name: String,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// OCI reference the Kubernetes runtime pulls.
+    pub reference: String,
+    /// `vnc`, `http` or `none` (follows from the kind).
+    pub protocol: String,
+    pub default_cpu_millis: i32,
+    pub default_memory_mib: i32,
+    pub default_gpus: i32,
+    pub default_disk_gib: i32,
+    /// A disabled image cannot be launched; its running sessions keep running.
+    pub enabled: bool,
+    pub description: String,
+    pub icon: Option<String>,
+    /// Roles that may launch it.
+    pub allowed_roles: Vec<String>,
+    /// Flavours it may run on; empty means any.
+    pub flavours: Vec<Uuid>,
+    /// For jobs: the JSON Schema of the parameters.
+    #[schema(value_type = Option<Object>)]
+    pub parameter_schema: Option<Value>,
+    /// What the local runtime runs, e.g. `{"argv": ["python3", "recon.py"]}`.
+    #[schema(value_type = Option<Object>)]
+    pub local_command: Option<Value>,
+    /// Sessions of it not yet stopped.
+    pub active_sessions: i64,
+    /// Sessions ever launched from it (an image with any cannot be deleted).
+    pub total_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What an admin sends to create or replace an image.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInput {
+    pub name: String,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// OCI image reference, e.g. `registry.example/daas/desktop:1.0`.
+    pub reference: String,
+    /// `vnc` (desktop), `http` (notebook) or `none` (job); follows from the kind when left out.
+    pub protocol: Option<String>,
+    pub default_cpu_millis: i32,
+    pub default_memory_mib: i32,
+    #[serde(default)]
+    pub default_gpus: i32,
+    #[serde(default)]
+    pub default_disk_gib: i32,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub description: String,
+    /// A URL or a short name of an icon.
+    pub icon: Option<String>,
+    /// Default: every role.
+    #[serde(default = "super::all_roles")]
+    pub allowed_roles: Vec<String>,
+    /// Flavour ids it may run on; empty means any.
+    #[serde(default)]
+    pub flavours: Vec<Uuid>,
+    /// For job images: the JSON Schema of their parameters.
+    #[schema(value_type = Option<Object>)]
+    pub parameter_schema: Option<Value>,
+    /// For the local runtime: `{"argv": ["program", "arg", ...], "env": {"NAME": "value"}}`.
+    #[schema(value_type = Option<Object>)]
+    pub local_command: Option<Value>,
 }

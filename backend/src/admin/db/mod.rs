@@ -58,3 +58,22 @@ impl Catalogue {
         Ok(())
     }
 }
+
+// Defaults of the fields of the admin's inputs (`#[serde(default = ...)]`).
+
+/// Every role (the default of `allowed_roles`).
+pub(crate) fn all_roles() -> Vec<String> {
+    vec!["user".into(), "scientist".into(), "admin".into()]
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+pub(crate) fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+pub(crate) fn empty_array() -> serde_json::Value {
+    serde_json::json!([])
+}

@@ -1,10 +1,11 @@
 //! The notices' queries.
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-use crate::admin::notices::Notice;
 
 /// The notices showing now, most severe first.
 pub async fn active(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Notice>> {
@@ -51,4 +52,16 @@ pub async fn insert(
 /// Deletes a notice; its message, `None` when there was no such notice.
 pub async fn delete(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("delete from notices where id = $1 returning message").bind(id).fetch_optional(tx).await
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct Notice {
+    pub id: Uuid,
+    pub message: String,
+    /// `info`, `warning` or `outage`.
+    pub level: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }

@@ -1,10 +1,12 @@
 //! The quotas' queries: every quota with what is in use against it, and the upsert and
 //! delete of one.
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::admin::quotas::{Limits, Use};
 use crate::sessions::lifecycle::SessionState;
 
 #[derive(sqlx::FromRow)]
@@ -138,4 +140,32 @@ pub async fn delete(tx: &mut PgConnection, subject: &Subject) -> sqlx::Result<Op
     .bind(proposal_id)
     .fetch_optional(tx)
     .await
+}
+
+/// Limits; `null` is unlimited for a role or a proposal, and "as the role says" for a user.
+#[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_sessions: Option<i32>,
+    #[serde(default)]
+    pub max_cpu_millis: Option<i32>,
+    #[serde(default)]
+    pub max_memory_mib: Option<i32>,
+    #[serde(default)]
+    pub max_gpus: Option<i32>,
+    #[serde(default)]
+    pub max_gpu_hours_month: Option<i32>,
+}
+
+/// What is in use against a quota now.
+#[derive(Serialize, ToSchema, sqlx::FromRow, Default)]
+pub struct Use {
+    /// Sessions not yet stopped.
+    pub sessions: i64,
+    pub cpu_millis: i64,
+    pub memory_mib: i64,
+    pub gpus: i64,
+    /// GPU-hours used since the start of this month (UTC).
+    pub gpu_hours_month: f64,
 }

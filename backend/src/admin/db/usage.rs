@@ -1,9 +1,10 @@
 //! The usage query: CPU-hours, GPU-hours and sessions per month and per a key.
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::PrimitiveDateTime;
-
-use crate::admin::usage::UsageRow;
 
 /// What rows are per, besides the month.
 #[derive(Clone, Copy)]
@@ -71,4 +72,16 @@ pub async fn usage(
     }
     q.push(" group by 1, 2 order by 1, 2");
     q.build_query_as().fetch_all(db).await
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow, Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The user, proposal, beamline or image (the month again when grouping by month).
+    pub key: String,
+    /// Sessions started in the month.
+    pub sessions: i64,
+    pub cpu_hours: f64,
+    pub gpu_hours: f64,
 }

@@ -1,9 +1,11 @@
 //! The users' queries, as the admin sees them.
 
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::admin::users::{TokenRow, UserRow, UserSession};
 use crate::sessions::lifecycle::SessionState;
 
 /// `select ... from users u`, each user with their beamlines and active sessions; the
@@ -123,4 +125,52 @@ pub async fn set_beamlines(tx: &mut PgConnection, id: Uuid, beamlines: &[String]
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub affiliation: Option<String>,
+    /// `user`, `scientist` or `admin`.
+    pub role: String,
+    pub enabled: bool,
+    /// Local password login possible (otherwise only single sign-on).
+    pub has_password: bool,
+    pub beamlines: Vec<String>,
+    /// Sessions not yet stopped.
+    pub active_sessions: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct UserSession {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: String,
+    pub image: String,
+    pub proposal: String,
+    pub experiment: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub stopped_at: Option<OffsetDateTime>,
+}
+
+/// An API token as the admin sees it: never its secret, nor its hash.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
 }

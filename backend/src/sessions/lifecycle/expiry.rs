@@ -8,12 +8,12 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::observe::Live;
 use super::state::SessionState;
 use super::stop::request_stop;
 use crate::audit::{self, Actor};
 use crate::error::{AppError, Result};
 use crate::runtime::Kind;
+use crate::sessions::db::Live;
 use crate::sessions::{db, events};
 use crate::state::{AppState, SessionPolicy};
 

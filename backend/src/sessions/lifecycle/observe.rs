@@ -6,36 +6,13 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::state::{transition, SessionState};
 use super::stop::{end, Ending};
 use crate::runtime::{Handle, Kind, Observed};
-use crate::sessions::{db, events};
+use crate::sessions::db::{self, Live};
+use crate::sessions::events;
 use crate::state::AppState;
-
-/// A live session as the reconciler reads it.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Live {
-    pub id: Uuid,
-    #[sqlx(try_from = "String")]
-    pub kind: Kind,
-    pub state: SessionState,
-    pub runtime_handle: Option<serde_json::Value>,
-    pub progress: Option<String>,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub last_activity_at: OffsetDateTime,
-    pub warned_at: Option<OffsetDateTime>,
-    /// The owner's idle limit from their quotas, if any.
-    pub idle_minutes: Option<i32>,
-}
-
-impl Live {
-    pub fn handle(&self) -> Option<Handle> {
-        self.runtime_handle.clone().map(Handle)
-    }
-}
 
 /// One step of a live session's lifecycle.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +111,8 @@ pub async fn apply(state: &AppState, live: &Live, handle: &Handle, step: Step) -
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     fn live(kind: Kind, state: SessionState) -> Live {

@@ -210,12 +210,8 @@ pub struct Me {
     responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 async fn get_me(state: AppState, user: CurrentUser) -> Result<Json<Me>> {
-    let (email, affiliation): (Option<String>, Option<String>) =
-        sqlx::query_as("select email, affiliation from users where id = $1").bind(user.id).fetch_one(&state.db).await?;
-    let beamlines = sqlx::query_scalar("select beamline from beamline_staff where user_id = $1 order by beamline")
-        .bind(user.id)
-        .fetch_all(&state.db)
-        .await?;
+    let (email, affiliation) = crate::auth::users::contact(&state.db, user.id).await?;
+    let beamlines = crate::beamlines::db::of_user(&state.db, &user).await?;
     Ok(Json(Me {
         id: user.id,
         username: user.username,

@@ -4,11 +4,13 @@
 //! stop take a `Scope`, so a beamline's staff (`crate::beamlines`) get the same list and
 //! the same stop, narrowed to the sessions on their beamline's experiments.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::db::sessions as db;
+pub use super::db::sessions::{AdminSession, Filter};
 use super::{filter, paginate, Page};
 use crate::audit::Actor;
 use crate::error::{AppError, Result};
@@ -17,43 +19,6 @@ pub use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::{AdminUser, Json, Path, Query};
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct AdminSession {
-    pub id: Uuid,
-    /// `desktop`, `notebook` or `job`.
-    pub kind: String,
-    pub state: SessionState,
-    pub owner: String,
-    pub image: String,
-    pub flavour: String,
-    pub proposal: String,
-    pub experiment: String,
-    pub beamline: String,
-    pub cpu_millis: i32,
-    pub memory_mib: i32,
-    pub gpus: i32,
-    /// `local` or `kubernetes`.
-    pub runtime: String,
-    pub failure_reason: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub started_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub stopped_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_activity_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
-}
-
-const SELECT: &str = "select s.id, s.kind, s.state, u.username as owner, i.name as image, f.name as flavour,
-        p.identifier as proposal, e.code as experiment, e.beamline, s.cpu_millis, s.memory_mib, s.gpus, s.runtime,
-        s.failure_reason, s.created_at, s.started_at, s.stopped_at, s.last_activity_at, s.expires_at
-    from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
-         join flavours f on f.id = s.flavour_id join experiments e on e.id = s.experiment_id
-         join proposals p on p.id = e.proposal_id";
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -96,18 +61,8 @@ pub async fn list_all_sessions(
     Ok(Json(Page { items, total, page, per_page }))
 }
 
-/// What the sessions list is narrowed to; `None` is no filter.
-#[derive(Default)]
-pub struct Filter {
-    /// A state, or `active`.
-    pub state: Option<String>,
-    pub user: Option<String>,
-    pub proposal: Option<String>,
-    pub image: Option<String>,
-    pub beamline: Option<String>,
-}
-
-/// A page of the sessions in `scope`, newest first, and how many match in all.
+/// A page of the sessions in `scope`, newest first, and how many match in all; 400 for an
+/// unknown state.
 pub async fn list(
     db: &sqlx::PgPool,
     scope: Scope<'_>,
@@ -123,35 +78,7 @@ pub async fn list(
             None => return Err(AppError::invalid("state", format!("unknown state {s:?}"))),
         },
     };
-    let condition = "($1::text[] is null or s.state = any($1)) and ($2::text is null or u.username = $2)
-        and ($3::text is null or p.identifier = $3) and ($4::text is null or i.name = $4)
-        and ($5::text is null or e.beamline = $5) and ($6::text is null or e.beamline = $6)
-        and ($7::uuid is null or exists (select 1 from session_members sm
-                                         where sm.session_id = s.id and sm.user_id = $7 and sm.accepted_at is not null))";
-    let items =
-        sqlx::query_as(&format!("{SELECT} where {condition} order by s.created_at desc, s.id limit $8 offset $9"))
-            .bind(&states)
-            .bind(&f.user)
-            .bind(&f.proposal)
-            .bind(&f.image)
-            .bind(&f.beamline)
-            .bind(scope.beamline())
-            .bind(scope.member())
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(db)
-            .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from ({SELECT} where {condition}) x"))
-        .bind(&states)
-        .bind(&f.user)
-        .bind(&f.proposal)
-        .bind(&f.image)
-        .bind(&f.beamline)
-        .bind(scope.beamline())
-        .bind(scope.member())
-        .fetch_one(db)
-        .await?;
-    Ok((items, total))
+    Ok(db::list(db, scope, &f, states.as_deref(), limit, offset).await?)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -222,5 +149,5 @@ pub async fn extend_session(
 /// Moves an active session's end (`lifecycle::expiry::extend`); the session as now.
 pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, end: NewEnd) -> Result<AdminSession> {
     crate::sessions::lifecycle::expiry::extend(db, actor, id, end).await?;
-    Ok(sqlx::query_as(&format!("{SELECT} where s.id = $1")).bind(id).fetch_one(db).await?)
+    db::find(db, id).await?.ok_or(AppError::NotFound)
 }

@@ -73,6 +73,11 @@ pub async fn enabled(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Op
         .await
 }
 
+/// A user's e-mail address and affiliation, as the user office gave them.
+pub async fn contact(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<(Option<String>, Option<String>)> {
+    sqlx::query_as("select email, affiliation from users where id = $1").bind(id).fetch_one(db).await
+}
+
 pub async fn username(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<String> {
     sqlx::query_scalar("select username from users where id = $1").bind(id).fetch_one(db).await
 }

@@ -180,6 +180,29 @@ pub async fn job_parameter_schema(
         .await
 }
 
+/// One event of the stream (the `data` of an SSE event named `session`).
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct SessionEvent {
+    /// Increasing; also the SSE `id`, so `Last-Event-ID` resumes after it.
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The session's state with this event.
+    pub state: SessionState,
+    pub message: String,
+}
+
+/// The session's events after the event `after`, oldest first, at most 500.
+pub async fn events_after(db: impl PgExecutor<'_>, id: Uuid, after: i64) -> sqlx::Result<Vec<SessionEvent>> {
+    sqlx::query_as(
+        "select id, at, state, message from session_events where session_id = $1 and id > $2 order by id limit 500",
+    )
+    .bind(id)
+    .bind(after)
+    .fetch_all(db)
+    .await
+}
+
 /// The session's latest `limit` events, newest first: `(at, state, message)`.
 pub async fn latest_events(
     db: impl PgExecutor<'_>,

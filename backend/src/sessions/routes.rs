@@ -7,18 +7,16 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use serde::Deserialize;
 use tokio::sync::broadcast;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::db::{self, Session};
+use super::db::{self, Session, SessionEvent};
 use super::lifecycle::launch::{self, LaunchRequest};
 use super::lifecycle::stop::{self, Scope};
-use super::lifecycle::SessionState;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
@@ -114,18 +112,6 @@ pub async fn stop_session(
     Ok((if stopping { StatusCode::ACCEPTED } else { StatusCode::OK }, Json(session)))
 }
 
-/// One event of the stream (the `data` of an SSE event named `session`).
-#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct SessionEvent {
-    /// Increasing; also the SSE `id`, so `Last-Event-ID` resumes after it.
-    pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The session's state with this event.
-    pub state: SessionState,
-    pub message: String,
-}
-
 /// Server-sent events: every state change and progress message of the session, from the
 /// first (or after `Last-Event-ID`), then live; the stream ends once it has stopped or
 /// failed. 404 when the caller is not one of its members.
@@ -179,14 +165,7 @@ impl Follow {
                 }
                 return Some(event);
             }
-            let rows: Vec<SessionEvent> = sqlx::query_as(
-                "select id, at, state, message from session_events where session_id = $1 and id > $2 order by id limit 500",
-            )
-            .bind(self.id)
-            .bind(self.last)
-            .fetch_all(&self.state.db)
-            .await
-            .ok()?;
+            let rows = db::events_after(&self.state.db, self.id, self.last).await.ok()?;
             if let Some(last) = rows.last() {
                 self.last = last.id;
                 self.queue.extend(rows);

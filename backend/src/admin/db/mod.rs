@@ -8,6 +8,7 @@ pub mod flavours;
 pub mod images;
 pub mod notices;
 pub mod quotas;
+pub mod sessions;
 pub mod usage;
 pub mod users;
 

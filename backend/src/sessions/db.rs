@@ -560,3 +560,202 @@ pub async fn owner_host_uid(db: impl PgExecutor<'_>, session: Uuid, first: u32) 
     .fetch_one(db)
     .await
 }
+
+// The queries of members, invitations and desktop control (`super::members`); those that
+// change a row run in the caller's transaction, after it locked the session.
+
+/// A member of a session, or someone invited to it.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Member {
+    pub username: String,
+    pub display_name: String,
+    /// `owner`, `user`, `guest` or `support`.
+    pub role: String,
+    /// `invited` (until they accept) or `accepted`.
+    pub status: String,
+}
+
+/// The session's members and those invited, the owner first, then by username.
+pub async fn members(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<Member>> {
+    sqlx::query_as(
+        "select u.username, u.display_name, m.role,
+                case when m.accepted_at is null then 'invited' else 'accepted' end as status
+         from session_members m join users u on u.id = m.user_id
+         where m.session_id = $1 order by m.role = 'owner' desc, u.username",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+/// Locks a session's row for a change of its members; its owner and state.
+pub async fn lock_owner_and_state(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(Uuid, SessionState)> {
+    sqlx::query_as("select owner_id, state from sessions where id = $1 for update").bind(id).fetch_one(conn).await
+}
+
+/// Invites `user` with `role`, or gives one invited or a member already that role (they
+/// keep whether they accepted); whether they accepted.
+pub async fn invite_member(conn: &mut PgConnection, id: Uuid, user: Uuid, role: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "insert into session_members (session_id, user_id, role, accepted_at) values ($1, $2, $3, null)
+         on conflict (session_id, user_id) do update set role = excluded.role
+         returning accepted_at is not null",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(role)
+    .fetch_one(conn)
+    .await
+}
+
+/// Removes the member (or invitee) called `username`, unless it is `owner`; their id,
+/// `None` when there is no such member.
+pub async fn delete_member(
+    conn: &mut PgConnection,
+    id: Uuid,
+    username: &str,
+    owner: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "delete from session_members m using users u
+         where m.session_id = $1 and m.user_id = u.id and u.username = $2 and m.user_id <> $3 returning m.user_id",
+    )
+    .bind(id)
+    .bind(username)
+    .bind(owner)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Gives control of the desktop back to the owner if `member` holds it (a member who
+/// leaves, or who is given a role that may not control).
+pub async fn release_control(conn: &mut PgConnection, id: Uuid, member: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update sessions set controller_id = null where id = $1 and controller_id = $2")
+        .bind(id)
+        .bind(member)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Who controls the desktop now: the owner unless it handed control to a `user` member.
+pub async fn controller(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as(
+        "select u.id, u.username from sessions s join users u on u.id = coalesce(s.controller_id, s.owner_id)
+         where s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// The usernames of those who may be handed control of the desktop: the owner first, then
+/// the `user` members who accepted.
+pub async fn control_candidates(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "select u.username from session_members m join users u on u.id = m.user_id
+         where m.session_id = $1 and m.role in ('owner', 'user') and m.accepted_at is not null
+         order by m.role = 'owner' desc, u.username",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+/// The id and role of the member called `username` who accepted; `None` for anyone else.
+pub async fn accepted_member(
+    conn: &mut PgConnection,
+    id: Uuid,
+    username: &str,
+) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as(
+        "select m.user_id, m.role from session_members m join users u on u.id = m.user_id
+         where m.session_id = $1 and u.username = $2 and m.accepted_at is not null",
+    )
+    .bind(id)
+    .bind(username)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets who controls the desktop: a member, or `None` for the owner.
+pub async fn set_controller(conn: &mut PgConnection, id: Uuid, controller: Option<Uuid>) -> sqlx::Result<()> {
+    sqlx::query("update sessions set controller_id = $2 where id = $1").bind(id).bind(controller).execute(conn).await?;
+    Ok(())
+}
+
+/// An invitation to someone else's session, waiting for the invitee's answer.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Invitation {
+    /// The session's id (accept or decline it under `/api/v1/invitations/{session}`).
+    pub session: Uuid,
+    /// `desktop`, `notebook` or `job`.
+    pub kind: String,
+    /// The image's name.
+    pub image: String,
+    /// The proposal's user office identifier, e.g. `20180101`.
+    pub proposal: String,
+    /// The experiment's code, e.g. `S0011`.
+    pub experiment: String,
+    /// The session owner's username.
+    pub owner: String,
+    /// The session owner's name.
+    pub owner_name: String,
+    /// The role offered: `user`, `guest` or `support`.
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub invited_at: OffsetDateTime,
+}
+
+/// The invitations of `user` to sessions that have not ended, newest first.
+pub async fn invitations(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<Invitation>> {
+    sqlx::query_as(
+        "select s.id as session, s.kind, i.name as image, p.identifier as proposal, e.code as experiment,
+                u.username as owner, u.display_name as owner_name, m.role, m.added_at as invited_at
+         from session_members m
+         join sessions s on s.id = m.session_id
+         join images i on i.id = s.image_id
+         join experiments e on e.id = s.experiment_id
+         join proposals p on p.id = e.proposal_id
+         join users u on u.id = s.owner_id
+         where m.user_id = $1 and m.accepted_at is null and s.state = any($2)
+         order by m.added_at desc",
+    )
+    .bind(user)
+    .bind(SessionState::STOPPABLE)
+    .fetch_all(db)
+    .await
+}
+
+/// Locks `user`'s row in the session (lock the session first); `(accepted, role)`, `None`
+/// when they were never invited (nor are a member).
+pub async fn lock_membership(conn: &mut PgConnection, id: Uuid, user: Uuid) -> sqlx::Result<Option<(bool, String)>> {
+    sqlx::query_as(
+        "select accepted_at is not null, role from session_members where session_id = $1 and user_id = $2 for update",
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Notes that `user` accepted their invitation to the session.
+pub async fn mark_accepted(conn: &mut PgConnection, id: Uuid, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update session_members set accepted_at = now() where session_id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes `user`'s row in the session: the caller locked it and checked it is an
+/// invitation not yet accepted.
+pub async fn delete_invitation(conn: &mut PgConnection, id: Uuid, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("delete from session_members where session_id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::db::{self, Session};
+pub use super::db::{Invitation, Member};
 use super::lifecycle::SessionState;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
@@ -29,16 +30,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(decline_invitation))
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Member {
-    pub username: String,
-    pub display_name: String,
-    /// `owner`, `user`, `guest` or `support`.
-    pub role: String,
-    /// `invited` (until they accept) or `accepted`.
-    pub status: String,
-}
-
 #[derive(Deserialize, ToSchema)]
 pub struct AddMember {
     /// The username of the person to add.
@@ -54,26 +45,13 @@ pub struct AddMember {
     security(("bearer" = [])))]
 pub async fn list_members(state: AppState, user: CurrentUser, Path(id): Path<Uuid>) -> Result<Json<Vec<Member>>> {
     db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let members = sqlx::query_as(
-        "select u.username, u.display_name, m.role,
-                case when m.accepted_at is null then 'invited' else 'accepted' end as status
-         from session_members m join users u on u.id = m.user_id
-         where m.session_id = $1 order by m.role = 'owner' desc, u.username",
-    )
-    .bind(id)
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(members))
+    Ok(Json(db::members(&state.db, id).await?))
 }
 
 /// Locks the session and checks the caller may manage its members (owner or admin).
 async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(Uuid, SessionState)> {
     let visible = db::find_visible(&mut *conn, user, id).await?.ok_or(AppError::NotFound)?;
-    let (owner, state): (Uuid, SessionState) =
-        sqlx::query_as("select owner_id, state from sessions where id = $1 for update")
-            .bind(id)
-            .fetch_one(conn)
-            .await?;
+    let (owner, state) = db::lock_owner_and_state(conn, id).await?;
     if owner != user.id && !user.is_admin() {
         return Err(AppError::Forbidden("only the session's owner may change its members".into()));
     }
@@ -123,24 +101,11 @@ pub async fn add_member(
         ));
     }
     // A new member is invited; one already there keeps whether they accepted.
-    let accepted: bool = sqlx::query_scalar(
-        "insert into session_members (session_id, user_id, role, accepted_at) values ($1, $2, $3, null)
-         on conflict (session_id, user_id) do update set role = excluded.role
-         returning accepted_at is not null",
-    )
-    .bind(id)
-    .bind(member_id)
-    .bind(&body.role)
-    .fetch_one(&mut *tx)
-    .await?;
+    let accepted = db::invite_member(&mut tx, id, member_id, &body.role).await?;
     let status = if accepted { "accepted" } else { "invited" };
     if body.role != "user" {
         // Only a `user` member may hold control.
-        sqlx::query("update sessions set controller_id = null where id = $1 and controller_id = $2")
-            .bind(id)
-            .bind(member_id)
-            .execute(&mut *tx)
-            .await?;
+        db::release_control(&mut tx, id, member_id).await?;
     }
     let message = if accepted {
         format!("{username} is now {}", body.role)
@@ -178,21 +143,8 @@ pub async fn remove_member(
 ) -> Result<axum::http::StatusCode> {
     let mut tx = state.db.begin().await?;
     let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let member: Option<Uuid> = sqlx::query_scalar(
-        "delete from session_members m using users u
-         where m.session_id = $1 and m.user_id = u.id and u.username = $2 and m.user_id <> $3 returning m.user_id",
-    )
-    .bind(id)
-    .bind(&username)
-    .bind(owner)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let member = member.ok_or(AppError::NotFound)?;
-    sqlx::query("update sessions set controller_id = null where id = $1 and controller_id = $2")
-        .bind(id)
-        .bind(member)
-        .execute(&mut *tx)
-        .await?;
+    let member = db::delete_member(&mut tx, id, &username, owner).await?.ok_or(AppError::NotFound)?;
+    db::release_control(&mut tx, id, member).await?;
     super::events::add(&mut tx, id, session_state, &format!("{username} left")).await?;
     crate::audit::record(
         &mut *tx,
@@ -219,17 +171,6 @@ pub struct Control {
     pub candidates: Vec<String>,
 }
 
-/// Who controls the desktop now: the owner unless it handed control to a `user` member.
-pub async fn controller(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<(Uuid, String)>> {
-    sqlx::query_as(
-        "select u.id, u.username from sessions s join users u on u.id = coalesce(s.controller_id, s.owner_id)
-         where s.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await
-}
-
 /// Who controls the desktop, and whether the caller may hand control over.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/control", tag = "sessions",
     params(("id" = Uuid, Path, description = "The session id")),
@@ -237,15 +178,8 @@ pub async fn controller(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> sqlx::Result
     security(("bearer" = [])))]
 pub async fn get_control(state: AppState, user: CurrentUser, Path(id): Path<Uuid>) -> Result<Json<Control>> {
     let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let (controller_id, controller) = controller(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let candidates = sqlx::query_scalar(
-        "select u.username from session_members m join users u on u.id = m.user_id
-         where m.session_id = $1 and m.role in ('owner', 'user') and m.accepted_at is not null
-         order by m.role = 'owner' desc, u.username",
-    )
-    .bind(id)
-    .fetch_all(&state.db)
-    .await?;
+    let (controller_id, controller) = db::controller(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let candidates = db::control_candidates(&state.db, id).await?;
     Ok(Json(Control {
         controller,
         you_control: controller_id == user.id && session.role.as_deref() != Some("guest"),
@@ -276,24 +210,12 @@ pub async fn hand_over_control(
 ) -> Result<Json<Control>> {
     let mut tx = state.db.begin().await?;
     let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let target: Option<(Uuid, String)> = sqlx::query_as(
-        "select m.user_id, m.role from session_members m join users u on u.id = m.user_id
-         where m.session_id = $1 and u.username = $2 and m.accepted_at is not null",
-    )
-    .bind(id)
-    .bind(&body.user)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let target = match target {
+    let target = match db::accepted_member(&mut tx, id, &body.user).await? {
         Some((target, role)) if role == "owner" || role == "user" => target,
         Some(_) => return Err(AppError::invalid("user", "only the owner or a member with the role user may control")),
         None => return Err(AppError::invalid("user", "not a member of this session")),
     };
-    sqlx::query("update sessions set controller_id = $2 where id = $1")
-        .bind(id)
-        .bind((target != owner).then_some(target))
-        .execute(&mut *tx)
-        .await?;
+    db::set_controller(&mut tx, id, (target != owner).then_some(target)).await?;
     super::events::add(&mut tx, id, session_state, &format!("{} controls the desktop", body.user)).await?;
     crate::audit::record(
         &mut *tx,
@@ -308,55 +230,12 @@ pub async fn hand_over_control(
     get_control(state, user, Path(id)).await
 }
 
-/// An invitation to someone else's session, waiting for the invitee's answer.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Invitation {
-    /// The session's id (accept or decline it under `/api/v1/invitations/{session}`).
-    pub session: Uuid,
-    /// `desktop`, `notebook` or `job`.
-    pub kind: String,
-    /// The image's name.
-    pub image: String,
-    /// The proposal's user office identifier, e.g. `20180101`.
-    pub proposal: String,
-    /// The experiment's code, e.g. `S0011`.
-    pub experiment: String,
-    /// The session owner's username.
-    pub owner: String,
-    /// The session owner's name.
-    pub owner_name: String,
-    /// The role offered: `user`, `guest` or `support`.
-    pub role: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub invited_at: time::OffsetDateTime,
-}
-
-/// The invitations of `user` to sessions that have not ended, newest first.
-pub async fn invitations(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<Invitation>> {
-    sqlx::query_as(
-        "select s.id as session, s.kind, i.name as image, p.identifier as proposal, e.code as experiment,
-                u.username as owner, u.display_name as owner_name, m.role, m.added_at as invited_at
-         from session_members m
-         join sessions s on s.id = m.session_id
-         join images i on i.id = s.image_id
-         join experiments e on e.id = s.experiment_id
-         join proposals p on p.id = e.proposal_id
-         join users u on u.id = s.owner_id
-         where m.user_id = $1 and m.accepted_at is null and s.state = any($2)
-         order by m.added_at desc",
-    )
-    .bind(user)
-    .bind(SessionState::STOPPABLE)
-    .fetch_all(db)
-    .await
-}
-
 /// The caller's invitations to other people's sessions (those that have not ended).
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "sessions",
     responses((status = 200, body = Vec<Invitation>), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_invitations(state: AppState, user: CurrentUser) -> Result<Json<Vec<Invitation>>> {
-    Ok(Json(invitations(&state.db, user.id).await?))
+    Ok(Json(db::invitations(&state.db, user.id).await?))
 }
 
 /// Locks the session, then the caller's row in it: `(accepted, role, session state)`; 404
@@ -364,14 +243,7 @@ pub async fn list_invitations(state: AppState, user: CurrentUser) -> Result<Json
 async fn lock_own_row(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(bool, String, SessionState)> {
     // The session first, in the order `lock_as_manager` takes them.
     let session_state = db::lock_state(&mut *conn, id).await?.ok_or(AppError::NotFound)?;
-    let row: Option<(bool, String)> = sqlx::query_as(
-        "select accepted_at is not null, role from session_members where session_id = $1 and user_id = $2 for update",
-    )
-    .bind(id)
-    .bind(user.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (accepted, role) = row.ok_or(AppError::NotFound)?;
+    let (accepted, role) = db::lock_membership(conn, id, user.id).await?.ok_or(AppError::NotFound)?;
     Ok((accepted, role, session_state))
 }
 
@@ -398,11 +270,7 @@ pub async fn accept_invitation(
         if !is_live(session_state) {
             return Err(AppError::Conflict("the session has ended".into()));
         }
-        sqlx::query("update session_members set accepted_at = now() where session_id = $1 and user_id = $2")
-            .bind(id)
-            .bind(user.id)
-            .execute(&mut *tx)
-            .await?;
+        db::mark_accepted(&mut tx, id, user.id).await?;
         let message = format!("{} accepted and joined as {role}", user.username);
         super::events::add(&mut tx, id, session_state, &message).await?;
         crate::audit::record(
@@ -436,11 +304,7 @@ pub async fn decline_invitation(
         // A member leaves by being removed; there is no invitation left to decline.
         return Err(AppError::NotFound);
     }
-    sqlx::query("delete from session_members where session_id = $1 and user_id = $2")
-        .bind(id)
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
+    db::delete_invitation(&mut tx, id, user.id).await?;
     if is_live(session_state) {
         let message = format!("{} declined the invitation", user.username);
         super::events::add(&mut tx, id, session_state, &message).await?;

@@ -360,13 +360,13 @@ async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card
 }
 
 async fn sessions_page(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
-    let invitations = members::invitations(&state.db, user.id).await?;
+    let invitations = db::invitations(&state.db, user.id).await?;
     let cards = my_cards(&state, &user).await?;
     render(&SessionsPage { ctx, invitations, cards })
 }
 
 async fn session_cards(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
-    let invitations = members::invitations(&state.db, user.id).await?;
+    let invitations = db::invitations(&state.db, user.id).await?;
     let cards = my_cards(&state, &user).await?;
     render(&SessionCards { ctx, invitations, cards })
 }

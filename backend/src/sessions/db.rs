@@ -487,16 +487,16 @@ const LIVE: &str = "select s.id, s.kind, s.state, s.runtime_handle, s.progress, 
 
 /// One session as the lifecycle reads it, whatever its state.
 pub async fn live(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Live>> {
-    sqlx::query_as(&format!("{LIVE} where s.id = $1")).bind(id).fetch_optional(db).await
+    let mut q = QueryBuilder::new(LIVE);
+    q.push(" where s.id = ").push_bind(id);
+    q.build_query_as().fetch_optional(db).await
 }
 
 /// Every session of `runtime` that holds resources.
 pub async fn all_live(db: impl PgExecutor<'_>, runtime: &str) -> sqlx::Result<Vec<Live>> {
-    sqlx::query_as(&format!("{LIVE} where s.state = any($1) and s.runtime = $2"))
-        .bind(SessionState::ACTIVE)
-        .bind(runtime)
-        .fetch_all(db)
-        .await
+    let mut q = QueryBuilder::new(LIVE);
+    q.push(" where s.state = any(").push_bind(SessionState::ACTIVE).push(") and s.runtime = ").push_bind(runtime);
+    q.build_query_as().fetch_all(db).await
 }
 
 /// What a runtime needs to start a session, as stored.

@@ -50,14 +50,15 @@ pub struct Filter {
     pub beamline: Option<String>,
 }
 
-fn select<'a>(columns: &str) -> QueryBuilder<'a, Postgres> {
-    QueryBuilder::new(format!(
-        "select {columns}
-         from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
+fn select<'a>(columns: &'static str) -> QueryBuilder<'a, Postgres> {
+    let mut q = QueryBuilder::new("select ");
+    q.push(columns).push(
+        " from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
               join flavours f on f.id = s.flavour_id join experiments e on e.id = s.experiment_id
               join proposals p on p.id = e.proposal_id
-         where true"
-    ))
+         where true",
+    );
+    q
 }
 
 const COLUMNS: &str = "s.id, s.kind, s.state, u.username as owner, i.name as image, f.name as flavour,

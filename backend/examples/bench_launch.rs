@@ -6,6 +6,7 @@
 //! `make bench-launch` (N from `BENCH_SESSIONS`, default 50; `DATABASE_URL` names the
 //! server, a database of its own is created and dropped).
 
+use daas::sessions::lifecycle::SessionState;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,7 @@ async fn run(n: usize, url: &str, work: &std::path::Path) -> anyhow::Result<()> 
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     let accepted = started.elapsed();
-    wait_all(port, &token, &ids, "running").await?;
+    wait_all(port, &token, &ids, SessionState::Running).await?;
     let running = started.elapsed();
 
     let stopping = Instant::now();
@@ -95,7 +96,7 @@ async fn run(n: usize, url: &str, work: &std::path::Path) -> anyhow::Result<()> 
         let (status, _) = http(port, "DELETE", &format!("/api/v1/sessions/{id}"), &token, None).await?;
         anyhow::ensure!(status == 202, "stop answered {status}");
     }
-    wait_all(port, &token, &ids, "stopped").await?;
+    wait_all(port, &token, &ids, SessionState::Stopped).await?;
     let stopped = stopping.elapsed();
     drop(daas);
 
@@ -126,18 +127,19 @@ impl Drop for Server {
     }
 }
 
-async fn wait_all(port: u16, token: &str, ids: &[String], state: &str) -> anyhow::Result<()> {
+async fn wait_all(port: u16, token: &str, ids: &[String], state: SessionState) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let (_, sessions) = http(port, "GET", "/api/v1/sessions?all=true", token, None).await?;
-        let states: Vec<&str> = sessions
+        let states: Vec<SessionState> = sessions
             .as_array()
             .unwrap()
             .iter()
             .filter(|s| ids.iter().any(|id| s["id"] == id.as_str()))
-            .map(|s| s["state"].as_str().unwrap())
+            .map(|s| serde_json::from_value(s["state"].clone()).unwrap())
             .collect();
-        if let Some(bad) = sessions.as_array().unwrap().iter().find(|s| s["state"] == "failed") {
+        let failed = serde_json::json!(SessionState::Failed);
+        if let Some(bad) = sessions.as_array().unwrap().iter().find(|s| s["state"] == failed) {
             anyhow::bail!("a session failed: {}", bad["failure_reason"]);
         }
         if states.len() == ids.len() && states.iter().all(|s| *s == state) {

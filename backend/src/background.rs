@@ -24,8 +24,8 @@ pub enum Reconciler {
     Leave,
 }
 
-/// Starts every background task of the process. The caller adopts what runs
-/// (`reconciler::reconcile_once`) before, if it must.
+/// Starts every background task of the process. (`daas serve` adopts what runs with one
+/// `reconciler::reconcile_once` before, so that the first requests find it.)
 pub fn start(state: &AppState, reconciler: Reconciler) -> Background {
     let notebooks = Notebooks::new(state.clone());
     let mut tasks = vec![state.events.listen()];

@@ -1,6 +1,6 @@
-//! The reconciler: keeps Postgres and what the runtime really runs in step. Each pass
-//! (one at start-up, which adopts what runs; then one every interval, or at once when the
-//! lifecycle wakes it) reads every live session of this runtime and:
+//! The reconciler: keeps Postgres and what the runtime really runs in step. Each pass (the
+//! first as soon as it starts, then one every interval, or at once when the lifecycle wakes
+//! it) reads every live session of this runtime and:
 //!
 //! - finishes the stop of sessions in `stopping` (`lifecycle::stop::finish_stop`);
 //! - starts those waiting to start that nothing in this process is starting
@@ -16,17 +16,17 @@
 
 use std::collections::HashSet;
 
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::sessions::db;
 use crate::sessions::db::Live;
-use crate::sessions::lifecycle::observe::{apply, decide};
+use crate::sessions::lifecycle::observe::observe;
 use crate::sessions::lifecycle::{expiry, launch, stop, SessionState};
 use crate::state::AppState;
 
-/// Runs the reconciler until the process ends: one pass at start-up (adoption), then one
-/// every interval or as soon as the lifecycle wakes it.
+/// Runs the reconciler until the task is aborted: a pass now, then one every interval or as
+/// soon as the lifecycle wakes it. (`daas serve` runs one pass itself before taking
+/// requests, so that what runs is adopted before anyone asks about it.)
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -44,7 +44,8 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// What a pass does about one live session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
-    /// This process is starting it: its launch task watches it.
+    /// Nothing now: this process is starting it (its launch task watches it), or it claims
+    /// to run without a handle (which no runtime gives).
     Nothing,
     /// Stop what runs and mark it `stopped`.
     FinishStop,
@@ -113,9 +114,7 @@ async fn reconcile_session(state: &AppState, session: Live, launching_here: bool
         Due::Start => launch::start(state.clone(), session.id),
         Due::Observe => {
             let handle = handle.expect("observed sessions have a handle");
-            let observed = state.runtime.observe(session.id, &handle).await?;
-            let step = decide(&session, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
-            apply(state, &session, &handle, step).await?;
+            observe(state, &session, &handle).await?;
             if session.state == SessionState::Running {
                 expiry::check(state, &session).await?;
             }

@@ -1,10 +1,11 @@
-//! The whole application assembled: the API (each domain's `routes.rs` lists its URLs
-//! with their OpenAPI description, merged in `api`), the pages (each `views.rs` lists its
-//! own, merged in `pages`), the static files, and the layers around them. To find a URL:
-//! `/api/v1/openapi.json` lists every API URL with its handler's tag; a page's path is in
-//! its domain's `views.rs` `routes()`; a session origin (`{id}.{sessions domain}`) never
-//! reaches these routes: the outermost layer, `proxy::notebook::by_host`, answers it
-//! (`/_daas/enter` and everything relayed to Jupyter).
+//! The whole application assembled: the API (`api` merges each domain's `routes()`, which
+//! lists its URLs with their OpenAPI description), the pages (`pages` merges the modules
+//! that serve pages), the static files, `/healthz`, `/readyz`, `/metrics` and the layers
+//! around them. To find a URL: `/api/v1/openapi.json` lists every API URL with its tag; a
+//! page's path is in the `routes()` of one of the modules `pages` merges; a session origin
+//! (`{id}.{sessions domain}`) never reaches these routes: the outermost layer,
+//! `proxy::notebook::by_host`, answers it (`/_daas/enter`, and everything relayed to
+//! Jupyter).
 
 use std::time::Duration;
 
@@ -13,19 +14,15 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::auth::identity::CurrentUser;
-use crate::error::{AppError, Result};
+use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::Json;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +44,7 @@ impl Modify for BearerScheme {
 /// The API routes with their OpenAPI description.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(get_me))
+        .merge(crate::auth::me::routes())
         .merge(crate::proposals::routes::routes())
         .merge(crate::catalogue::routes::routes())
         .merge(crate::datasets::routes::routes())
@@ -190,35 +187,4 @@ pub fn metrics_app(state: AppState) -> Router {
 
 async fn metrics(state: AppState) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Me {
-    pub id: uuid::Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub affiliation: Option<String>,
-    /// `user`, `scientist` or `admin`.
-    pub role: String,
-    /// The beamlines a scientist looks after.
-    pub beamlines: Vec<String>,
-}
-
-/// The caller.
-#[utoipa::path(get, path = "/api/v1/me", tag = "users",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-async fn get_me(state: AppState, user: CurrentUser) -> Result<Json<Me>> {
-    let (email, affiliation) = crate::auth::users::contact(&state.db, user.id).await?;
-    let beamlines = crate::beamlines::db::of_user(&state.db, &user).await?;
-    Ok(Json(Me {
-        id: user.id,
-        username: user.username,
-        display_name: user.display_name,
-        email,
-        affiliation,
-        role: user.role.as_str().to_owned(),
-        beamlines,
-    }))
 }

@@ -523,7 +523,10 @@ async fn a_pending_launch_can_be_cancelled(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
-    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::ACCEPTED, Some("stopping")), "{}", r.text);
+    // Accepted; the answer shows it stopping, or already stopped where the launch task was
+    // quicker than the answer (the fake runtime stops at once).
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(matches!(r.body["state"].as_str(), Some("stopping" | "stopped")), "{}", r.text);
     wait_state(&app, &alice, &id, 15, is("stopped")).await;
     assert!(!app.fake().runs(id.parse().unwrap()), "the cancelled session still runs");
     let messages: Vec<String> =

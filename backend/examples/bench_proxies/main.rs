@@ -89,7 +89,7 @@ impl Bench {
             "with new as (
                 insert into sessions (owner_id, experiment_id, image_id, flavour_id, kind, state, cpu_millis, memory_mib,
                                       runtime, endpoint, secret, started_at, expires_at)
-                select u.id, e.id, (select id from images where kind = $1 order by name limit 1), f.id, $1, 'running',
+                select u.id, e.id, (select id from images where kind = $1 order by name limit 1), f.id, $1, $5,
                        1000, 1024, 'local', $3, $4, now(), now() + interval '1 day'
                 from users u, experiments e, flavours f, generate_series(1, $2)
                 where u.username = 'alice' and e.code = 'S0011' and f.name = 'small'
@@ -101,6 +101,7 @@ impl Bench {
         .bind(i32::try_from(n)?)
         .bind(endpoint)
         .bind(secret)
+        .bind(daas::sessions::lifecycle::SessionState::Running)
         .fetch_all(&self.db)
         .await?;
         Ok(ids)

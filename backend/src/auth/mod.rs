@@ -2,6 +2,7 @@
 
 pub mod identity;
 pub mod local;
+pub mod me;
 pub mod oidc;
 pub mod password;
 pub mod routes;

@@ -8,11 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::admin::sessions::{self, AdminSession, Filter, Scope, StopInput, StopResult};
+use crate::admin::sessions::{self, AdminSession, Filter, StopInput};
 use crate::admin::{filter, paginate, Page};
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
-use crate::error::{AppError, Result};
+use crate::error::Result;
+use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::state::AppState;
 use crate::web::{Json, Path, Query};
 
@@ -63,7 +64,7 @@ pub async fn list_beamline_sessions(
         image: filter(&f.image).map(String::from),
         beamline: None,
     };
-    let (items, total) = sessions::list(&state.db, Scope::Beamline(&beamline), filter, per_page, offset).await?;
+    let (items, total) = sessions::list(&state.db, Some(&beamline), filter, per_page, offset).await?;
     Ok(Json(Page { items, total, page, per_page }))
 }
 
@@ -81,15 +82,10 @@ pub async fn stop_beamline_sessions(
     user: CurrentUser,
     actor: Actor,
     Path(beamline): Path<String>,
-    Json(mut input): Json<StopInput>,
+    Json(input): Json<StopInput>,
 ) -> Result<Json<StopResult>> {
     super::check_staff(&state.db, &user, &beamline).await?;
-    input.ids.sort();
-    input.ids.dedup();
-    if input.ids.is_empty() || input.ids.len() > 500 {
-        return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
-    }
-    Ok(Json(stop(&state, &actor, &beamline, &input.ids).await?))
+    Ok(Json(stop(&state, &actor, Scope::Beamline(&beamline), &input.ids).await?))
 }
 
 /// Asks for one session on the beamline to stop.
@@ -105,10 +101,5 @@ pub async fn stop_beamline_session(
     Path((beamline, id)): Path<(String, Uuid)>,
 ) -> Result<Json<StopResult>> {
     super::check_staff(&state.db, &user, &beamline).await?;
-    Ok(Json(stop(&state, &actor, &beamline, &[id]).await?))
-}
-
-/// Stops sessions of the beamline (the reconciler, woken, does the stopping).
-pub async fn stop(state: &AppState, actor: &Actor, beamline: &str, ids: &[Uuid]) -> Result<StopResult> {
-    sessions::stop(state, actor, Scope::Beamline(beamline), ids).await
+    Ok(Json(stop(&state, &actor, Scope::Beamline(&beamline), &[id]).await?))
 }

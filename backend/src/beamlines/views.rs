@@ -5,9 +5,9 @@ use askama::Template;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::admin::sessions::Scope;
 use crate::admin::views::sessions::{session_list, stopped_message, SessionFilter, SessionList, StopForm};
 use crate::audit::Actor;
+use crate::sessions::lifecycle::stop::{stop, Scope};
 use crate::state::AppState;
 use crate::web::page::{render, Ctx, PageResult, PageUser};
 use crate::web::{Form, Path, Query};
@@ -35,7 +35,7 @@ async fn beamline_sessions_page(
     super::check_staff(&state.db, &user, &beamline).await?;
     // The beamline is the scope; a beamline filter typed into the URL changes nothing.
     let f = SessionFilter { beamline: String::new(), ..f };
-    let list = session_list(&state.db, Scope::Beamline(&beamline), f, None, None).await?;
+    let list = session_list(&state.db, Some(&beamline), f, None, None).await?;
     render(&BeamlineSessionsPage { ctx, beamline, list })
 }
 
@@ -47,13 +47,13 @@ async fn stop_beamline_sessions(
     Form(form): Form<StopForm>,
 ) -> PageResult {
     super::check_staff(&state.db, &user, &beamline).await?;
-    let ids = form.ids();
+    let ids = form.ids;
     let (error, done) = if ids.is_empty() {
         (Some("Tick the sessions to stop first.".to_owned()), None)
     } else {
-        let result = super::routes::stop(&state, &actor, &beamline, &ids).await?;
+        let result = stop(&state, &actor, Scope::Beamline(&beamline), &ids).await?;
         (None, Some(stopped_message(&result)))
     };
-    let list = session_list(&state.db, Scope::Beamline(&beamline), SessionFilter::default(), error, done).await?;
+    let list = session_list(&state.db, Some(&beamline), SessionFilter::default(), error, done).await?;
     render(&BeamlineSessionsPage { ctx, beamline, list })
 }

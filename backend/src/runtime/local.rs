@@ -230,11 +230,6 @@ impl LocalRuntime {
         self.config.sessions_dir.join("logs").join(format!("{id}.log"))
     }
 
-    /// Where a job writes its results, relative to the owner's home.
-    pub fn job_output(id: Uuid) -> String {
-        format!("jobs/{id}")
-    }
-
     fn read_handle(&self, id: Uuid) -> Option<LocalHandle> {
         let text = std::fs::read_to_string(self.dir(id).join("handle.json")).ok()?;
         serde_json::from_str(&text).ok()
@@ -370,7 +365,7 @@ impl LocalRuntime {
             // server can be on its display.
             .replace("{display}", "1")
             .replace("{base_url}", &spec.base_url)
-            .replace("{output}", &format!("{home}/{}", Self::job_output(spec.session_id)))
+            .replace("{output}", &format!("{home}/{}", super::job_output(spec.session_id)))
             .replace("{home}", &home)
             .replace("{venv}", &self.config.venv.display().to_string())
             .replace("{tools}", &self.config.tools_dir.display().to_string())
@@ -405,7 +400,7 @@ impl LocalRuntime {
                 "-c".into(),
                 r#"mkdir -p "$1" && cd "$1" && shift && exec "$@""#.into(),
                 "sh".into(),
-                format!("/home/{}/{}", spec.owner, Self::job_output(spec.session_id)),
+                format!("/home/{}/{}", spec.owner, super::job_output(spec.session_id)),
             ],
             _ if command.to_string().contains("{socket}") => Vec::new(),
             _ => vec![

@@ -56,6 +56,11 @@ impl TryFrom<String> for Kind {
     }
 }
 
+/// Where every runtime has a job write its results, relative to the owner's home.
+pub fn job_output(id: Uuid) -> String {
+    format!("jobs/{id}")
+}
+
 /// Everything a runtime needs to start a session, resolved from Postgres at launch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LaunchSpec {

@@ -264,8 +264,15 @@ pub async fn accept_invitation(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Session>> {
+    accept(&state, &user, &actor, id).await?;
+    Ok(Json(db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?))
+}
+
+/// Makes the caller a member with the role they were offered (once; again changes
+/// nothing). 404 when they were not invited, 409 when the session has ended.
+pub async fn accept(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uuid) -> Result<()> {
     let mut tx = state.db.begin().await?;
-    let (accepted, role, session_state) = lock_own_row(&mut tx, &user, id).await?;
+    let (accepted, role, session_state) = lock_own_row(&mut tx, user, id).await?;
     if !accepted {
         if !is_live(session_state) {
             return Err(AppError::Conflict("the session has ended".into()));
@@ -275,7 +282,7 @@ pub async fn accept_invitation(
         super::events::add(&mut tx, id, session_state, &message).await?;
         crate::audit::record(
             &mut *tx,
-            &actor,
+            actor,
             "session.member.accept",
             "session",
             &id.to_string(),
@@ -284,7 +291,7 @@ pub async fn accept_invitation(
         .await?;
     }
     tx.commit().await?;
-    Ok(Json(db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?))
+    Ok(())
 }
 
 /// Decline an invitation: it is gone, and the owner may invite again.
@@ -298,8 +305,15 @@ pub async fn decline_invitation(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode> {
+    decline(&state, &user, &actor, id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Removes the caller's invitation. 404 when there is none (a member leaves by being
+/// removed).
+pub async fn decline(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uuid) -> Result<()> {
     let mut tx = state.db.begin().await?;
-    let (accepted, _, session_state) = lock_own_row(&mut tx, &user, id).await?;
+    let (accepted, _, session_state) = lock_own_row(&mut tx, user, id).await?;
     if accepted {
         // A member leaves by being removed; there is no invitation left to decline.
         return Err(AppError::NotFound);
@@ -309,8 +323,8 @@ pub async fn decline_invitation(
         let message = format!("{} declined the invitation", user.username);
         super::events::add(&mut tx, id, session_state, &message).await?;
     }
-    crate::audit::record(&mut *tx, &actor, "session.member.decline", "session", &id.to_string(), serde_json::json!({}))
+    crate::audit::record(&mut *tx, actor, "session.member.decline", "session", &id.to_string(), serde_json::json!({}))
         .await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -93,8 +93,9 @@ pub async fn get_session(state: AppState, user: CurrentUser, Path(id): Path<Uuid
     Ok(Json(db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?))
 }
 
-/// Stop a session, or cancel a launch that has not finished. Answers 202 while it stops
-/// (the events say when it has), 200 when it had already ended. Guests may not stop.
+/// Stop a session, or cancel a launch that has not finished. Answers 202 with the session
+/// as it is then (`stopping`, or already `stopped`; the events say when it has stopped),
+/// 200 when it had already ended or was stopping. Guests may not stop.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = Uuid, Path, description = "The session id")),
     responses((status = 202, body = Session), (status = 200, body = Session),

@@ -439,7 +439,7 @@ async fn accept_from_page(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> PageResult {
-    members::accept_invitation(state, user, actor, crate::web::Path(id)).await?;
+    members::accept(&state, &user, &actor, id).await?;
     Ok(see_other("/sessions"))
 }
 
@@ -450,6 +450,6 @@ async fn decline_from_page(
     actor: Actor,
     Path(id): Path<Uuid>,
 ) -> PageResult {
-    members::decline_invitation(state, user, actor, crate::web::Path(id)).await?;
+    members::decline(&state, &user, &actor, id).await?;
     Ok(see_other("/sessions"))
 }

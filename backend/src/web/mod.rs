@@ -1,5 +1,5 @@
-//! What every route uses: extractors that turn bad input into our 4xx shape, and the
-//! caller's identity.
+//! What every route uses: extractors that turn bad input into our 4xx shape, and the ones
+//! that find the caller (whose identity, `CurrentUser`, is `auth::identity`'s).
 
 pub mod admin;
 pub mod auth;

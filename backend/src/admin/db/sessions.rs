@@ -6,7 +6,6 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::sessions::lifecycle::stop::Scope;
 use crate::sessions::lifecycle::SessionState;
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -65,10 +64,10 @@ const COLUMNS: &str = "s.id, s.kind, s.state, u.username as owner, i.name as ima
     p.identifier as proposal, e.code as experiment, e.beamline, s.cpu_millis, s.memory_mib, s.gpus, s.runtime,
     s.failure_reason, s.created_at, s.started_at, s.stopped_at, s.last_activity_at, s.expires_at";
 
-/// Narrows to `scope` (a beamline, or a member's sessions), the filter and `states`.
+/// Narrows to `beamline` (a staff's view), the filter and `states`.
 fn push_filter<'a>(
     q: &mut QueryBuilder<'a, Postgres>,
-    scope: Scope<'_>,
+    beamline: Option<&str>,
     f: &'a Filter,
     states: Option<&'a [SessionState]>,
 ) {
@@ -87,30 +86,26 @@ fn push_filter<'a>(
     if let Some(beamline) = &f.beamline {
         q.push(" and e.beamline = ").push_bind(beamline);
     }
-    if let Some(beamline) = scope.beamline() {
+    if let Some(beamline) = beamline {
         q.push(" and e.beamline = ").push_bind(beamline.to_owned());
-    }
-    if let Some(member) = scope.member() {
-        q.push(" and exists (select 1 from session_members sm where sm.session_id = s.id and sm.accepted_at is not null and sm.user_id = ");
-        q.push_bind(member).push(")");
     }
 }
 
-/// A page of the sessions in `scope` matching the filter, newest first, and how many match.
+/// A page of the sessions (of `beamline`) matching the filter, newest first, and how many match.
 pub async fn list<'a>(
     db: &sqlx::PgPool,
-    scope: Scope<'_>,
+    beamline: Option<&str>,
     f: &'a Filter,
     states: Option<&'a [SessionState]>,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<AdminSession>, i64)> {
     let mut q = select(COLUMNS);
-    push_filter(&mut q, scope, f, states);
+    push_filter(&mut q, beamline, f, states);
     q.push(" order by s.created_at desc, s.id limit ").push_bind(limit).push(" offset ").push_bind(offset);
     let items = q.build_query_as().fetch_all(db).await?;
     let mut q = select("count(*)");
-    push_filter(&mut q, scope, f, states);
+    push_filter(&mut q, beamline, f, states);
     let total = q.build_query_scalar().fetch_one(db).await?;
     Ok((items, total))
 }

@@ -6,8 +6,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{message, number, when, AdminPage};
-use crate::admin::sessions::{self, NewEnd, Scope};
+use crate::admin::sessions;
 use crate::audit::Actor;
+use crate::sessions::lifecycle::expiry::NewEnd;
+use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::page::{render, Ctx, PageError, PageResult};
@@ -67,10 +69,11 @@ pub struct SessionFilter {
     pub beamline: String,
 }
 
-/// The newest 100 sessions in `scope` matching `f`; a bad filter is a message, not an error.
+/// The newest 100 sessions (of `beamline`, for its staff) matching `f`; a bad filter is a
+/// message, not an error.
 pub async fn session_list(
     db: &sqlx::PgPool,
-    scope: Scope<'_>,
+    beamline: Option<&str>,
     f: SessionFilter,
     error: Option<String>,
     done: Option<String>,
@@ -83,17 +86,24 @@ pub async fn session_list(
         image: opt(&f.image),
         beamline: opt(&f.beamline),
     };
-    let (base, beamline) = match scope {
-        Scope::All => ("/admin/sessions".to_owned(), None),
-        Scope::Member(_) => ("/sessions".to_owned(), None),
-        Scope::Beamline(b) => (
-            format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()),
-            Some(b.to_owned()),
-        ),
+    let base = match beamline {
+        None => "/admin/sessions".to_owned(),
+        Some(b) => {
+            format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>())
+        }
     };
     let states = std::iter::once("active").chain(SessionState::ALL.map(SessionState::as_str)).collect();
-    let mut list = SessionList { sessions: Vec::new(), total: 0, f, states, base, beamline, error, done };
-    let (items, total) = match sessions::list(db, scope, filter, 100, 0).await {
+    let mut list = SessionList {
+        sessions: Vec::new(),
+        total: 0,
+        f,
+        states,
+        base,
+        beamline: beamline.map(str::to_owned),
+        error,
+        done,
+    };
+    let (items, total) = match sessions::list(db, beamline, filter, 100, 0).await {
         Ok(page) => page,
         Err(err) => {
             list.error = Some(message(err)?);
@@ -129,21 +139,13 @@ pub async fn session_list(
 /// The stop form: the sessions ticked.
 #[derive(Deserialize)]
 pub struct StopForm {
+    /// The ids ticked (`lifecycle::stop::stop` counts each once).
     #[serde(default)]
-    ids: Vec<Uuid>,
-}
-
-impl StopForm {
-    /// The ids ticked, each once.
-    pub fn ids(mut self) -> Vec<Uuid> {
-        self.ids.sort();
-        self.ids.dedup();
-        self.ids
-    }
+    pub ids: Vec<Uuid>,
 }
 
 /// What a stop did, for the line above the list.
-pub fn stopped_message(result: &sessions::StopResult) -> String {
+pub fn stopped_message(result: &StopResult) -> String {
     format!("{} session(s) stopping; {} left as they were.", result.stopping.len(), result.unchanged.len())
 }
 
@@ -154,7 +156,7 @@ async fn sessions_view(
     error: Option<String>,
     done: Option<String>,
 ) -> PageResult {
-    let list = session_list(&state.db, Scope::All, f, error, done).await?;
+    let list = session_list(&state.db, None, f, error, done).await?;
     render(&SessionsPage { ctx, list })
 }
 
@@ -172,12 +174,12 @@ pub(super) async fn stop_sessions(
     actor: Actor,
     Form(form): Form<StopForm>,
 ) -> PageResult {
-    let ids = form.ids();
+    let ids = form.ids;
     if ids.is_empty() {
         let error = Some("Tick the sessions to stop first.".into());
         return sessions_view(&state, ctx, SessionFilter::default(), error, None).await;
     }
-    let result = sessions::stop(&state, &actor, Scope::All, &ids).await?;
+    let result = stop(&state, &actor, Scope::All, &ids).await?;
     sessions_view(&state, ctx, SessionFilter::default(), None, Some(stopped_message(&result))).await
 }
 

@@ -12,11 +12,10 @@ use anyhow::Context;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use sqlx::PgConnection;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::observe::{apply, decide};
+use super::observe::observe;
 use super::state::{transition, SessionState};
 use super::stop::finish_stop;
 use crate::audit::Actor;
@@ -125,7 +124,7 @@ pub async fn launch(
     )
     .await?;
     if let Some(parameters) = parameters {
-        let output = format!("~{}/{}", user.username, crate::runtime::local::LocalRuntime::job_output(id));
+        let output = format!("~{}/{}", user.username, crate::runtime::job_output(id));
         db::insert_job(&mut tx, id, parameters, input_dataset, &output).await?;
     }
     let what = format!(
@@ -232,11 +231,11 @@ async fn start_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
                 Some(from) if SessionState::LAUNCHING.contains(&from) => {
                     transition(&mut tx, id, SessionState::Failed, &format!("could not start: {err:#}")).await?
                 }
-                Some(SessionState::Stopping) => transition(&mut tx, id, SessionState::Stopped, "Stopped").await?,
                 _ => {}
             }
             tx.commit().await?;
-            return Ok(());
+            // Cancelled while it started: nothing runs to stop.
+            return finish_stop(state, id, None).await;
         }
     };
     if !db::store_handle(&state.db, id, &handle).await? {
@@ -249,9 +248,7 @@ async fn start_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
         let Some(live) = db::live(&state.db, id).await? else { return Ok(()) };
         match live.state {
             SessionState::Starting => {
-                let observed = state.runtime.observe(id, &handle).await.context("observing")?;
-                let step = decide(&live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
-                apply(state, &live, &handle, step).await?;
+                observe(state, &live, &handle).await.context("observing")?;
             }
             SessionState::Stopping => return finish_stop(state, id, Some(&handle)).await,
             _ => return Ok(()),

@@ -72,8 +72,15 @@ fn failed(message: String) -> Ending {
     Ending { from: SessionState::UNDER_WAY, to: SessionState::Failed, message, exit_code: None }
 }
 
+/// Observes a session that has a handle, decides its step and carries it out.
+pub async fn observe(state: &AppState, live: &Live, handle: &Handle) -> anyhow::Result<()> {
+    let observed = state.runtime.observe(live.id, handle).await?;
+    let step = decide(live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
+    apply(state, live, handle, step).await
+}
+
 /// Carries out `step` for the session.
-pub async fn apply(state: &AppState, live: &Live, handle: &Handle, step: Step) -> anyhow::Result<()> {
+async fn apply(state: &AppState, live: &Live, handle: &Handle, step: Step) -> anyhow::Result<()> {
     let id = live.id;
     match step {
         Step::Wait => {}

@@ -1,8 +1,9 @@
 //! Stopping, from whoever asks to the runtime. Asking is one transaction: each session
 //! still live moves to `stopping` with an event and an audit entry (`stop`,
-//! `request_stop`), and the reconciler is woken. The reconciler then stops what the
-//! runtime runs and marks it `stopped` (`finish_stop`). A session that ends by itself or
-//! cannot go on is ended by `end`.
+//! `request_stop`), and the reconciler is woken. Whoever watches the session then stops
+//! what the runtime runs and marks it `stopped` (`finish_stop`): the reconciler, or the
+//! launch task while the session is still starting in this process. A session that ends
+//! by itself or cannot go on is ended by `end`.
 
 use serde::Serialize;
 use serde_json::json;
@@ -38,14 +39,6 @@ impl<'a> Scope<'a> {
             Scope::All | Scope::Member(_) => None,
         }
     }
-
-    /// The user the sessions must have as a member, if any.
-    pub fn member(self) -> Option<Uuid> {
-        match self {
-            Scope::Member(user) => Some(user.id),
-            Scope::All | Scope::Beamline(_) => None,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,11 +49,18 @@ pub struct StopResult {
     pub unchanged: Vec<Uuid>,
 }
 
-/// Asks for the live ones of `ids` to stop, in one transaction, and wakes the reconciler.
-/// An id that is not in `scope` (or does not exist) makes the whole request a 404 that
-/// changes nothing, so a beamline's staff learn nothing of other beamlines' sessions; a
-/// member who may not stop gets a 403.
+/// Asks for the live ones of `ids` (1 to 500, each counted once) to stop, in one
+/// transaction, and wakes the reconciler. An id that is not in `scope` (or does not exist)
+/// makes the whole request a 404 that changes nothing, so a beamline's staff learn nothing
+/// of other beamlines' sessions; a member who may not stop gets a 403.
 pub async fn stop(state: &AppState, actor: &Actor, scope: Scope<'_>, ids: &[Uuid]) -> Result<StopResult> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() || ids.len() > 500 {
+        return Err(AppError::invalid("ids", "name 1 to 500 sessions"));
+    }
+    let ids = &ids[..];
     let mut tx = state.db.begin().await?;
     if let Scope::Member(user) = scope {
         for &id in ids {
@@ -115,7 +115,8 @@ pub async fn request_stop(conn: &mut PgConnection, id: Uuid, message: &str) -> s
     }
 }
 
-/// The reconciler's half of a stop: stops what runs, then marks the session `stopped`.
+/// The second half of a stop (the reconciler's, or the launch task's): stops what runs,
+/// if anything, then marks the session `stopped` if it is `stopping`.
 pub async fn finish_stop(state: &AppState, id: Uuid, handle: Option<&Handle>) -> anyhow::Result<()> {
     if let Some(handle) = handle {
         state.runtime.stop(id, handle).await?;

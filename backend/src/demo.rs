@@ -272,15 +272,19 @@ pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
 
 /// The local runtime's desktop: TigerVNC's Xvnc on the session's socket (no TCP) with
 /// daas's password and an X cookie of its own, then a window manager and a terminal; the
-/// session lasts as long as Xvnc.
+/// session lasts as long as Xvnc. The window manager and the terminal wait up to 60 s for
+/// the X server (a loaded machine is slow to start it; started too early, they die and the
+/// desktop stays black). No blacklist: every connection comes from daas's relay
+/// (the socket is reachable by nothing else), so Xvnc's blacklist, which counts failures
+/// per address, would shut every viewer out after a burst.
 pub fn desktop_command() -> serde_json::Value {
     json!({"argv": ["sh", "-c", concat!(
         // Xvnc creates its socket folder only as root; in the sandbox daas creates it.
         "mkdir -p -m 1777 /tmp/.X11-unix; ",
         "export XAUTHORITY=/tmp/.Xauthority DISPLAY=:{display}; xauth -q add :{display} . \"$(mcookie)\"; ",
         "Xvnc :{display} -auth \"$XAUTHORITY\" -rfbunixpath {socket} -rfbport -1 -nolisten tcp ",
-        "-SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
-        "i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ",
+        "-UseBlacklist=0 -SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
+        "i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; ",
         "openbox & xterm -geometry 120x36+40+40 & wait $xvnc")]})
 }
 

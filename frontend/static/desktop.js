@@ -11,16 +11,40 @@ const clipboard = document.getElementById("clipboard");
 const screen = document.getElementById("screen");
 
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-const rfb = new RFB(screen, `${scheme}//${location.host}/sessions/${id}/desktop/ws`);
-rfb.resizeSession = true;
-rfb.viewOnly = true;
-window.daasRfb = rfb;
+// When the desktop does not let daas in (a burst of viewers, a desktop still starting),
+// the relay answers 503 with Retry-After: 2 (a browser hides it from scripts): try again.
+const RETRY_S = 2;
+const TRIES = 5;
+let rfb;
+let failures = 0;
+let ended = false;
 
-rfb.addEventListener("connect", () => { status.textContent = "Connected"; rfb.focus(); });
-rfb.addEventListener("disconnect", (e) => {
-  status.textContent = e.detail.clean ? "Disconnected" : "Connection lost; reload to reconnect";
-});
-rfb.addEventListener("clipboard", (e) => { clipboard.value = e.detail.text; });
+function connect() {
+  rfb = new RFB(screen, `${scheme}//${location.host}/sessions/${id}/desktop/ws`);
+  rfb.resizeSession = true;
+  rfb.viewOnly = true;
+  window.daasRfb = rfb;
+  rfb.addEventListener("connect", () => {
+    failures = 0;
+    status.textContent = "Connected";
+    rfb.focus();
+    refreshControl();
+  });
+  rfb.addEventListener("disconnect", (e) => {
+    if (ended) return;
+    if (e.detail.clean) {
+      status.textContent = "Disconnected";
+    } else if (++failures <= TRIES) {
+      status.textContent = `The desktop does not answer; trying again in ${RETRY_S} s (${failures} of ${TRIES})`;
+      setTimeout(connect, RETRY_S * 1000);
+    } else {
+      status.textContent = "Connection lost; reload to reconnect";
+    }
+  });
+  rfb.addEventListener("clipboard", (e) => { clipboard.value = e.detail.text; });
+}
+
+connect();
 clipboard.addEventListener("change", () => rfb.clipboardPasteFrom(clipboard.value));
 document.getElementById("fullscreen").addEventListener("click", () => screen.requestFullscreen());
 
@@ -56,6 +80,7 @@ const events = new EventSource(`/api/v1/sessions/${id}/events`);
 events.addEventListener("session", (e) => {
   const event = JSON.parse(e.data);
   if (event.state === "stopped" || event.state === "failed") {
+    ended = true;
     status.textContent = `The desktop has ${event.state}`;
     events.close();
   }

@@ -280,3 +280,53 @@ async fn controller_and_handover(db: PgPool) {
     app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
     app.stop_everything().await;
 }
+
+/// A VNC server that greets, then refuses every connection with a reason (as TigerVNC does
+/// to a burst it blacklists); counts the connections.
+async fn refusing_vnc(path: &std::path::Path) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                stream.write_all(b"RFB 003.008\n").await?;
+                let mut version = [0u8; 12];
+                stream.read_exact(&mut version).await?;
+                let reason = b"Too many security failures";
+                stream.write_all(&[0]).await?;
+                stream.write_all(&(reason.len() as u32).to_be_bytes()).await?;
+                stream.write_all(reason).await?;
+                std::io::Result::Ok(())
+            });
+        }
+    });
+    count
+}
+
+/// A desktop that refuses daas's login gets a 503 with `Retry-After` after a few tries,
+/// never a 101 with nothing behind it.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_refused_vnc_login_is_a_503_to_retry_not_a_dead_websocket(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let socket = app.data_path().join("refusing.sock");
+    let connections = refusing_vnc(&socket).await;
+    app.fake().start_as(daas::runtime::Observed::Running { endpoint: format!("unix:{}", socket.display()) });
+    let id = launch(&app, "alice", "Xfce desktop").await;
+    let addr = app.serve().await;
+    let token = app.token("alice").await;
+    let mut request = format!("ws://{addr}/sessions/{id}/desktop/ws").into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request.headers_mut().insert("origin", "http://localhost:8080".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "2");
+        }
+        Ok(_) => panic!("a WebSocket was opened to a desktop that refused daas"),
+        Err(err) => panic!("{err}"),
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3, "daas tries the login three times");
+}

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::header::ORIGIN;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +29,41 @@ use crate::web::Path;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/sessions/{id}/desktop", get(desktop_page)).route("/sessions/{id}/desktop/ws", get(desktop_ws))
+}
+
+/// How long the relay may take to connect and log in to the VNC server.
+const LOGIN_WITHIN: Duration = Duration::from_secs(10);
+/// Logins tried per viewer before answering 503: a VNC server refuses some in a burst.
+const LOGIN_TRIES: u32 = 3;
+
+/// Connects to the VNC server and logs in with daas's password; a refused or failed login
+/// is tried again (a new connection each time) after a short pause, `LOGIN_TRIES` in all.
+async fn login(endpoint: &str, secret: &str) -> anyhow::Result<Stream> {
+    let mut pause = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        let attempt = async {
+            let mut server = upstream::connect(endpoint).await?;
+            rfb::login(&mut server, secret).await?;
+            anyhow::Ok(server)
+        };
+        match attempt.await {
+            Ok(server) => return Ok(server),
+            Err(err) if tries >= LOGIN_TRIES => return Err(err),
+            Err(err) => tracing::debug!(error = format!("{err:#}"), tries, "VNC login failed, trying again"),
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+        tries += 1;
+    }
+}
+
+/// 503 with `Retry-After`: the desktop did not let daas in (busy, or still starting).
+fn busy() -> Response {
+    let mut response =
+        AppError::Unavailable("the desktop does not answer; try again in a moment".into()).into_response();
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+    response
 }
 
 /// At most one write of `last_activity_at` per connection in this long.
@@ -78,15 +113,18 @@ async fn desktop_ws(
     else {
         return Err(AppError::Conflict("the desktop is not running".into()));
     };
-    let unavailable = || AppError::Unavailable("the desktop does not answer; try again in a moment".into());
-    let mut server = tokio::time::timeout(Duration::from_secs(10), upstream::connect(endpoint))
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?;
-    if let Err(err) = tokio::time::timeout(Duration::from_secs(10), rfb::login(&mut server, secret)).await {
-        tracing::warn!(error = %err, "no VNC login in time");
-        return Err(unavailable());
-    }
+    let server = match tokio::time::timeout(LOGIN_WITHIN, login(endpoint, secret)).await {
+        Ok(Ok(server)) => server,
+        // Never a 101 without a desktop behind it: the browser retries after a 503.
+        Ok(Err(err)) => {
+            tracing::warn!(error = format!("{err:#}"), "no VNC login");
+            return Ok(busy());
+        }
+        Err(_) => {
+            tracing::warn!("no VNC login in time");
+            return Ok(busy());
+        }
+    };
     Ok(ws.on_upgrade(move |socket| async move {
         if let Err(err) = relay(state, user, id, t, server, socket).await {
             tracing::debug!(error = %err, "desktop connection ended");

@@ -488,3 +488,62 @@ async fn check_reports_links_outside_their_experiments_folder(db: PgPool) {
         .unwrap();
     stdout(&daas(&db, &["check", "--data-root", &root]));
 }
+
+/// A restart is not held up by open event streams (every open desktop tab has one): on
+/// SIGTERM they end at once and daas exits, well inside the 20 s grace period.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn sigterm_ends_open_event_streams_and_exits_at_once(db: PgPool) {
+    let _data = demo(&db).await;
+    let token = stdout(&daas(&db, &["token", "create", "--user", "alice"])).trim().to_string();
+    let port = free_port();
+    let child = Command::new(DAAS)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--runtime", "fake"])
+        .env("DATABASE_URL", url_of(&db))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, _runtime: None };
+    wait_for(30, "daas serve", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let (image, flavour, experiment): (String, String, String) = sqlx::query_as(
+        "select (select id::text from images where name = 'JupyterLab'), (select id::text from flavours where name = 'small'),
+                (select id::text from experiments where code = 'S0011')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let body = serde_json::json!({"image": image, "flavour": flavour, "experiment": experiment}).to_string();
+    let session = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/sessions HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let json = response.split_once("\r\n\r\n").unwrap().1;
+        let id = serde_json::from_str::<serde_json::Value>(json).unwrap()["id"].as_str().unwrap().to_string();
+        // Five open streams on the running session, as five open tabs would hold.
+        (0..5)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                write!(stream, "GET /api/v1/sessions/{id}/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
+                    .unwrap();
+                let mut first = [0u8; 64];
+                let n = stream.read(&mut first).unwrap();
+                assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+                stream
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let term = Instant::now();
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    wait_for(10, "daas to exit", || server.child.try_wait().unwrap().is_some());
+    assert!(term.elapsed() < Duration::from_secs(5), "exited {:?} after SIGTERM", term.elapsed());
+    drop(session);
+}

@@ -194,10 +194,13 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let closing = state.clone();
     let app = crate::app(state, &background).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!(grace_s = grace.as_secs(), "shutting down");
+        // Event streams and relays end now (clients resume or reconnect); requests finish.
+        closing.events.close();
         let _ = tx.send(true);
     });
     let mut rx = rx;

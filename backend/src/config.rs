@@ -101,7 +101,8 @@ pub struct ServeArgs {
     /// is linked only from inside its experiment's folder.
     #[arg(long, env = "DAAS_EXPERIMENT_STORAGE", default_value = StorageTemplate::DEFAULT)]
     pub experiment_storage: StorageTemplate,
-    /// Seconds to let open requests finish after SIGTERM or Ctrl-C.
+    /// Seconds to let open requests finish after SIGTERM or Ctrl-C (event streams and
+    /// relayed WebSockets end at once: clients resume or reconnect).
     #[arg(long, env = "DAAS_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
     #[command(flatten)]

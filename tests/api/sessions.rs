@@ -788,3 +788,22 @@ async fn used_up_gpu_hours_refuse_gpu_launches_only(db: PgPool) {
     assert!(r.body["error"]["message"].as_str().unwrap().starts_with("over quota: proposal 20180101: "), "{}", r.text);
     app.stop_everything().await;
 }
+
+/// At shutdown an open event stream ends at once (the client resumes with `Last-Event-ID`
+/// from the next daas), instead of holding the restart for the whole grace period.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn event_streams_end_at_once_at_shutdown(db: PgPool) {
+    let app = TestApp::new(db).await;
+    add_trivial_image(&app.db, "Trivial", 0).await;
+    let alice = app.token("alice").await;
+    let body = launch_body(&app, "Trivial", "small", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    wait_state(&app, &alice, &id, 10, is("running")).await;
+    let mut events = app.stream(&format!("/api/v1/sessions/{id}/events"), &alice, None).await;
+    while events.next_event(Duration::from_secs(2)).await.is_some_and(|e| e["state"] != "running") {}
+    let closing = Instant::now();
+    app.state.events.close();
+    assert!(events.next_event(Duration::from_secs(10)).await.is_none());
+    assert!(closing.elapsed() < Duration::from_secs(2), "the stream outlived the shutdown: {:?}", closing.elapsed());
+}

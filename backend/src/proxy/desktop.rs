@@ -21,6 +21,7 @@ use super::rfb::{self, Class, ClientStream};
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::sessions::db::{relay_target as target, RelayTarget};
+use crate::sessions::events::EVERYONE;
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::auth::from_origin;
@@ -192,6 +193,9 @@ async fn relay(
     let mut last_activity: Option<Instant> = None;
     let mut first = std::mem::take(&mut browser.pending);
     let mut buf = vec![0u8; 256 * 1024];
+    // At shutdown the relay ends; noVNC reconnects to the next daas.
+    let closed = state.events.closed();
+    tokio::pin!(closed);
     loop {
         let bytes = if !first.is_empty() {
             Bytes::from(std::mem::take(&mut first))
@@ -209,9 +213,10 @@ async fn relay(
                     Some(bytes) => bytes,
                     None => return Ok(()),
                 },
+                _ = &mut closed => return Ok(()),
                 note = notes.recv() => {
                     let relevant = match note {
-                        Ok(session) => session == id,
+                        Ok(session) => session == id || session == EVERYONE,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
                     };

@@ -33,6 +33,7 @@ use super::db;
 use super::upstream::{self, Connector};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
+use crate::sessions::events::EVERYONE;
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
 use crate::web::auth::{from_origin, is_unsafe};
@@ -135,6 +136,7 @@ impl Notebooks {
         let forgetting = tokio::spawn(async move {
             loop {
                 match notes.recv().await {
+                    Ok(EVERYONE) => *proxy.cache.lock().expect("cache lock") = Cache::default(),
                     Ok(id) => proxy.invalidate(id),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         *proxy.cache.lock().expect("cache lock") = Cache::default();
@@ -513,7 +515,7 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
         let stopped = async {
             loop {
                 match notes.recv().await {
-                    Ok(session) if session != id => continue,
+                    Ok(session) if session != id && session != EVERYONE => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => {}
                 }
@@ -523,10 +525,12 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
                 }
             }
         };
+        // At shutdown too: the browser reconnects to the next daas.
         tokio::select! {
             _ = up => {}
             _ = down => {}
             _ = stopped => {}
+            _ = state.events.closed() => {}
         }
     });
     Ok(response.body(Body::empty()).map_err(anyhow::Error::from)?)

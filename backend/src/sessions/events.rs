@@ -1,12 +1,14 @@
 //! Session events as they happen: every event row is followed by a Postgres `NOTIFY` in
 //! the same transaction; one `LISTEN` connection per process fans the session ids out to
 //! the open event streams, which then read the new rows. Rows are the truth, so a stream
-//! resumed after a restart (`Last-Event-ID`) misses nothing.
+//! resumed after a restart (`Last-Event-ID`) misses nothing. A stream that waits costs
+//! nothing: it reads again only when told (its session's id, or `EVERYONE` after the
+//! listener reconnected). At shutdown, `close` ends every stream at once.
 
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::lifecycle::SessionState;
@@ -33,12 +35,32 @@ pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: SessionState,
 pub struct Hub {
     db: PgPool,
     sender: broadcast::Sender<Uuid>,
+    /// Set once the process is shutting down: long-lived streams and relays end at once
+    /// (clients resume with `Last-Event-ID`, or reconnect).
+    closing: watch::Sender<bool>,
 }
+
+/// Sent to every subscriber after the listener (re)connects: notifications may have been
+/// missed meanwhile, so everyone looks again.
+pub const EVERYONE: Uuid = Uuid::nil();
 
 impl Hub {
     /// A hub that hears nothing until `listen` runs.
     pub fn new(db: PgPool) -> Self {
-        Self { db, sender: broadcast::channel(1024).0 }
+        Self { db, sender: broadcast::channel(1024).0, closing: watch::channel(false).0 }
+    }
+
+    /// Ends every stream and relay that waits on `closed` (at shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once `close` was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
     }
 
     /// Session ids with new events from now on.
@@ -60,6 +82,7 @@ async fn listen(db: PgPool, sender: broadcast::Sender<Uuid>) {
                 if let Err(err) = listener.listen(CHANNEL).await {
                     tracing::warn!(error = %err, "cannot listen for session events");
                 } else {
+                    let _ = sender.send(EVERYONE);
                     loop {
                         match listener.recv().await {
                             Ok(note) => {

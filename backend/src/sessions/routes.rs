@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,6 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::db::{self, Session, SessionEvent};
+use super::events;
 use super::lifecycle::launch::{self, LaunchRequest};
 use super::lifecycle::stop::{self, Scope};
 use crate::audit::Actor;
@@ -175,19 +175,24 @@ impl Follow {
             if self.ended {
                 return None;
             }
-            // Wait for a notification about this session; look again now and then
-            // anyway, in case the listener was reconnecting.
+            // Wait for a notification about this session (or one that may have been
+            // missed); no query until then. The stream ends at shutdown: the client
+            // resumes after the last event it saw.
             let wait = async {
                 loop {
                     match self.notes.recv().await {
-                        Ok(id) if id == self.id => return true,
+                        Ok(id) if id == self.id || id == events::EVERYONE => return true,
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => return true,
                         Err(broadcast::error::RecvError::Closed) => return false,
                     }
                 }
             };
-            if let Ok(false) = tokio::time::timeout(Duration::from_secs(5), wait).await {
+            let more = tokio::select! {
+                more = wait => more,
+                _ = self.state.events.closed() => false,
+            };
+            if !more {
                 return None;
             }
         }

@@ -5,7 +5,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::sessions::lifecycle::SessionState;
@@ -39,25 +41,34 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<AdminFlavour>> {
     select().push(" order by f.gpus, f.cpu_millis, f.memory_mib, f.name").build_query_as().fetch_all(db).await
 }
 
+/// The columns an admin sets, in the order `bind_settings` binds them ($1 to $10).
+macro_rules! settings {
+    () => {
+        "name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations, allowed_roles, enabled"
+    };
+}
+
+fn bind_settings<'q>(q: Query<'q, Postgres, PgArguments>, f: &'q FlavourInput) -> Query<'q, Postgres, PgArguments> {
+    q.bind(&f.name)
+        .bind(f.cpu_millis)
+        .bind(f.memory_mib)
+        .bind(f.gpus)
+        .bind(&f.gpu_type)
+        .bind(f.disk_gib)
+        .bind(&f.node_selector)
+        .bind(&f.tolerations)
+        .bind(&f.allowed_roles)
+        .bind(f.enabled)
+}
+
 /// Stores a checked new flavour; fails on `flavours_name_key` when the name is taken.
 pub async fn insert(tx: &mut PgConnection, f: &FlavourInput) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
-        "insert into flavours (name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations,
-                               allowed_roles, enabled)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
-    )
-    .bind(&f.name)
-    .bind(f.cpu_millis)
-    .bind(f.memory_mib)
-    .bind(f.gpus)
-    .bind(&f.gpu_type)
-    .bind(f.disk_gib)
-    .bind(&f.node_selector)
-    .bind(&f.tolerations)
-    .bind(&f.allowed_roles)
-    .bind(f.enabled)
-    .fetch_one(tx)
-    .await
+    let sql = concat!(
+        "insert into flavours (",
+        settings!(),
+        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id"
+    );
+    bind_settings(sqlx::query(sql), f).fetch_one(tx).await?.try_get("id")
 }
 
 /// Locks a flavour's row; whether it was enabled, `None` when there is no such flavour.
@@ -67,24 +78,9 @@ pub async fn lock_enabled(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
 
 /// Stores a flavour's checked settings; fails on `flavours_name_key` when the name is taken.
 pub async fn update(tx: &mut PgConnection, id: Uuid, f: &FlavourInput) -> sqlx::Result<()> {
-    sqlx::query(
-        "update flavours set name = $2, cpu_millis = $3, memory_mib = $4, gpus = $5, gpu_type = $6, disk_gib = $7,
-             node_selector = $8, tolerations = $9, allowed_roles = $10, enabled = $11
-         where id = $1",
-    )
-    .bind(id)
-    .bind(&f.name)
-    .bind(f.cpu_millis)
-    .bind(f.memory_mib)
-    .bind(f.gpus)
-    .bind(&f.gpu_type)
-    .bind(f.disk_gib)
-    .bind(&f.node_selector)
-    .bind(&f.tolerations)
-    .bind(&f.allowed_roles)
-    .bind(f.enabled)
-    .execute(tx)
-    .await?;
+    let sql =
+        concat!("update flavours set (", settings!(), ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) where id = $11");
+    bind_settings(sqlx::query(sql), f).bind(id).execute(tx).await?;
     Ok(())
 }
 

@@ -5,7 +5,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::sessions::lifecycle::SessionState;
@@ -41,56 +43,53 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<AdminImage>> {
     select().push(" order by i.kind, i.name").build_query_as().fetch_all(db).await
 }
 
+/// The columns an admin sets, in the order `bind_settings` binds them ($1 to $14).
+macro_rules! settings {
+    () => {
+        "name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus, default_disk_gib, \
+         enabled, description, icon, allowed_roles, parameter_schema, local_command"
+    };
+}
+
+fn bind_settings<'q>(
+    q: Query<'q, Postgres, PgArguments>,
+    i: &'q ImageInput,
+    protocol: &'q str,
+) -> Query<'q, Postgres, PgArguments> {
+    q.bind(&i.name)
+        .bind(&i.kind)
+        .bind(&i.reference)
+        .bind(protocol)
+        .bind(i.default_cpu_millis)
+        .bind(i.default_memory_mib)
+        .bind(i.default_gpus)
+        .bind(i.default_disk_gib)
+        .bind(i.enabled)
+        .bind(&i.description)
+        .bind(&i.icon)
+        .bind(&i.allowed_roles)
+        .bind(&i.parameter_schema)
+        .bind(&i.local_command)
+}
+
 /// Stores a checked new image; fails on `images_name_key` when the name is taken.
 pub async fn insert(tx: &mut PgConnection, i: &ImageInput, protocol: &str) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
-                             default_disk_gib, enabled, description, icon, allowed_roles, parameter_schema, local_command)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) returning id",
-    )
-    .bind(&i.name)
-    .bind(&i.kind)
-    .bind(&i.reference)
-    .bind(protocol)
-    .bind(i.default_cpu_millis)
-    .bind(i.default_memory_mib)
-    .bind(i.default_gpus)
-    .bind(i.default_disk_gib)
-    .bind(i.enabled)
-    .bind(&i.description)
-    .bind(&i.icon)
-    .bind(&i.allowed_roles)
-    .bind(&i.parameter_schema)
-    .bind(&i.local_command)
-    .fetch_one(tx)
-    .await
+    let sql = concat!(
+        "insert into images (",
+        settings!(),
+        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) returning id"
+    );
+    bind_settings(sqlx::query(sql), i, protocol).fetch_one(tx).await?.try_get("id")
 }
 
 /// Stores an image's checked settings; fails on `images_name_key` when the name is taken.
 pub async fn update(tx: &mut PgConnection, id: Uuid, i: &ImageInput, protocol: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "update images set name = $2, kind = $3, reference = $4, protocol = $5, default_cpu_millis = $6,
-             default_memory_mib = $7, default_gpus = $8, default_disk_gib = $9, enabled = $10, description = $11,
-             icon = $12, allowed_roles = $13, parameter_schema = $14, local_command = $15, updated_at = now()
-         where id = $1",
-    )
-    .bind(id)
-    .bind(&i.name)
-    .bind(&i.kind)
-    .bind(&i.reference)
-    .bind(protocol)
-    .bind(i.default_cpu_millis)
-    .bind(i.default_memory_mib)
-    .bind(i.default_gpus)
-    .bind(i.default_disk_gib)
-    .bind(i.enabled)
-    .bind(&i.description)
-    .bind(&i.icon)
-    .bind(&i.allowed_roles)
-    .bind(&i.parameter_schema)
-    .bind(&i.local_command)
-    .execute(tx)
-    .await?;
+    let sql = concat!(
+        "update images set (",
+        settings!(),
+        ", updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now()) where id = $15"
+    );
+    bind_settings(sqlx::query(sql), i, protocol).bind(id).execute(tx).await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use axum::http::Method;
 use serde_json::{json, Value};
 
 use crate::common::TestApp;
-use crate::sessions::{launch_body, wait_state};
+use crate::common::{launch_body, wait_state};
 
 const ATTACK: &str = include_str!("attack.py");
 

@@ -6,8 +6,8 @@ use axum::http::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use crate::common::id_of;
 use crate::common::TestApp;
-use crate::sessions::id_of;
 
 /// Launches a notebook for `owner` without waiting for it (no reconciler: it stays
 /// `requested`); returns its id.

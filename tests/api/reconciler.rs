@@ -11,7 +11,7 @@ use daas::reconciler::reconcile_once;
 use daas::runtime::Observed;
 
 use crate::common::TestApp;
-use crate::sessions::{add_trivial_image, launch_body, wait_state};
+use crate::common::{add_trivial_image, launch_body, wait_state};
 
 async fn launch(app: &TestApp, token: &str) -> Uuid {
     add_trivial_image(&app.db, "Trivial", 0).await;

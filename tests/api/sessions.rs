@@ -3,7 +3,6 @@
 //! prove (bubblewrap sandboxes, JupyterLab, Xvnc, jobs, a killed process).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -15,78 +14,7 @@ use uuid::Uuid;
 use daas::proxy::upstream::connect;
 use daas::runtime::Observed;
 
-use crate::common::TestApp;
-
-/// A local runtime whose folders live in the test's temporary folder.
-pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
-    use daas::runtime::local::{Limits, LocalConfig, LocalRuntime};
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let config = LocalConfig {
-        sessions_dir: data.join("_runtime/sessions"),
-        homes_dir: data.join("_runtime/homes"),
-        data_root: data.to_owned(),
-        venv: root.join(".daas/venv"),
-        tools_dir: root.join("tools"),
-        stop_grace: Duration::from_secs(3),
-        // As on a machine without GPUs, whatever this one has.
-        gpu_devices: Vec::new(),
-    };
-    Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
-}
-
-/// An image whose local command is `sh -c SCRIPT` (`{socket}`, `{port}` etc. expanded by
-/// the runtime).
-pub async fn add_shell_image(db: &PgPool, name: &str, kind: &str, script: &str) -> Uuid {
-    let protocol = if kind == "job" { "none" } else { "http" };
-    sqlx::query_scalar(
-        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
-         values ($1, $2, $3, $4, 100, 64, $5) returning id",
-    )
-    .bind(name)
-    .bind(kind)
-    .bind(format!("example/{}:1", name.to_lowercase()))
-    .bind(protocol)
-    .bind(json!({"argv": ["sh", "-c", script]}))
-    .fetch_one(db)
-    .await
-    .unwrap()
-}
-
-/// A notebook image that starts in a blink: Python's HTTP server on the session's port.
-pub async fn add_trivial_image(db: &PgPool, name: &str, delay_s: u32) -> Uuid {
-    let script = format!("sleep {delay_s}; exec python3 -m http.server --bind 127.0.0.1 {{port}}");
-    add_shell_image(db, name, "notebook", &script).await
-}
-
-pub async fn id_of(db: &PgPool, table: &str, column: &str, value: &str) -> Uuid {
-    sqlx::query_scalar(&format!("select id from {table} where {column} = $1"))
-        .bind(value)
-        .fetch_one(db)
-        .await
-        .unwrap_or_else(|_| panic!("no {table} {value}"))
-}
-
-pub async fn launch_body(app: &TestApp, image: &str, flavour: &str, experiment: &str) -> Value {
-    json!({
-        "image": id_of(&app.db, "images", "name", image).await,
-        "flavour": id_of(&app.db, "flavours", "name", flavour).await,
-        "experiment": id_of(&app.db, "experiments", "code", experiment).await,
-    })
-}
-
-/// Polls the session as `user` until `done` holds; panics after `secs`.
-pub async fn wait_state(app: &TestApp, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let session = app.get(&format!("/api/v1/sessions/{id}"), Some(token)).await;
-        assert_eq!(session.status, 200, "{}", session.text);
-        if done(&session.body) {
-            return session.body;
-        }
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out; session is {}", session.text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::common::{add_shell_image, add_trivial_image, id_of, launch_body, wait_state, TestApp};
 
 fn is(state: &'static str) -> impl Fn(&Value) -> bool {
     move |s| s["state"] == state

@@ -49,7 +49,8 @@ impl FakeRuntime {
     }
 
     /// What `observe` reports of a session from now on, or from its launch if it has not
-    /// started yet (`Gone` forgets a running one, as a machine's restart would).
+    /// started yet (`Gone` forgets a running one, as a machine's restart would; before the
+    /// launch it means nothing).
     pub fn set(&self, id: Uuid, observed: Observed) {
         let mut state = self.state();
         match state.running.get_mut(&id) {
@@ -57,6 +58,8 @@ impl FakeRuntime {
                 state.running.remove(&id);
             }
             Some(now) => *now = observed,
+            // Nothing runs yet, so nothing to forget.
+            None if observed == Observed::Gone => {}
             None => {
                 state.scripted.insert(id, observed);
             }

@@ -404,7 +404,7 @@ async fn sessions_outlive_a_killed_daas_and_are_adopted(db: PgPool) {
     assert_eq!(count, 3);
     let folders = std::fs::read_dir(dir.path().join("sessions"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().join("handle.json").exists())
+        .filter(|e| e.as_ref().unwrap().path().join("pid").exists())
         .count();
     assert_eq!(folders, 3);
 

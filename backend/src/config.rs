@@ -213,9 +213,13 @@ pub struct SessionArgs {
     #[arg(long, env = "DAAS_EXPIRY_WARNING", value_parser = humantime::parse_duration, default_value = "15m")]
     pub expiry_warning: std::time::Duration,
     /// A session not answering (on its socket, or its pod's port) within this long after
-    /// launch fails.
+    /// its start began (not counting its wait in the queue) fails.
     #[arg(long, env = "DAAS_STARTUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "120s")]
     pub startup_timeout: std::time::Duration,
+    /// Starts under way at once (from the runtime's start until the session answers);
+    /// later launches wait in order and show "queued: N ahead". Default: twice the CPUs.
+    #[arg(long, env = "DAAS_MAX_STARTING")]
+    pub max_starting: Option<usize>,
     /// Kubernetes runtime settings (used with `--runtime kubernetes`).
     #[command(flatten)]
     pub kube: crate::runtime::kube::KubeArgs,

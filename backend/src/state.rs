@@ -20,7 +20,7 @@ pub struct App {
     pub oidc: Option<crate::auth::oidc::Oidc>,
     /// The engine that runs sessions.
     pub runtime: Arc<dyn crate::runtime::Runtime>,
-    /// The lifecycle's wake-up of the reconciler, and the launches under way here.
+    /// The lifecycle's wake-up of the reconciler, the launches under way here, and their queue.
     pub lifecycle: crate::sessions::lifecycle::signals::Signals,
     /// Fans out Postgres notifications of new session events to the event streams.
     pub events: crate::sessions::events::Hub,
@@ -77,6 +77,8 @@ pub struct SessionPolicy {
     pub startup_timeout: Duration,
     /// The reconciler's period.
     pub reconcile_interval: Duration,
+    /// Starts under way at once.
+    pub max_starting: usize,
     /// The host uids sessions run as, one per user.
     pub uids: crate::config::UidRange,
 }
@@ -89,6 +91,9 @@ impl SessionPolicy {
             warning: args.expiry_warning,
             startup_timeout: args.startup_timeout,
             reconcile_interval: args.reconcile_interval,
+            max_starting: args.max_starting.unwrap_or_else(|| {
+                2 * std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+            }),
             uids: args.session_uids,
         }
     }
@@ -105,6 +110,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(db: PgPool, config: Config, runtime: Arc<dyn crate::runtime::Runtime>) -> Self {
         let oidc = crate::auth::oidc::Oidc::from_config(&config.web);
+        let lifecycle = crate::sessions::lifecycle::signals::Signals::new(config.sessions.max_starting);
         Self(Arc::new(App {
             oidc,
             events: crate::sessions::events::Hub::new(db.clone()),
@@ -112,7 +118,7 @@ impl AppState {
             metrics: crate::telemetry::metrics_handle(),
             config,
             runtime,
-            lifecycle: Default::default(),
+            lifecycle,
         }))
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod admin_pages;
 mod beamlines;
 mod catalogue;
+mod crash_windows;
 mod datasets;
 mod desktop;
 mod health;

@@ -17,6 +17,12 @@
 //! (so daas exiting or being killed does not touch them); the wrapper applies the limits,
 //! runs `bwrap`, and writes the exit code to a file, which is how an exit is known even when
 //! daas was not running at the time.
+//!
+//! Written ahead: the folder's label and `session.json` (the handle but for the process)
+//! are on disk before anything starts, and the wrapper records its own process (`pid`)
+//! before it runs anything else, or exits. So whenever daas stops (a crash, a full disk),
+//! every process of a session is findable from its folder: a second launch adopts it, the
+//! orphan clean-up stops it, and no folder is removed while something of it runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,7 +38,7 @@ use super::{Found, Handle, Kind, LaunchSpec, Observed, Runtime, RuntimeResult, S
 /// Where the local runtime keeps things and what it runs with.
 #[derive(Clone, Debug)]
 pub struct LocalConfig {
-    /// One folder per session (its label, handle, VNC password, exit code).
+    /// One folder per session (its label, handle, process record, VNC password, exit code).
     pub sessions_dir: PathBuf,
     /// Per-user homes, kept across sessions; mounted at `/home/<user>`.
     pub homes_dir: PathBuf,
@@ -136,10 +142,11 @@ impl Isolation {
     }
 }
 
-/// What `sessions.runtime_handle` holds for a local session.
+/// What `sessions.runtime_handle` holds for a local session. `session.json` in its folder
+/// holds it before the start, with `pid` 0 (see [`LocalRuntime::read_handle`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LocalHandle {
-    /// The wrapper's pid, which is also the process group of the session.
+    /// The wrapper's pid, which is also the process group of the session; 0 until it runs.
     pub pid: i32,
     /// Its start time in clock ticks after boot (`/proc/<pid>/stat`, field 22), so a
     /// recycled pid is never taken for the session.
@@ -171,10 +178,18 @@ const SOCKET_IN: &str = "/run/daas/server.sock";
 /// The TCP port of an image command that listens on `{port}` rather than `{socket}`:
 /// inside the session's own network namespace, so every session can have the same one.
 const SESSION_PORT: u16 = 8888;
+/// The handle written before the start, in the session's folder.
+const PLANNED: &str = "session.json";
+/// How long a start waits for the wrapper to record its process (it does so at once).
+const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The wrapper run as `sh -c WRAPPER sh <dir> <cgroups> <memory KiB> <processes> <argv...>`
-/// (as daas: it enters the cgroups, sets the rlimits, records the exit code).
+/// (as daas: it records its process, enters the cgroups, sets the rlimits, records the exit
+/// code). The record comes first and is all or nothing (written, then renamed): without
+/// it nothing runs.
 const WRAPPER: &str = r#"dir="$1"; cgroups="$2"; memory_kib="$3"; processes="$4"; shift 4
+read -r stat < /proc/$$/stat && echo "$stat" > "$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid" ||
+  { echo "daas: cannot record the session's process in $dir/pid" >&2; exit 125; }
 for cgroup in $cgroups; do echo $$ > "$cgroup/cgroup.procs" || exit 125; done
 if [ -n "$memory_kib" ]; then ulimit -v "$memory_kib" || exit 125; fi
 if [ -n "$processes" ]; then ulimit -u "$processes" || exit 125; fi
@@ -230,9 +245,19 @@ impl LocalRuntime {
         self.config.sessions_dir.join("logs").join(format!("{id}.log"))
     }
 
+    /// The handle written ahead (`session.json`) with the process the wrapper recorded
+    /// (`pid`; `pid` 0 when it did not run), or the `handle.json` a daas before the
+    /// write-ahead wrote after the start; `None` when the folder holds neither.
     fn read_handle(&self, id: Uuid) -> Option<LocalHandle> {
-        let text = std::fs::read_to_string(self.dir(id).join("handle.json")).ok()?;
-        serde_json::from_str(&text).ok()
+        let dir = self.dir(id);
+        let Ok(planned) = std::fs::read(dir.join(PLANNED)) else {
+            return serde_json::from_slice(&std::fs::read(dir.join("handle.json")).ok()?).ok();
+        };
+        let mut handle: LocalHandle = serde_json::from_slice(&planned).ok()?;
+        if let Some(stat) = std::fs::read_to_string(dir.join("pid")).ok().as_deref().and_then(parse_stat) {
+            (handle.pid, handle.start_time) = (stat.pid, stat.start_time);
+        }
+        Some(handle)
     }
 
     /// The `bwrap` command line for a session, up to its command.
@@ -419,7 +444,7 @@ impl LocalRuntime {
     /// the owner's name and uid), root and nobody.
     fn write_etc(&self, spec: &LaunchSpec, dir: &Path) -> anyhow::Result<()> {
         let etc = dir.join("etc");
-        std::fs::create_dir_all(&etc)?;
+        std::fs::create_dir_all(&etc).with_context(|| format!("cannot create {}", etc.display()))?;
         let (user, uid) = (&spec.owner, spec.uid);
         let files = [
             (
@@ -434,7 +459,7 @@ impl LocalRuntime {
             ("hostname", format!("{HOSTNAME}\n")),
         ];
         for (name, text) in files {
-            std::fs::write(etc.join(name), text)?;
+            write(&etc.join(name), text)?;
         }
         Ok(())
     }
@@ -469,37 +494,166 @@ impl LocalRuntime {
         Ok(home)
     }
 
-    /// The session's cgroups, made and limited (none with rlimits).
-    fn cgroups_for(&self, spec: &LaunchSpec) -> anyhow::Result<Vec<PathBuf>> {
-        let id = spec.session_id.to_string();
+    /// Writes the session's folder, the handle first, then starts the wrapper and waits for
+    /// its record of its process. On an error nothing of the session runs; the caller
+    /// removes what was written.
+    async fn start(&self, spec: &LaunchSpec) -> anyhow::Result<LocalHandle> {
+        let id = spec.session_id;
+        let dir = self.dir(id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        set_mode(&dir, 0o700)?;
+        // The label first, so the orphan clean-up finds even a folder this start left half-made.
+        write(&dir.join(SESSION_LABEL.replace('/', "_")), id.to_string())?;
+        let socket =
+            (spec.kind != Kind::Job).then(|| dir.join("run").join(Path::new(SOCKET_IN).file_name().expect("a name")));
+        let cgroups = self.cgroup_dirs(id);
+        let planned =
+            LocalHandle { pid: 0, start_time: 0, socket, kind: spec.kind, base_url: spec.base_url.clone(), cgroups };
+        write(&dir.join(PLANNED), serde_json::to_vec(&planned)?)?;
+
+        let share = dir.join("share");
+        std::fs::create_dir_all(&share).with_context(|| format!("cannot create {}", share.display()))?;
+        let owner = (self.isolation == Isolation::PerUser).then_some(spec.uid);
+        let home = self.home(spec, owner)?;
+        self.write_etc(spec, &dir)?;
+        match spec.kind {
+            Kind::Desktop => write(&share.join("vncpasswd"), super::vnc::password_file(&spec.secret))?,
+            Kind::Job => write(
+                &share.join("parameters.json"),
+                serde_json::to_vec_pretty(spec.parameters.as_ref().unwrap_or(&serde_json::json!({})))?,
+            )?,
+            Kind::Notebook => {}
+        }
+        // `share` is readable by the session's group alone, root's otherwise.
+        for entry in std::fs::read_dir(&share).with_context(|| format!("cannot read {}", share.display()))? {
+            give(&entry?.path(), owner.map(|uid| (0, uid)), 0o640)?;
+        }
+        give(&share, owner.map(|uid| (0, uid)), 0o750)?;
+        if let Some(run) = planned.socket.as_deref().and_then(Path::parent) {
+            std::fs::create_dir_all(run).with_context(|| format!("cannot create {}", run.display()))?;
+            give(run, owner.map(|uid| (uid, uid)), 0o700)?;
+        }
+        let (argv, env) = self.command_of(spec)?;
+        self.make_cgroups(spec, &planned.cgroups)?;
+        // Without cgroups, rlimits stand in for them.
+        let (memory_kib, processes) = if planned.cgroups.is_empty() {
+            ((i64::from(spec.resources.memory_mib) * 1024).to_string(), MAX_PROCESSES.to_string())
+        } else {
+            (String::new(), String::new())
+        };
+        // Only daas reads the output: it may show the server's URL with its token.
+        use std::os::unix::fs::OpenOptionsExt;
+        let log_path = self.log_path(id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("cannot open the session's log {}", log_path.display()))?;
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("sh")
+            .arg(&dir)
+            .arg(planned.cgroups.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" "))
+            .arg(memory_kib)
+            .arg(processes)
+            .args(["nice", "-n", "5"]);
+        command
+            .arg("bwrap")
+            .args(self.sandbox_args(spec, &dir, &home))
+            .args(&argv)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("HOME", format!("/home/{}", spec.owner))
+            .env("USER", &spec.owner)
+            .env("LOGNAME", &spec.owner)
+            .env("LANG", "C.UTF-8")
+            .env("DAAS_SESSION_ID", id.to_string())
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().context("cannot share the session's log")?))
+            .stderr(Stdio::from(log))
+            // Its own process group: daas stopping (or crashing) leaves it running, and
+            // a stop reaches all of it at once.
+            .process_group(0)
+            .kill_on_drop(false);
+        if spec.kind == Kind::Notebook {
+            // In the environment, not on the command line, where any local user could read it.
+            command.env("JUPYTER_TOKEN", &spec.secret);
+        }
+        let mut child = command.spawn().context("cannot start the session's wrapper (sh)")?;
+        let pid = child.id().context("the session's wrapper exited at once")? as i32;
+        // Until daas reaps the child its pid cannot be recycled: signalling its group is safe.
+        let record = dir.join("pid");
+        let deadline = tokio::time::Instant::now() + RECORD_TIMEOUT;
+        let handle = loop {
+            let recorded = std::fs::read_to_string(&record).ok().as_deref().and_then(parse_stat);
+            if let Some(stat) = recorded.filter(|s| s.pid == pid) {
+                break LocalHandle { pid, start_time: stat.start_time, ..planned };
+            }
+            if let Some(status) = child.try_wait()? {
+                let output = tail(&log_path, 5);
+                bail!(
+                    "the session's wrapper ended before it recorded its process in {} ({status}): {output}",
+                    record.display()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                signal_group(pid, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+                bail!(
+                    "the session's wrapper did not record its process in {} within {} s",
+                    record.display(),
+                    RECORD_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        // Reap it when it ends while daas runs (after a restart, init does).
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(handle)
+    }
+
+    /// The session's cgroup folders (none with rlimits), before they are made.
+    fn cgroup_dirs(&self, id: Uuid) -> Vec<PathBuf> {
+        let id = id.to_string();
+        match &self.limits {
+            Limits::CgroupV2(root) => vec![root.join(&id)],
+            Limits::CgroupV1 { cpu, memory, pids } => vec![cpu.join(&id), memory.join(&id), pids.join(&id)],
+            Limits::Rlimits => Vec::new(),
+        }
+    }
+
+    /// Makes the session's cgroups (`dirs`, from [`Self::cgroup_dirs`]) and sets its limits.
+    fn make_cgroups(&self, spec: &LaunchSpec, dirs: &[PathBuf]) -> anyhow::Result<()> {
         let period = 100_000;
         let quota = i64::from(spec.resources.cpu_millis) * period / 1000;
         let memory = (i64::from(spec.resources.memory_mib) * 1024 * 1024).to_string();
-        let make = |root: &Path, settings: &[(&str, String)]| -> anyhow::Result<PathBuf> {
-            let dir = root.join(&id);
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
+        let settings: Vec<Vec<(&str, String)>> = match &self.limits {
+            Limits::CgroupV2(_) => vec![vec![
+                ("cpu.max", format!("{quota} {period}")),
+                ("memory.max", memory),
+                ("pids.max", MAX_PROCESSES.to_string()),
+            ]],
+            Limits::CgroupV1 { .. } => vec![
+                vec![("cpu.cfs_period_us", period.to_string()), ("cpu.cfs_quota_us", quota.to_string())],
+                vec![("memory.limit_in_bytes", memory)],
+                vec![("pids.max", MAX_PROCESSES.to_string())],
+            ],
+            Limits::Rlimits => Vec::new(),
+        };
+        for (dir, settings) in dirs.iter().zip(settings) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
             for (file, value) in settings {
                 std::fs::write(dir.join(file), value)
                     .with_context(|| format!("cannot set {file} of {}", dir.display()))?;
             }
-            Ok(dir)
-        };
-        Ok(match &self.limits {
-            Limits::CgroupV2(root) => vec![make(
-                root,
-                &[
-                    ("cpu.max", format!("{quota} {period}")),
-                    ("memory.max", memory),
-                    ("pids.max", MAX_PROCESSES.to_string()),
-                ],
-            )?],
-            Limits::CgroupV1 { cpu, memory: mem, pids } => vec![
-                make(cpu, &[("cpu.cfs_period_us", period.to_string()), ("cpu.cfs_quota_us", quota.to_string())])?,
-                make(mem, &[("memory.limit_in_bytes", memory)])?,
-                make(pids, &[("pids.max", MAX_PROCESSES.to_string())])?,
-            ],
-            Limits::Rlimits => Vec::new(),
-        })
+        }
+        Ok(())
     }
 }
 
@@ -621,6 +775,11 @@ pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
+/// Writes a file daas makes, the error naming it.
+fn write(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -637,21 +796,37 @@ fn give(path: &Path, owner: Option<(u32, u32)>, mode: u32) -> anyhow::Result<()>
     set_mode(path, mode)
 }
 
-/// `/proc/<pid>/stat`: (state, process group, start time), if the process exists.
-fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// What daas reads of a process in `/proc/<pid>/stat` (proc(5)).
+struct Stat {
+    pid: i32,
+    state: char,
+    pgrp: i32,
+    /// Clock ticks after boot (field 22).
+    start_time: u64,
+}
+
+/// Parses a `/proc/<pid>/stat` line (also the wrapper's copy of its own, `pid`).
+fn parse_stat(text: &str) -> Option<Stat> {
+    let pid = text.split_whitespace().next()?.parse().ok()?;
     // The command name is in parentheses and may hold spaces: parse after the last `)`.
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let state = fields.first()?.chars().next()?;
     let pgrp = fields.get(2)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, pgrp, start))
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some(Stat { pid, state, pgrp, start_time })
+}
+
+/// `/proc/<pid>/stat`: (state, process group, start time), if the process exists.
+fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
+    let stat = parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    Some((stat.state, stat.pgrp, stat.start_time))
 }
 
 /// The wrapper still runs (and is the process daas started, not a recycled pid).
 fn alive(handle: &LocalHandle) -> bool {
-    matches!(proc_stat(handle.pid), Some((state, _, start)) if start == handle.start_time && state != 'Z' && state != 'X')
+    handle.pid > 1
+        && matches!(proc_stat(handle.pid), Some((state, _, start)) if start == handle.start_time && state != 'Z' && state != 'X')
 }
 
 /// Whether process group `handle.pid` is still the session's. Linux never gives out a pid
@@ -662,9 +837,9 @@ fn group_is_ours(handle: &LocalHandle) -> bool {
     proc_stat(handle.pid).is_none_or(|(_, _, start)| start == handle.start_time)
 }
 
-/// Processes (not zombies) left in the session's process group.
+/// Processes (not zombies) left in the session's process group (none when it never ran).
 fn session_processes(handle: &LocalHandle) -> Vec<i32> {
-    if group_is_ours(handle) {
+    if handle.pid > 1 && group_is_ours(handle) {
         group_members(handle.pid)
     } else {
         Vec::new()
@@ -676,10 +851,10 @@ fn session_processes(handle: &LocalHandle) -> Vec<i32> {
 pub fn kill_all(sessions_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(sessions_dir) else { return };
     for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("handle.json")) else { continue };
-        if let Ok(handle) = serde_json::from_str::<LocalHandle>(&text) {
-            if group_is_ours(&handle) {
-                signal_group(handle.pid, rustix::process::Signal::KILL);
+        let Ok(text) = std::fs::read_to_string(entry.path().join("pid")) else { continue };
+        if let Some(stat) = parse_stat(&text) {
+            if stat.pid > 1 && proc_stat(stat.pid).is_none_or(|(_, _, start)| start == stat.start_time) {
+                signal_group(stat.pid, rustix::process::Signal::KILL);
             }
         }
     }
@@ -703,6 +878,31 @@ fn signal_group(pgid: i32, signal: rustix::process::Signal) {
     }
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
         let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Whether the kernel killed a process of the session for its cgroup's memory limit
+/// (`oom_kill` in cgroup v2's `memory.events`, v1's `memory.oom_control`).
+fn oom_killed(handle: &LocalHandle) -> bool {
+    handle.cgroups.iter().any(|cgroup| {
+        ["memory.events", "memory.oom_control"].iter().any(|file| {
+            std::fs::read_to_string(cgroup.join(file)).is_ok_and(|text| {
+                text.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim().parse().unwrap_or(0) > 0))
+            })
+        })
+    })
+}
+
+/// `SIGKILL` for 9 and the like (signal(7)); `signal N` for the others.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        6 => "SIGABRT".into(),
+        9 => "SIGKILL".into(),
+        11 => "SIGSEGV".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
     }
 }
 
@@ -756,99 +956,28 @@ impl Runtime for LocalRuntime {
 
     async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle> {
         let id = spec.session_id;
+        // A start daas was in when it stopped, or a second launch of one id: adopt it.
         if let Some(handle) = self.read_handle(id).filter(alive) {
             return Ok(Handle(serde_json::to_value(handle)?));
         }
+        // What an earlier try left ends first: no stale `ready` or exit code is taken for
+        // this start's, and no process of it runs on unseen.
+        self.stop(id, &Handle(serde_json::Value::Null)).await?;
         // Fail at once rather than run a GPU flavour without its GPU.
         if spec.resources.gpus > 0 && self.config.gpu_devices.is_empty() {
             bail!("the flavour asks for {} GPU(s) and this machine has none", spec.resources.gpus);
         }
-        let dir = self.dir(id);
-        let share = dir.join("share");
-        std::fs::create_dir_all(&share).with_context(|| format!("cannot create {}", share.display()))?;
-        std::fs::write(dir.join(SESSION_LABEL.replace('/', "_")), id.to_string())?;
-        let _ = std::fs::remove_file(dir.join("exit-code"));
-        set_mode(&dir, 0o700)?;
-        let owner = (self.isolation == Isolation::PerUser).then_some(spec.uid);
-        let home = self.home(spec, owner)?;
-        self.write_etc(spec, &dir)?;
-        match spec.kind {
-            Kind::Desktop => std::fs::write(share.join("vncpasswd"), super::vnc::password_file(&spec.secret))?,
-            Kind::Job => std::fs::write(
-                share.join("parameters.json"),
-                serde_json::to_vec_pretty(spec.parameters.as_ref().unwrap_or(&serde_json::json!({})))?,
-            )?,
-            Kind::Notebook => {}
+        match self.start(spec).await {
+            Ok(handle) => Ok(Handle(serde_json::to_value(handle)?)),
+            Err(err) => {
+                // Nothing of it runs (a failed start kills what it started): a full disk
+                // leaves no half-made folder behind.
+                if let Err(e) = self.stop(id, &Handle(serde_json::Value::Null)).await {
+                    tracing::warn!(session.id = %id, error = format!("{e:#}"), "cannot clean up after a failed start");
+                }
+                Err(err)
+            }
         }
-        // `share` is readable by the session's group alone, root's otherwise.
-        for entry in std::fs::read_dir(&share)? {
-            give(&entry?.path(), owner.map(|uid| (0, uid)), 0o640)?;
-        }
-        give(&share, owner.map(|uid| (0, uid)), 0o750)?;
-        let socket = if spec.kind == Kind::Job {
-            None
-        } else {
-            let run = dir.join("run");
-            std::fs::create_dir_all(&run)?;
-            let socket = run.join(Path::new(SOCKET_IN).file_name().expect("a file name"));
-            let _ = std::fs::remove_file(&socket);
-            give(&run, owner.map(|uid| (uid, uid)), 0o700)?;
-            Some(socket)
-        };
-        let (argv, env) = self.command_of(spec)?;
-        let cgroups = self.cgroups_for(spec)?;
-        // Without cgroups, rlimits stand in for them.
-        let (memory_kib, processes) = if cgroups.is_empty() {
-            ((i64::from(spec.resources.memory_mib) * 1024).to_string(), MAX_PROCESSES.to_string())
-        } else {
-            (String::new(), String::new())
-        };
-        // Only daas reads the output: it may show the server's URL with its token.
-        use std::os::unix::fs::OpenOptionsExt;
-        let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(self.log_path(id))?;
-        let mut command = tokio::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg("sh")
-            .arg(&dir)
-            .arg(cgroups.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" "))
-            .arg(memory_kib)
-            .arg(processes)
-            .args(["nice", "-n", "5"]);
-        command
-            .arg("bwrap")
-            .args(self.sandbox_args(spec, &dir, &home))
-            .args(&argv)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .env("HOME", format!("/home/{}", spec.owner))
-            .env("USER", &spec.owner)
-            .env("LOGNAME", &spec.owner)
-            .env("LANG", "C.UTF-8")
-            .env("DAAS_SESSION_ID", id.to_string())
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            // Its own process group: daas stopping (or crashing) leaves it running, and
-            // a stop reaches all of it at once.
-            .process_group(0)
-            .kill_on_drop(false);
-        if spec.kind == Kind::Notebook {
-            // In the environment, not on the command line, where any local user could read it.
-            command.env("JUPYTER_TOKEN", &spec.secret);
-        }
-        let mut child = command.spawn().context("cannot start the session's processes")?;
-        let pid = child.id().context("the session exited at once")? as i32;
-        let start_time = proc_stat(pid).map(|s| s.2).unwrap_or_default();
-        // Reap it when it ends while daas runs (after a restart, init does).
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        let handle = LocalHandle { pid, start_time, socket, kind: spec.kind, base_url: spec.base_url.clone(), cgroups };
-        std::fs::write(dir.join("handle.json"), serde_json::to_vec(&handle)?)?;
-        Ok(Handle(serde_json::to_value(handle)?))
     }
 
     async fn observe(&self, session_id: Uuid, handle: &Handle) -> RuntimeResult<Observed> {
@@ -859,13 +988,21 @@ impl Runtime for LocalRuntime {
             if code.is_none() && !dir.exists() && session_processes(&handle).is_empty() {
                 return Ok(Observed::Gone);
             }
-            let last = tail(&self.log_path(session_id), 10);
-            let what = match code {
-                Some(c) if c > 128 => format!("was killed (signal {}, exit code {c})", c - 128),
-                Some(c) => format!("exited with code {c}"),
-                None => "was killed outside daas (no exit code recorded)".to_string(),
+            // A signal's cause is outside the session's output (which then often shows the
+            // server's own reaction to the signal, reading like the cause): only an exit
+            // of its own quotes it.
+            let message = match code {
+                Some(c) if c > 128 && oom_killed(&handle) => {
+                    format!("was killed for using more memory than its flavour allows (signal {})", c - 128)
+                }
+                Some(c) if c > 128 => format!("was killed by {}", signal_name(c - 128)),
+                Some(c) => match tail(&self.log_path(session_id), 10) {
+                    last if last.is_empty() => format!("exited with code {c}"),
+                    last => format!("exited with code {c}; its last output:\n{last}"),
+                },
+                None if oom_killed(&handle) => "was killed for using more memory than its flavour allows".into(),
+                None => "was killed outside daas (no exit code recorded)".into(),
             };
-            let message = if last.is_empty() { what } else { format!("{what}; last output:\n{last}") };
             return Ok(Observed::Exited { exit_code: code, message });
         }
         // Probe until it first answers; after that the process being alive is enough (a
@@ -878,7 +1015,7 @@ impl Runtime for LocalRuntime {
         }
         let message = match handle.kind {
             Kind::Desktop => "waiting for the desktop to answer",
-            Kind::Notebook => "waiting for JupyterLab to answer",
+            Kind::Notebook => "waiting for the notebook server to answer",
             Kind::Job => "the job is at work",
         };
         Ok(Observed::Pending { message: message.into() })
@@ -909,10 +1046,16 @@ impl Runtime for LocalRuntime {
                 let _ = std::fs::remove_dir(cgroup);
             }
         }
+        // Nothing of it runs any more, which is what a stop is for: a folder that cannot be
+        // removed (a read-only or broken disk) is the administrator's to see, not a session
+        // left `stopping` and counted against its owner's quota.
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+            Err(e) => {
+                tracing::warn!(session.id = %session_id, error = %e, folder = %dir.display(), "cannot remove a stopped session's folder");
+                Ok(())
+            }
         }
     }
 
@@ -967,6 +1110,37 @@ mod tests {
             base_url: "/".into(),
             parameters: None,
         }
+    }
+
+    /// The wrapper records its process before it runs anything, and runs nothing when the
+    /// record cannot be written (here the disk is full: `/dev/full`).
+    #[test]
+    fn the_wrapper_runs_nothing_without_the_record_of_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |dir: &Path| {
+            std::process::Command::new("sh")
+                .args(["-c", WRAPPER, "sh"])
+                .arg(dir)
+                .args(["", "", ""])
+                .args(["touch", &dir.join("ran").display().to_string()])
+                .output()
+                .unwrap()
+        };
+        let done = run(dir.path());
+        assert!(done.status.success(), "{done:?}");
+        let stat = parse_stat(&std::fs::read_to_string(dir.path().join("pid")).unwrap()).unwrap();
+        assert!(stat.pid > 1 && stat.start_time > 0);
+        assert!(dir.path().join("ran").exists());
+
+        let full = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", full.path().join("pid.tmp")).unwrap();
+        let refused = run(full.path());
+        assert_eq!(refused.status.code(), Some(125), "{refused:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("cannot record the session's process"),
+            "{refused:?}"
+        );
+        assert!(!full.path().join("pid").exists() && !full.path().join("ran").exists());
     }
 
     /// bwrap makes the folders on the way to a mount 0700: the sandbox makes each one

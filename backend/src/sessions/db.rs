@@ -421,6 +421,26 @@ pub async fn store_handle(db: impl PgExecutor<'_>, id: Uuid, handle: &Handle) ->
     Ok(stored.rows_affected() == 1)
 }
 
+/// Notes that the runtime is being asked to start the session, before it is; false when
+/// the session is no longer waiting to start.
+pub async fn begin_start(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let updated = sqlx::query("update sessions set start_began_at = now() where id = $1 and state = any($2)")
+        .bind(id)
+        .bind(SessionState::LAUNCHING)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Whether the runtime may have been asked to start the session (a start began, or it has
+/// a handle).
+pub async fn start_began(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select start_began_at is not null or runtime_handle is not null from sessions where id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
 /// Sets the progress message of a session still starting; false when it no longer is.
 pub async fn set_progress(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
     let updated = sqlx::query("update sessions set progress = $2 where id = $1 and state = $3")
@@ -460,10 +480,14 @@ pub struct Live {
     pub id: Uuid,
     #[sqlx(try_from = "String")]
     pub kind: Kind,
+    /// The image's name, which messages about the session's server use.
+    pub image: String,
     pub state: SessionState,
     pub runtime_handle: Option<serde_json::Value>,
     pub progress: Option<String>,
     pub created_at: OffsetDateTime,
+    /// When the runtime was asked to start it (after the start queue).
+    pub start_began_at: Option<OffsetDateTime>,
     pub expires_at: OffsetDateTime,
     pub last_activity_at: OffsetDateTime,
     pub warned_at: Option<OffsetDateTime>,
@@ -477,8 +501,8 @@ impl Live {
     }
 }
 
-const LIVE: &str = "select s.id, s.kind, s.state, s.runtime_handle, s.progress, s.created_at, s.expires_at,
-        s.last_activity_at, s.warned_at,
+const LIVE: &str = "select s.id, s.kind, (select name from images where id = s.image_id) as image, s.state,
+        s.runtime_handle, s.progress, s.created_at, s.start_began_at, s.expires_at, s.last_activity_at, s.warned_at,
         (select coalesce(uq.idle_minutes, rq.idle_minutes) from users u
          left join quotas rq on rq.scope = 'role' and rq.role = u.role
          left join quotas uq on uq.scope = 'user' and uq.user_id = u.id

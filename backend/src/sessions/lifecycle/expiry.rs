@@ -139,10 +139,12 @@ mod tests {
         Live {
             id: Uuid::nil(),
             kind,
+            image: "JupyterLab".into(),
             state: SessionState::Running,
             runtime_handle: None,
             progress: None,
             created_at: now - time::Duration::hours(1),
+            start_began_at: None,
             expires_at: now + life_left,
             last_activity_at: now,
             warned_at: None,

@@ -2,9 +2,11 @@
 //! one transaction: the image and flavour the caller's role may use, an experiment of a
 //! proposal the caller sees, job parameters valid against the image's schema, the quotas;
 //! then the session row (in `starting`), its owner, its first events and the audit record.
-//! Nothing is written when any check fails. `start` then hands the session to the runtime
-//! in the background and watches it closely until it answers (the reconciler calls `start`
-//! too, for a session nothing in this process is starting, e.g. after a restart).
+//! Nothing is written when any check fails. `start` then waits for the session's turn (at
+//! most `--max-starting` starts at once, first come first served, "queued: N ahead" in its
+//! progress), records in PostgreSQL that its start begins, hands it to the runtime in the
+//! background and watches it closely until it answers (the reconciler calls `start` too, for
+//! a session nothing in this process is starting, e.g. after a restart).
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use anyhow::Context;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use sqlx::PgConnection;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -222,7 +225,14 @@ pub fn start(state: AppState, id: Uuid) {
 }
 
 async fn start_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
+    // Held until the session answers or ends: its start shares the machine with the others.
+    let Some(_permit) = wait_turn(state, id).await? else { return Ok(()) };
     let Some(spec) = load_spec(state, id).await? else { return Ok(()) };
+    // In PostgreSQL before anything runs: a daas restarted after this looks for what the
+    // runtime started (the runtime's launch adopts it) rather than taking it for unstarted.
+    if !db::begin_start(&state.db, id).await? {
+        return finish_stop(state, id, None).await;
+    }
     let handle = match state.runtime.launch(&spec).await {
         Ok(handle) => handle,
         Err(err) => {
@@ -257,6 +267,44 @@ async fn start_and_watch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
         pause = (pause * 2).min(Duration::from_millis(500));
     }
     Ok(())
+}
+
+/// Waits for the session's turn to start (first come, first served), saying in its progress
+/// how many wait before it; `None` when it stopped waiting to start meanwhile (the stop is
+/// finished here).
+async fn wait_turn(state: &AppState, id: Uuid) -> anyhow::Result<Option<OwnedSemaphorePermit>> {
+    let mut ticket = state.lifecycle.queue(id);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut shown = None;
+    loop {
+        tokio::select! {
+            biased;
+            permit = ticket.turn() => return Ok(Some(permit)),
+            _ = tick.tick() => {}
+        }
+        let ahead = ticket.ahead();
+        let still_waiting = if shown == Some(ahead) {
+            db::live(&state.db, id).await?.is_some_and(|l| SessionState::LAUNCHING.contains(&l.state))
+        } else {
+            let message = match ahead {
+                0 => "queued: next to start".to_string(),
+                n => format!("queued: {n} ahead"),
+            };
+            let mut tx = state.db.begin().await?;
+            let set = db::set_progress(&mut tx, id, &message).await?;
+            if set {
+                events::add(&mut tx, id, SessionState::Starting, &message).await?;
+            }
+            tx.commit().await?;
+            shown = Some(ahead);
+            set
+        };
+        if !still_waiting {
+            drop(ticket);
+            finish_stop(state, id, None).await?;
+            return Ok(None);
+        }
+    }
 }
 
 /// Everything the runtime needs, resolved from Postgres; `None` when the session is no

@@ -29,11 +29,13 @@ pub enum Step {
     End(Ending),
 }
 
-/// The step for a session that has a handle, from what the runtime sees of it `now`.
+/// The step for a session that has a handle, from what the runtime sees of it `now`. The
+/// startup timeout counts from the start (a wait in the start queue is not the session's).
 pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_timeout: Duration) -> Step {
     let starting = live.state == SessionState::Starting;
+    let began = live.start_began_at.unwrap_or(live.created_at);
     match observed {
-        Observed::Pending { message } if starting && now - live.created_at > startup_timeout => Step::TimedOut {
+        Observed::Pending { message } if starting && now - began > startup_timeout => Step::TimedOut {
             reason: format!("did not become ready within {} s ({message})", startup_timeout.as_secs()),
         },
         Observed::Pending { message } if starting && live.progress.as_deref() != Some(message.as_str()) => {
@@ -48,19 +50,12 @@ pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_time
             message: "Finished (exit code 0)".into(),
             exit_code: Some(Some(0)),
         }),
-        Observed::Exited { exit_code, message } => {
-            let what = match live.kind {
-                Kind::Desktop => "The desktop",
-                Kind::Notebook => "JupyterLab",
-                Kind::Job => "The job",
-            };
-            Step::End(Ending {
-                from: SessionState::UNDER_WAY,
-                to: SessionState::Failed,
-                message: format!("{what} {message}"),
-                exit_code: Some(exit_code),
-            })
-        }
+        Observed::Exited { exit_code, message } => Step::End(Ending {
+            from: SessionState::UNDER_WAY,
+            to: SessionState::Failed,
+            message: format!("{} {message}", live.image),
+            exit_code: Some(exit_code),
+        }),
         Observed::Failed { reason } => Step::End(failed(reason)),
         Observed::Gone => {
             Step::End(failed("its processes are gone (stopped outside daas, or the machine restarted)".into()))
@@ -127,10 +122,12 @@ mod tests {
         Live {
             id: Uuid::nil(),
             kind,
+            image: "Xfce desktop".into(),
             state,
             runtime_handle: Some(serde_json::json!({})),
             progress: Some("pulling".into()),
             created_at: now - time::Duration::seconds(10),
+            start_began_at: None,
             expires_at: now + time::Duration::hours(1),
             last_activity_at: now,
             warned_at: None,
@@ -161,6 +158,10 @@ mod tests {
         let late = OffsetDateTime::now_utc() + TIMEOUT;
         let step = decide(&live(Kind::Desktop, SessionState::Starting), pending("waiting"), late, TIMEOUT);
         assert_eq!(step, Step::TimedOut { reason: "did not become ready within 60 s (waiting)".into() });
+        // The timeout counts from the start, not from the request: a wait in the start
+        // queue is not the session's.
+        let queued = Live { start_began_at: Some(late - TIMEOUT / 2), ..live(Kind::Desktop, SessionState::Starting) };
+        assert_eq!(decide(&queued, pending("pulling"), late, TIMEOUT), Step::Wait);
         assert_eq!(decide(&live(Kind::Desktop, SessionState::Running), pending("x"), late, TIMEOUT), Step::Wait);
     }
 
@@ -173,13 +174,13 @@ mod tests {
         assert_eq!((finished.to, finished.exit_code), (SessionState::Stopped, Some(Some(0))));
         let Step::End(failed) = decide(&job, exited(Some(2)), now, TIMEOUT) else { panic!() };
         assert_eq!((failed.to, failed.exit_code), (SessionState::Failed, Some(Some(2))));
-        assert_eq!(failed.message, "The job exited with Some(2)");
+        assert_eq!(failed.message, "Xfce desktop exited with Some(2)");
         // A desktop or notebook is never "finished": its exit is a failure, even with 0.
         let Step::End(desktop) = decide(&live(Kind::Desktop, SessionState::Running), exited(Some(0)), now, TIMEOUT)
         else {
             panic!()
         };
-        assert_eq!((desktop.to, desktop.message.as_str()), (SessionState::Failed, "The desktop exited with Some(0)"));
+        assert_eq!((desktop.to, desktop.message.as_str()), (SessionState::Failed, "Xfce desktop exited with Some(0)"));
         let Step::End(killed) = decide(&live(Kind::Notebook, SessionState::Starting), exited(None), now, TIMEOUT)
         else {
             panic!()

@@ -43,7 +43,8 @@ impl<'a> Scope<'a> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StopResult {
-    /// Now `stopping`: the reconciler stops them.
+    /// Now `stopping` (the reconciler stops them), or `stopped` already when their start
+    /// had not begun.
     pub stopping: Vec<Uuid>,
     /// Already stopping, stopped or failed: left as they were.
     pub unchanged: Vec<Uuid>,
@@ -104,11 +105,16 @@ pub async fn stop(state: &AppState, actor: &Actor, scope: Scope<'_>, ids: &[Uuid
 
 /// Asks for a session to stop (the contract every part of daas uses, expiry included):
 /// `stopping` plus an event, in the caller's transaction; the reconciler does the rest
-/// once woken. Returns false when it had already ended or was stopping.
+/// once woken. A launch still waiting for its turn has nothing in the runtime to stop: it
+/// is `stopped` at once (its wait ends at its next look). Returns false when it had already
+/// ended or was stopping.
 pub async fn request_stop(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
     match db::lock_state(&mut *conn, id).await? {
         Some(from) if SessionState::STOPPABLE.contains(&from) => {
             transition(conn, id, SessionState::Stopping, message).await?;
+            if SessionState::LAUNCHING.contains(&from) && !db::start_began(&mut *conn, id).await? {
+                transition(conn, id, SessionState::Stopped, "Stopped before it started").await?;
+            }
             Ok(true)
         }
         _ => Ok(false),

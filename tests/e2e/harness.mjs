@@ -2,16 +2,19 @@
 // (`daas dev` with its own private PostgreSQL under target/e2e/), and drives Debian's
 // chromium with playwright-core. Screenshots go to target/screenshots/.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Provider from "oidc-provider";
 import { chromium } from "playwright-core";
+import { killSessions, killUnder } from "./processes.mjs";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const daasBin = process.env.DAAS_BIN ?? path.join(root, "target/debug/daas");
 export const screenshots = path.join(root, "target/screenshots");
+/** Everything the tests run from (daas's folder, its PostgreSQL, its sessions' folders). */
+const e2eDir = path.join(root, "target/e2e");
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -62,14 +65,14 @@ export async function startProvider(redirectUri) {
     },
   });
   const server = provider.listen(port);
+  // Not what keeps this process alive: it must end (and clean up) when an `after` hook fails.
+  server.unref();
   return { issuer, stop: () => new Promise((resolve) => server.close(resolve)) };
 }
 
 /** daas as a user starts it: `daas dev`, in a private folder, with OIDC configured. */
 export async function startDaas({ port, issuer }) {
-  const dev = path.join(root, "target/e2e/dev");
-  rmSync(dev, { recursive: true, force: true });
-  mkdirSync(dev, { recursive: true });
+  const dev = path.join(e2eDir, "dev");
   const env = { ...process.env };
   delete env.DATABASE_URL;
   Object.assign(env, {
@@ -88,19 +91,39 @@ export async function startDaas({ port, issuer }) {
     DAAS_FRONTEND_DIR: path.join(root, "frontend"),
     DAAS_LOG: "warn",
   });
+  // What an interrupted run left there is stopped while its folders still say what it is.
+  const left = cleanUp(dev, env);
+  if (left.length > 0) console.error(`# stopped what an earlier run left running: ${left.join("; ")}`);
+  rmSync(dev, { recursive: true, force: true });
+  mkdirSync(dev, { recursive: true });
   const args = ["--dev-dir", dev, "dev", "--listen", `127.0.0.1:${port}`, "--data-root", path.join(dev, "data")];
   const child = spawn(daasBin, args, { env, stdio: ["ignore", "pipe", "inherit"] });
+  const stopNow = () => {
+    cleanups.delete(stopNow);
+    cleanUp(dev, env);
+  };
+  cleanups.add(stopNow);
+  watchExitPaths();
+  // Nor does daas keep this process alive: if `stop()` is never called, it ends, and `exit` stops daas.
+  child.unref();
+  child.stdout.unref();
   let output = "";
   child.stdout.on("data", (chunk) => { output += chunk; });
   const url = `http://localhost:${port}`;
   const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`daas dev exited with ${child.exitCode}: ${output}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) break;
-    } catch { /* not listening yet */ }
-    if (Date.now() > deadline) throw new Error(`daas did not become ready: ${output}`);
-    await new Promise((r) => setTimeout(r, 250));
+  try {
+    for (;;) {
+      if (!running(child)) throw new Error(`daas dev exited with ${child.exitCode ?? child.signalCode}: ${output}`);
+      try {
+        if ((await fetch(`${url}/readyz`)).ok) break;
+      } catch { /* not listening yet */ }
+      if (Date.now() > deadline) throw new Error(`daas did not become ready: ${output}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } catch (e) {
+    // The test file's `after` gets no daas to stop.
+    stopNow();
+    throw e;
   }
   const passwords = Object.fromEntries(
     output.split("\n").map((l) => l.trim().split(/\s+/)).filter((w) => w.length === 2),
@@ -109,29 +132,70 @@ export async function startDaas({ port, issuer }) {
     url,
     passwords,
     async stop() {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.on("exit", resolve)));
-      spawnSync(daasBin, ["--dev-dir", dev, "dev-db", "--stop"], { env, stdio: "inherit" });
-      killSessions(path.join(dev, "sessions"));
+      if (!cleanups.has(stopNow)) return;
+      // SIGTERM first, as users stop daas; SIGKILL (in cleanUp) if it takes longer than its grace.
+      if (running(child)) {
+        child.ref();
+        child.kill("SIGTERM");
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, 30_000);
+          child.on("exit", () => resolve(clearTimeout(timer)));
+          if (!running(child)) resolve(clearTimeout(timer));
+        });
+      }
+      stopNow();
     },
   };
 }
 
+/** Not yet exited (`exitCode` stays null when a signal ended it). */
+const running = (child) => child.exitCode === null && child.signalCode === null;
+
 /**
- * Kills what is left of the sessions under `dir`: they outlive daas by design, and a test
- * run must not leave them behind. A process group is signalled only while its leader is
- * still the process the handle names (same start time): group numbers are recycled.
- * The JavaScript twin of `daas::runtime::local::kill_all`, which the Rust tests use.
+ * Stops, synchronously (it also runs on `exit`), what `daas dev` in the folder `dev`
+ * started, daas first so that it starts nothing more: its sessions, which outlive daas by
+ * design, and its PostgreSQL, which does too. Then kills anything else still running
+ * from the folder (a session wrapper that had not recorded its process yet, a group
+ * whose leader is gone, a PostgreSQL that would not stop), and says so. Returns what it
+ * found running: daas, sessions.
  */
-function killSessions(dir) {
-  for (const id of existsSync(dir) ? readdirSync(dir) : []) {
-    try {
-      const handle = JSON.parse(readFileSync(path.join(dir, id, "handle.json"), "utf8"));
-      const stat = readFileSync(`/proc/${handle.pid}/stat`, "utf8");
-      const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
-      if (handle.pid > 1 && start === handle.start_time) process.kill(-handle.pid, "SIGKILL");
-    } catch { /* no handle, or the session is gone already */ }
+function cleanUp(dev, env) {
+  const daas = killUnder(dev, (p) => p.args[0] === daasBin).map((p) => `daas (${p.pid})`);
+  const sessions = killSessions(path.join(dev, "sessions")).map((folder) => `session ${path.basename(folder)}`);
+  if (existsSync(path.join(dev, "postgres"))) {
+    spawnSync(daasBin, ["--dev-dir", dev, "dev-db", "--stop"], { env, stdio: ["ignore", "ignore", "inherit"] });
   }
+  for (const p of killUnder(dev)) {
+    console.error(`# killed a process left under ${dev}: ${p.pid} (${p.why}): ${p.args.join(" ").slice(0, 200)}`);
+  }
+  return [...daas, ...sessions];
+}
+
+/** The clean-ups of the daas instances started and not stopped yet, for the exit paths. */
+const cleanups = new Set();
+let exitPathsWatched = false;
+
+/**
+ * `after` hooks do not run on every way out: node's default for a signal is to die at
+ * once (the runner SIGTERMs its test files when it is interrupted), and a file may end
+ * with a hook undone. So what is still running is stopped on `exit`, and these signals
+ * exit (with the shell's code for them, 128 + the signal's number) rather than kill.
+ */
+function watchExitPaths() {
+  if (exitPathsWatched) return;
+  exitPathsWatched = true;
+  process.on("exit", () => {
+    for (const stop of cleanups) stop();
+  });
+  for (const [signal, number] of [["SIGHUP", 1], ["SIGINT", 2], ["SIGTERM", 15]]) {
+    process.on(signal, () => process.exit(128 + number));
+  }
+  // The runner does not wait for its test files once interrupted, and may be killed: a
+  // file left without it (its parent gone) stops.
+  const runner = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== runner) process.exit(1);
+  }, 1000).unref();
 }
 
 /** Debian's chromium, headless, as this machine allows it (no sandbox as root, no network chatter). */

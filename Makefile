@@ -4,8 +4,10 @@ CARGO ?= cargo
 DAAS := target/debug/daas
 # The private PostgreSQL of the tests, apart from the development one in .daas/.
 TEST_DEV_DIR := .daas/test
+# The fault drills' own PostgreSQL (drills stop it and fill disks: never the tests' or yours).
+DRILLS_DEV_DIR := .daas/drills
 
-.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies drills
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -41,6 +43,12 @@ bench-proxies: build ## desktop relay vs websockify, notebook proxy vs configura
 	@set -euo pipefail; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
 	$(CARGO) run --quiet --release --example bench_proxies
+
+drills: build ## run the fault drills (long; not in make test)
+	@set -uo pipefail; \
+	trap '$(DAAS) --dev-dir $(DRILLS_DEV_DIR) dev-db --stop' EXIT; \
+	DATABASE_URL="$$($(DAAS) --dev-dir $(DRILLS_DEV_DIR) dev-db)" || exit 1; export DATABASE_URL; \
+	.daas/venv/bin/python tools/drills/drills.py --dev-dir $(DRILLS_DEV_DIR) $(DRILLS_ARGS)
 
 lint: ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

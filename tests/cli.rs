@@ -547,3 +547,37 @@ async fn sigterm_ends_open_event_streams_and_exits_at_once(db: PgPool) {
     assert!(term.elapsed() < Duration::from_secs(5), "exited {:?} after SIGTERM", term.elapsed());
     drop(session);
 }
+
+/// Under socket activation (systemd's `LISTEN_FDS`) the listening socket outlives daas:
+/// what arrives while daas restarts waits in its queue and is answered by the next daas.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_restart_on_a_handed_over_socket_refuses_no_connection(db: PgPool) {
+    use command_fds::{CommandFdExt, FdMapping};
+    let _data = demo(&db).await;
+    // The socket systemd's socket unit would hold.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let start = || {
+        let mut command = Command::new(DAAS);
+        // A port that is not the socket's: daas must serve on the one handed over.
+        command
+            .args(["serve", "--runtime", "fake", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .env("DATABASE_URL", url_of(&db))
+            .env("LISTEN_FDS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // As systemd hands it over: fd 3.
+        let parent_fd = socket.try_clone().unwrap().into();
+        command.fd_mappings(vec![FdMapping { parent_fd, child_fd: 3 }]).unwrap();
+        Server { child: command.spawn().unwrap(), _runtime: None }
+    };
+    let mut first = start();
+    wait_for(30, "the first daas", || http_get(port, "/readyz", None).0 == 200);
+    Command::new("kill").args(["-TERM", &first.child.id().to_string()]).status().unwrap();
+    wait_for(10, "the first daas to exit", || first.child.try_wait().unwrap().is_some());
+    // No daas runs: the request is queued, not refused, and the next daas answers it.
+    let waiting = std::thread::spawn(move || http_get(port, "/readyz", None));
+    std::thread::sleep(Duration::from_millis(300));
+    let _second = start();
+    assert_eq!(waiting.join().unwrap().0, 200, "the request made during the restart was not answered");
+}

@@ -177,16 +177,15 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
+    // First: what arrives from now on waits in the socket's queue while daas adopts what runs.
+    let listener = listener(args.listen).await?;
     let config = Config::from_args(&args);
     let runtime = runtime(&args.sessions, &args.data_root).await?;
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;
     let background = crate::background::start(&state, crate::background::Reconciler::Run);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "serving");
+    tracing::info!(listen = %listener.local_addr()?, "serving");
     if let Some(addr) = args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let app = crate::router::metrics_app(state.clone());
@@ -211,6 +210,22 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The listening socket: the one handed over by whoever started daas (systemd's socket
+/// activation, `LISTEN_FDS`; it keeps the socket across restarts, so connections made
+/// while daas restarts wait in its queue instead of being refused), else `listen` bound.
+async fn listener(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let inherited = listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .context("the socket handed over in LISTEN_FDS is not a TCP listener")?;
+    match inherited {
+        Some(socket) => {
+            socket.set_nonblocking(true)?;
+            Ok(tokio::net::TcpListener::from_std(socket)?)
+        }
+        None => tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}")),
+    }
 }
 
 /// The session engine chosen by `--runtime`, after checking what it needs.

@@ -54,6 +54,13 @@ const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Cached routes and cookies are read again from Postgres after this long at the latest
 /// (they are also dropped at once when the session has an event).
 const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Past `CACHE_TTL`, a cached route or cookie is still served while it is read again in the
+/// background, for this long after Postgres last confirmed it: open notebooks go on working
+/// through a database outage. Stops and removals made before the outage dropped their
+/// entries already (they are events).
+const STALE_LIMIT: Duration = Duration::from_secs(300);
+/// A stale entry is read again at most this often (while the database does not answer).
+const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// The upstream client (pooled) and what it knows of sessions.
 pub struct Proxy {
@@ -85,13 +92,55 @@ impl std::ops::Deref for Notebooks {
 
 #[derive(Default)]
 struct Cache {
-    routes: HashMap<Uuid, (Route, Instant)>,
+    routes: HashMap<Uuid, Entry<Route>>,
     /// Cookie hash -> (session, user), for cookies known valid.
-    cookies: HashMap<Vec<u8>, (Uuid, Uuid, Instant)>,
+    cookies: HashMap<Vec<u8>, Entry<(Uuid, Uuid)>>,
     /// When each session's activity was last noted.
     activity: HashMap<Uuid, Instant>,
     /// Sessions whose noted activity is not written yet.
     unwritten: Vec<Uuid>,
+}
+
+/// An answer of Postgres, and when it was confirmed and last asked for again.
+struct Entry<T> {
+    value: T,
+    confirmed: Instant,
+    tried: Instant,
+}
+
+impl<T> Entry<T> {
+    fn new(value: T) -> Self {
+        let now = Instant::now();
+        Self { value, confirmed: now, tried: now }
+    }
+}
+
+/// What the cache holds for a key at `now`.
+#[derive(Debug, PartialEq)]
+enum Look<T> {
+    /// Use it.
+    Fresh(T),
+    /// Use it, and read it again in the background (the caller's turn to).
+    Stale(T),
+    /// Ask Postgres.
+    Missing,
+}
+
+/// Looks `key` up at `now`: fresh within `CACHE_TTL` of its confirmation, stale (once per
+/// `RETRY_EVERY`; fresh in between, while someone reads it again) up to `STALE_LIMIT`,
+/// then forgotten.
+fn look<K: std::hash::Hash + Eq, T: Clone>(map: &mut HashMap<K, Entry<T>>, key: &K, now: Instant) -> Look<T> {
+    let Some(entry) = map.get_mut(key) else { return Look::Missing };
+    let age = now.saturating_duration_since(entry.confirmed);
+    if age >= STALE_LIMIT {
+        map.remove(key);
+        return Look::Missing;
+    }
+    if age < CACHE_TTL || now.saturating_duration_since(entry.tried) < RETRY_EVERY {
+        return Look::Fresh(entry.value.clone());
+    }
+    entry.tried = now;
+    Look::Stale(entry.value.clone())
 }
 
 #[derive(Clone)]
@@ -114,7 +163,7 @@ impl Proxy {
     pub fn invalidate(&self, id: Uuid) {
         let mut cache = self.cache.lock().expect("cache lock");
         cache.routes.remove(&id);
-        cache.cookies.retain(|_, (session, _, _)| *session != id);
+        cache.cookies.retain(|_, entry| entry.value.0 != id);
     }
 }
 
@@ -126,9 +175,14 @@ impl Notebooks {
         let writer = self.clone();
         let writing = tokio::spawn(async move {
             let mut every = tokio::time::interval(ACTIVITY_WRITE_EVERY);
-            loop {
+            for tick in 0u64.. {
                 every.tick().await;
                 write_activity(&writer).await;
+                if tick % 60 == 0 {
+                    let mut cache = writer.proxy.cache.lock().expect("cache lock");
+                    cache.routes.retain(|_, e| e.confirmed.elapsed() < STALE_LIMIT);
+                    cache.cookies.retain(|_, e| e.confirmed.elapsed() < STALE_LIMIT);
+                }
             }
         });
         let mut notes = self.events.subscribe();
@@ -403,38 +457,67 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
 /// the user is still a member.
 async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Option<Uuid>, AppError> {
     let key = hash(cookie);
-    {
-        let cache = state.proxy.cache.lock().expect("cache lock");
-        if let Some((session, user, at)) = cache.cookies.get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok((*session == id).then_some(*user));
-            }
+    let cached = look(&mut state.proxy.cache.lock().expect("cache lock").cookies, &key, Instant::now());
+    match cached {
+        Look::Fresh((session, user)) => Ok((session == id).then_some(user)),
+        Look::Stale((session, user)) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = load_cookie(&state, key, id).await {
+                    tracing::debug!(session.id = %id, error = %err, "a cached cookie is served unconfirmed");
+                }
+            });
+            Ok((session == id).then_some(user))
         }
+        Look::Missing => load_cookie(state, key, id).await,
     }
+}
+
+/// Reads a cookie's user from Postgres into the cache.
+async fn load_cookie(state: &Notebooks, key: Vec<u8>, id: Uuid) -> Result<Option<Uuid>, AppError> {
     let found = db::cookie_user(&state.db, &key, id).await?;
-    if let Some(user) = found {
-        state.proxy.cache.lock().expect("cache lock").cookies.insert(key, (id, user, Instant::now()));
+    let mut cache = state.proxy.cache.lock().expect("cache lock");
+    match found {
+        Some(user) => {
+            cache.cookies.insert(key, Entry::new((id, user)));
+        }
+        None => {
+            cache.cookies.remove(&key);
+        }
     }
     Ok(found)
 }
 
 /// Where a running notebook is reached, from the cache or Postgres.
 async fn route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
-    {
-        let cache = state.proxy.cache.lock().expect("cache lock");
-        if let Some((route, at)) = cache.routes.get(&id) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(route.clone()));
-            }
+    let cached = look(&mut state.proxy.cache.lock().expect("cache lock").routes, &id, Instant::now());
+    match cached {
+        Look::Fresh(route) => Ok(Some(route)),
+        Look::Stale(route) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = load_route(&state, id).await {
+                    tracing::debug!(session.id = %id, error = %err, "a cached route is served unconfirmed");
+                }
+            });
+            Ok(Some(route))
         }
+        Look::Missing => load_route(state, id).await,
     }
+}
+
+/// Reads where a running notebook is reached from Postgres into the cache.
+async fn load_route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
     let row = db::notebook_route(&state.db, id).await?;
-    let Some((endpoint, secret)) = row else { return Ok(None) };
+    let Some((endpoint, secret)) = row else {
+        state.proxy.cache.lock().expect("cache lock").routes.remove(&id);
+        return Ok(None);
+    };
     let mut authorization = HeaderValue::from_str(&format!("token {secret}"))
         .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
     authorization.set_sensitive(true);
     let route = Route { authority: upstream::authority(&endpoint), endpoint, authorization };
-    state.proxy.cache.lock().expect("cache lock").routes.insert(id, (route.clone(), Instant::now()));
+    state.proxy.cache.lock().expect("cache lock").routes.insert(id, Entry::new(route.clone()));
     Ok(Some(route))
 }
 
@@ -534,4 +617,28 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
         }
     });
     Ok(response.body(Body::empty()).map_err(anyhow::Error::from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_answer_is_fresh_then_served_stale_while_read_again_then_forgotten() {
+        let mut map = HashMap::new();
+        let start = Instant::now();
+        map.insert(1, Entry { value: "route", confirmed: start, tried: start });
+        assert_eq!(look(&mut map, &1, start + CACHE_TTL / 2), Look::Fresh("route"));
+        // Stale: one caller reads it again; the others are served meanwhile without asking.
+        let late = start + CACHE_TTL + Duration::from_secs(1);
+        assert_eq!(look(&mut map, &1, late), Look::Stale("route"));
+        assert_eq!(look(&mut map, &1, late + RETRY_EVERY / 2), Look::Fresh("route"));
+        // Postgres still does not answer: asked again every RETRY_EVERY, served all along.
+        assert_eq!(look(&mut map, &1, late + RETRY_EVERY), Look::Stale("route"));
+        assert_eq!(look(&mut map, &1, start + STALE_LIMIT - Duration::from_secs(1)), Look::Stale("route"));
+        // Unconfirmed for STALE_LIMIT: never served again.
+        assert_eq!(look(&mut map, &1, start + STALE_LIMIT), Look::Missing);
+        assert!(map.is_empty());
+        assert_eq!(look(&mut map, &2, start), Look::<&str>::Missing);
+    }
 }

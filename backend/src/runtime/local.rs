@@ -249,15 +249,7 @@ impl LocalRuntime {
     /// (`pid`; `pid` 0 when it did not run), or the `handle.json` a daas before the
     /// write-ahead wrote after the start; `None` when the folder holds neither.
     fn read_handle(&self, id: Uuid) -> Option<LocalHandle> {
-        let dir = self.dir(id);
-        let Ok(planned) = std::fs::read(dir.join(PLANNED)) else {
-            return serde_json::from_slice(&std::fs::read(dir.join("handle.json")).ok()?).ok();
-        };
-        let mut handle: LocalHandle = serde_json::from_slice(&planned).ok()?;
-        if let Some(stat) = std::fs::read_to_string(dir.join("pid")).ok().as_deref().and_then(parse_stat) {
-            (handle.pid, handle.start_time) = (stat.pid, stat.start_time);
-        }
-        Some(handle)
+        handle_in(&self.dir(id))
     }
 
     /// The `bwrap` command line for a session, up to its command.
@@ -594,7 +586,10 @@ impl LocalRuntime {
                 break LocalHandle { pid, start_time: stat.start_time, ..planned };
             }
             if let Some(status) = child.try_wait()? {
-                let output = tail(&log_path, 5);
+                let output = match tail(&log_path, 5) {
+                    t if t.is_empty() => format!("no output in {} (is its disk full?)", log_path.display()),
+                    t => t,
+                };
                 bail!(
                     "the session's wrapper ended before it recorded its process in {} ({status}): {output}",
                     record.display()
@@ -775,6 +770,18 @@ pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
+/// The handle in a session's folder (see [`LocalRuntime::read_handle`]).
+fn handle_in(dir: &Path) -> Option<LocalHandle> {
+    let Ok(planned) = std::fs::read(dir.join(PLANNED)) else {
+        return serde_json::from_slice(&std::fs::read(dir.join("handle.json")).ok()?).ok();
+    };
+    let mut handle: LocalHandle = serde_json::from_slice(&planned).ok()?;
+    if let Some(stat) = std::fs::read_to_string(dir.join("pid")).ok().as_deref().and_then(parse_stat) {
+        (handle.pid, handle.start_time) = (stat.pid, stat.start_time);
+    }
+    Some(handle)
+}
+
 /// Writes a file daas makes, the error naming it.
 fn write(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
@@ -851,11 +858,16 @@ fn session_processes(handle: &LocalHandle) -> Vec<i32> {
 pub fn kill_all(sessions_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(sessions_dir) else { return };
     for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("pid")) else { continue };
-        if let Some(stat) = parse_stat(&text) {
-            if stat.pid > 1 && proc_stat(stat.pid).is_none_or(|(_, _, start)| start == stat.start_time) {
-                signal_group(stat.pid, rustix::process::Signal::KILL);
+        let Some(handle) = handle_in(&entry.path()) else { continue };
+        if !session_processes(&handle).is_empty() {
+            signal_group(handle.pid, rustix::process::Signal::KILL);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !session_processes(&handle).is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        for cgroup in &handle.cgroups {
+            let _ = std::fs::remove_dir(cgroup);
         }
     }
 }

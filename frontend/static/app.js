@@ -11,3 +11,29 @@ document.addEventListener("click", (event) => {
     navigator.clipboard.writeText(source.textContent.trim()).then(() => { button.textContent = "Copied"; });
   }
 });
+
+// <div id="live" data-follow="/api/v1/sessions/ID/events" data-refresh="/sessions/ID/live">:
+// redrawn from the server each time the session has an event, until it has ended (the part
+// drawn then has no data-follow). EventSource resumes by itself after a restart of daas.
+let following = null;
+function follow() {
+  const live = document.querySelector("[data-follow]");
+  if (following && following.url !== live?.dataset.follow) {
+    following.source.close();
+    following = null;
+  }
+  if (!live || following) return;
+  const source = new EventSource(live.dataset.follow);
+  let redraw = null;
+  source.addEventListener("session", () => {
+    // A burst of events (the history, when the stream opens) is one redraw.
+    clearTimeout(redraw);
+    redraw = setTimeout(() => {
+      const now = document.querySelector("[data-follow]");
+      if (now) htmx.ajax("GET", now.dataset.refresh, { target: `#${now.id}`, swap: "outerHTML" });
+    }, 150);
+  });
+  following = { url: live.dataset.follow, source };
+}
+document.addEventListener("DOMContentLoaded", follow);
+document.addEventListener("htmx:afterSettle", follow);

@@ -295,7 +295,11 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
 /// An image whose local command is `sh -c SCRIPT` (`{socket}`, `{port}` etc. expanded by
 /// the runtime).
 pub async fn add_shell_image(db: &PgPool, name: &str, kind: &str, script: &str) -> Uuid {
-    let protocol = if kind == "job" { "none" } else { "http" };
+    let protocol = match kind {
+        "job" => "none",
+        "desktop" => "vnc",
+        _ => "http",
+    };
     sqlx::query_scalar(
         "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, local_command)
          values ($1, $2, $3, $4, 100, 64, $5) returning id",

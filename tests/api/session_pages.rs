@@ -156,6 +156,70 @@ async fn my_sessions_shows_cards_and_stops_mine_only(db: PgPool) {
     assert_eq!(stop.headers["location"], "/sessions", "the stop form's `back` stays on the site");
     let state: String = sqlx::query_scalar("select state from sessions").fetch_one(&app.db).await.unwrap();
     assert_eq!(state, "stopping");
-    let events = app.browse(Method::GET, &format!("/sessions/{id}/events-list"), Some(&alice.cookie), None, &[]).await;
+    let events = app.browse(Method::GET, &format!("/sessions/{id}/live"), Some(&alice.cookie), None, &[]).await;
     assert!(events.text.contains("Launch cancelled by alice"), "{}", events.text);
+}
+
+/// Issue 14 items 1 and 3: the session page's changing part is served on its own and
+/// follows the session's event stream; a finished job, a cancelled launch and a failure read
+/// differently; a job's page shows its parameters.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_finished_job_a_cancelled_launch_and_a_failure_read_differently(db: PgPool) {
+    use daas::runtime::Observed;
+    use serde_json::{json, Value};
+
+    use crate::common::{add_shell_image, launch_body, wait_state};
+    let app = TestApp::with_config(db, |config| config.sessions.max_starting = 1).await;
+    app.start_reconciler();
+    sqlx::query("update quotas set max_sessions = 10").execute(&app.db).await.unwrap();
+    add_shell_image(&app.db, "Reconstruction", "job", "true").await;
+    let alice = app.token("alice").await;
+    let browser = app.browser("alice").await;
+    let fake = app.fake();
+    let submit = |parameters: Value| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let mut body = launch_body(app, "Reconstruction", "small", "S0011").await;
+            body["parameters"] = parameters;
+            let r = app.request(Method::POST, "/api/v1/jobs", Some(alice), Some(body)).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let page = |id: String| {
+        let (app, cookie) = (&app, &browser.cookie);
+        async move { app.browse(Method::GET, &format!("/sessions/{id}"), Some(cookie), None, &[]).await.text }
+    };
+
+    fake.start_as(Observed::Exited { exit_code: Some(0), message: "exited with code 0".into() });
+    let finished = submit(json!({"algorithm": "FBP", "centre": 1024.25})).await;
+    wait_state(&app, &alice, &finished, 10, |s: &Value| s["state"] == "stopped").await;
+    let text = page(finished.clone()).await;
+    assert!(text.contains(r#"<span class="badge state done">finished</span>"#), "{text}");
+    assert!(text.contains("<dt>algorithm</dt><dd><code>&#34;FBP&#34;</code></dd>"), "parameters: {text}");
+    assert!(text.contains("<dt>centre</dt><dd><code>1024.25</code></dd>"), "parameters: {text}");
+    assert!(!text.contains("data-follow"), "an ended session's page follows nothing");
+
+    fake.start_as(Observed::Exited { exit_code: Some(2), message: "exited with code 2".into() });
+    let failed = submit(json!({})).await;
+    wait_state(&app, &alice, &failed, 10, |s: &Value| s["state"] == "failed").await;
+    assert!(page(failed).await.contains(r#"<span class="badge state bad">failed</span>"#));
+
+    // One start at a time: the second waits, and is cancelled before it starts.
+    fake.start_as(Observed::Pending { message: "waiting".into() });
+    let starting = submit(json!({})).await;
+    let queued = submit(json!({})).await;
+    wait_state(&app, &alice, &queued, 10, |s: &Value| s["progress"] == "queued: next to start").await;
+    let live = app.browse(Method::GET, &format!("/sessions/{queued}/live"), Some(&browser.cookie), None, &[]).await;
+    assert!(live.text.trim_start().starts_with(r#"<div id="live" data-follow="/api/v1/sessions/"#), "{}", live.text);
+    assert!(live.text.contains("queued: next to start") && live.text.contains("Cancel launch"), "{}", live.text);
+    let cancel = app.request(Method::DELETE, &format!("/api/v1/sessions/{queued}"), Some(&alice), None).await;
+    assert_eq!(cancel.status, 202);
+    let text = page(queued).await;
+    assert!(text.contains(r#"<span class="badge state off">cancelled</span>"#), "{text}");
+    assert!(text.contains("Stopped before it started"), "{text}");
+    let stop = app.request(Method::DELETE, &format!("/api/v1/sessions/{starting}"), Some(&alice), None).await;
+    assert_eq!(stop.status, 202);
+    wait_state(&app, &alice, &starting, 10, |s: &Value| s["state"] == "stopped").await;
+    assert!(page(starting).await.contains(r#"<span class="badge state off">stopped</span>"#));
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::admin::insert_session;
-use crate::common::TestApp;
+use crate::common::{add_shell_image, launch_body, wait_state, TestApp};
 
 /// The fixture, in the demo facility:
 /// - S1 alice, S0011 (20180101, BL11), Xfce, 2 CPUs: 31 Jan 22:00 to 1 Feb 03:00, so
@@ -184,4 +184,70 @@ async fn usage_exports_as_csv_and_draws_a_chart(db: PgPool) {
     assert_eq!(bars, 3);
     let r = app.request(Method::GET, "/api/v1/admin/usage.svg?metric=joules", Some(&admin), None).await;
     assert_eq!(r.body["error"]["field"], "metric");
+}
+
+/// Issue 14 item 2: a session is accounted from the moment its processes started to the
+/// moment they ended, whatever its kind and however it ended, even one that never answered
+/// (a job done at once never passes through `running`); one whose start failed is not.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn every_session_that_held_resources_is_accounted_whatever_its_kind_and_ending(db: PgPool) {
+    use daas::runtime::Observed;
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    sqlx::query("update quotas set max_sessions = 100").execute(&app.db).await.unwrap();
+    let kinds = [("Box desktop", "desktop"), ("Box notebook", "notebook"), ("Box job", "job")];
+    for (name, kind) in kinds {
+        add_shell_image(&app.db, name, kind, "true").await;
+    }
+    let alice = app.token("alice").await;
+    let fake = app.fake();
+    let exited = |code: Option<i32>| Observed::Exited { exit_code: code, message: format!("exited: {code:?}") };
+    let mut ended = Vec::new();
+    for (image, kind) in kinds {
+        let path = if kind == "job" { "/api/v1/jobs" } else { "/api/v1/sessions" };
+        for ending in ["finished", "failed", "killed", "stopped", "expired"] {
+            fake.start_as(match ending {
+                "finished" => exited(Some(0)),
+                "failed" => exited(Some(1)),
+                "killed" => exited(None),
+                _ => Observed::Running { endpoint: "fake".into() },
+            });
+            let body = launch_body(&app, image, "small", "S0011").await;
+            let r = app.request(Method::POST, path, Some(&alice), Some(body)).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            let id = r.body["id"].as_str().unwrap().to_string();
+            if ending == "stopped" || ending == "expired" {
+                wait_state(&app, &alice, &id, 10, |s: &Value| s["state"] == "running").await;
+            }
+            if ending == "stopped" {
+                let stop = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+                assert_eq!(stop.status, 202, "{}", stop.text);
+            }
+            if ending == "expired" {
+                sqlx::query("update sessions set expires_at = now() - interval '1 second' where id = $1::uuid")
+                    .bind(&id)
+                    .execute(&app.db)
+                    .await
+                    .unwrap();
+            }
+            let done = |s: &Value| s["state"] == "stopped" || s["state"] == "failed";
+            let session = wait_state(&app, &alice, &id, 10, done).await;
+            assert!(session["started_at"].is_string(), "{image} {ending}: not accounted: {session}");
+            assert!(session["stopped_at"].as_str() >= session["started_at"].as_str(), "{image} {ending}: {session}");
+            ended.push(id);
+        }
+    }
+    // A start the runtime refused held nothing.
+    fake.refuse_launches(Some("no node is free"));
+    let body = launch_body(&app, "Box job", "small", "S0011").await;
+    let id = app.request(Method::POST, "/api/v1/jobs", Some(&alice), Some(body)).await.body["id"].clone();
+    let refused = wait_state(&app, &alice, id.as_str().unwrap(), 10, |s: &Value| s["state"] == "failed").await;
+    assert!(refused["started_at"].is_null(), "{refused}");
+
+    let admin = app.token("admin").await;
+    let usage = app.request(Method::GET, "/api/v1/admin/usage?by=user", Some(&admin), None).await;
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    let alice_rows: Vec<&Value> = usage.body.as_array().unwrap().iter().filter(|r| r["key"] == "alice").collect();
+    let sessions: i64 = alice_rows.iter().map(|r| r["sessions"].as_i64().unwrap()).sum();
+    assert_eq!(sessions, ended.len() as i64, "{}", usage.text);
 }

@@ -28,8 +28,12 @@ async function login(page, user) {
   await page.waitForURL(`${daas.url}/proposals`);
 }
 
-/** Launches a session through the API as the logged-in page, and waits until it runs. */
-async function launch(page, imageName) {
+/**
+ * Launches a session through the API as the logged-in page, and waits until it runs; with
+ * `watch`, on the session's page, which must turn to running and offer Connect by itself
+ * (issue 14 item 1: no reload).
+ */
+async function launch(page, imageName, { watch = false } = {}) {
   const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
   const images = await (await page.request.get(`${daas.url}/api/v1/images`)).json();
   const flavours = await (await page.request.get(`${daas.url}/api/v1/flavours`)).json();
@@ -43,6 +47,17 @@ async function launch(page, imageName) {
   });
   assert.equal(response.status(), 201, await response.text());
   const { id } = await response.json();
+  if (watch) {
+    await page.goto(`${daas.url}/sessions/${id}`);
+    let loads = 0;
+    page.on("load", () => loads++);
+    await page.locator("#live .badge", { hasText: "running" }).waitFor({ timeout: 90_000 });
+    await page.getByRole("link", { name: "Connect" }).waitFor();
+    assert.equal(await page.getByRole("button", { name: "Cancel launch" }).count(), 0);
+    assert.equal(loads, 0, "the page was reloaded");
+    await shot(page, "12-session-page-followed-to-running");
+    return id;
+  }
   const deadline = Date.now() + 90_000;
   for (;;) {
     const session = await (await page.request.get(`${daas.url}/api/v1/sessions/${id}`)).json();
@@ -87,7 +102,7 @@ async function changedPixels(page, { keep = false } = {}) {
 test("a desktop opens in the browser and takes typed commands", async () => {
   const page = await strictPage(browser, daas.url);
   await login(page, "alice");
-  const id = await launch(page, "Xfce desktop");
+  const id = await launch(page, "Xfce desktop", { watch: true });
   await page.goto(`${daas.url}/sessions/${id}/desktop`);
   await page.locator("#desktop-status", { hasText: "Connected" }).waitFor({ timeout: 30_000 });
   await page.locator("#controller", { hasText: "alice (you)" }).waitFor();

@@ -53,6 +53,22 @@ pub struct Session {
     pub expires_at: OffsetDateTime,
     /// Seconds until it is stopped for its lifetime (0 once past; null when it has ended).
     pub seconds_left: Option<i64>,
+    /// A job's exit code, once its processes ended by themselves (null: still running,
+    /// stopped, killed by a signal, or not a job).
+    pub exit_code: Option<i32>,
+}
+
+impl Session {
+    /// How a person reads its state: an ended session says how it ended (`finished`: a job
+    /// that exited 0; `cancelled`: stopped before its processes started; `stopped`;
+    /// `failed`), a live one its state.
+    pub fn label(&self) -> &'static str {
+        match self.state {
+            SessionState::Stopped if self.kind == "job" && self.exit_code == Some(0) => "finished",
+            SessionState::Stopped if self.started_at.is_none() => "cancelled",
+            state => state.as_str(),
+        }
+    }
 }
 
 /// `select` of a `Session` for `caller`, up to `where`: the caller is bound here, so no
@@ -72,7 +88,8 @@ fn select(caller: &CurrentUser) -> QueryBuilder<'static, Postgres> {
     );
     q.push_bind(SessionState::STOPPABLE);
     q.push(
-        ") then greatest(0, extract(epoch from s.expires_at - now()))::bigint end as seconds_left
+        ") then greatest(0, extract(epoch from s.expires_at - now()))::bigint end as seconds_left,
+            (select j.exit_code from jobs j where j.session_id = s.id) as exit_code
         from sessions s
         join images i on i.id = s.image_id
         join flavours f on f.id = s.flavour_id
@@ -408,10 +425,13 @@ pub async fn set_exit_code(conn: &mut PgConnection, id: Uuid, exit_code: Option<
 }
 
 /// Stores what the runtime returned for a session still waiting to start; false when it
-/// is no longer waiting (cancelled meanwhile) or already has a handle.
+/// is no longer waiting (cancelled meanwhile) or already has a handle. Its processes
+/// started: it holds resources, and is accounted (`started_at`), from now on, whether or not
+/// it ever answers or passes through `running`.
 pub async fn store_handle(db: impl PgExecutor<'_>, id: Uuid, handle: &Handle) -> sqlx::Result<bool> {
     let stored = sqlx::query(
-        "update sessions set runtime_handle = $2 where id = $1 and state = any($3) and runtime_handle is null",
+        "update sessions set runtime_handle = $2, started_at = coalesce(started_at, now())
+         where id = $1 and state = any($3) and runtime_handle is null",
     )
     .bind(id)
     .bind(&handle.0)
@@ -419,6 +439,11 @@ pub async fn store_handle(db: impl PgExecutor<'_>, id: Uuid, handle: &Handle) ->
     .execute(db)
     .await?;
     Ok(stored.rows_affected() == 1)
+}
+
+/// A job's parameters as submitted (`None` for other kinds).
+pub async fn job_parameters(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar("select parameters from jobs where session_id = $1").bind(id).fetch_optional(db).await
 }
 
 /// Notes that the runtime is being asked to start the session, before it is; false when

@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions", get(sessions_page))
         .route("/sessions/cards", get(session_cards))
         .route("/sessions/{id}", get(session_page))
-        .route("/sessions/{id}/events-list", get(session_events_list))
+        .route("/sessions/{id}/live", get(session_live))
         .route("/sessions/{id}/stop", post(stop_from_page))
         .route("/sessions/{id}/accept", post(accept_from_page))
         .route("/sessions/{id}/decline", post(decline_from_page))
@@ -300,6 +300,8 @@ async fn launch_from_page(
 /// A session as a card shows it.
 pub struct Card {
     pub s: Session,
+    /// How a person reads its state (`Session::label`): finished, cancelled, running...
+    pub label: &'static str,
     pub state_class: &'static str,
     pub time_left: String,
     pub resources: String,
@@ -320,12 +322,17 @@ fn card(s: Session, me: &CurrentUser) -> Card {
         Some(secs) => format!("{} min left", secs / 60),
         None => String::new(),
     };
+    let label = s.label();
     Card {
-        state_class: match s.state {
-            SessionState::Running => "ok",
-            SessionState::Failed => "bad",
-            SessionState::Stopped => "off",
-            _ => "busy",
+        label,
+        state_class: match label {
+            "finished" => "done",
+            _ => match s.state {
+                SessionState::Running => "ok",
+                SessionState::Failed => "bad",
+                SessionState::Stopped => "off",
+                _ => "busy",
+            },
         },
         time_left,
         resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
@@ -382,14 +389,17 @@ pub struct EventLine {
 struct SessionPage {
     ctx: Ctx,
     c: Card,
+    /// A job's parameters, `(name, value as JSON)`, in the schema's order of the stored object.
+    parameters: Vec<(String, String)>,
     events: Vec<EventLine>,
 }
 
+/// The part of the session page that follows the session (`data-follow`).
 #[derive(Template)]
-#[template(path = "sessions/_events.html")]
-struct EventsList {
-    id: Uuid,
-    ended: bool,
+#[template(path = "sessions/_live.html")]
+struct SessionLive {
+    ctx: Ctx,
+    c: Card,
     events: Vec<EventLine>,
 }
 
@@ -405,13 +415,16 @@ async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
 async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     let events = events(&state, id).await?;
-    render(&SessionPage { ctx, c: card(s, &user), events })
+    let parameters = match db::job_parameters(&state.db, id).await? {
+        Some(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+        _ => Vec::new(),
+    };
+    render(&SessionPage { ctx, c: card(s, &user), parameters, events })
 }
 
-async fn session_events_list(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+async fn session_live(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let ended = s.state.has_ended();
-    render(&EventsList { id, ended, events: events(&state, id).await? })
+    render(&SessionLive { ctx, c: card(s, &user), events: events(&state, id).await? })
 }
 
 #[derive(Deserialize)]

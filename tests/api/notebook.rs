@@ -135,8 +135,18 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     let api = format!("/sessions/{id}/api/status");
     let portal = app.browser("alice").await;
 
-    // Nobody enters without a ticket, and the portal's cookie is no key to a session origin.
-    assert_eq!(http(&addr, "GET", &host, &api, None).await.status, 401);
+    // Nobody enters without a ticket, and the portal's cookie is no key to a session origin;
+    // a person who tries is told so and shown the way back (issue 14 item 4).
+    let refused = http(&addr, "GET", &host, &api, None).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.head.to_lowercase().contains("content-type: text/html"), "{}", refused.head);
+    assert!(
+        refused
+            .body
+            .contains(&format!(r#"<a href="http://localhost:8080/sessions/{id}">Back to the session in daas</a>"#)),
+        "{}",
+        refused.body
+    );
     assert_eq!(http(&addr, "GET", &host, &api, Some(&portal.cookie)).await.status, 401);
     // Another user, or a guest, gets no ticket.
     let bob = app.browser("bob").await;
@@ -223,6 +233,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     loop {
         let r = http(&addr, "GET", &host, &api, Some(&cookie)).await;
         if r.status == 404 {
+            assert!(r.body.contains("This notebook is not running") && r.body.contains("My sessions"), "{}", r.body);
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "still proxied after the stop: {}", r.status);

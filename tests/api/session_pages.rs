@@ -223,3 +223,27 @@ async fn a_finished_job_a_cancelled_launch_and_a_failure_read_differently(db: Pg
     wait_state(&app, &alice, &starting, 10, |s: &Value| s["state"] == "stopped").await;
     assert!(page(starting).await.contains(r#"<span class="badge state off">stopped</span>"#));
 }
+
+/// Issue 14 item 4: the desktop page of a desktop that ended leads to the session's page,
+/// which says how it ended (another user's is a 404 page, as every session not theirs).
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn an_ended_desktops_page_leads_to_its_session_page(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let when = (Some("2026-01-31T22:00:00Z"), Some("2026-02-01T03:00:00Z"));
+    let id = crate::admin::insert_session(&app.db, "alice", "S0011", "Xfce desktop", "stopped", (2000, 0), when).await;
+    sqlx::query(
+        "insert into session_members (session_id, user_id, role, accepted_at)
+         select $1, id, 'owner', now() from users where username = 'alice'",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let alice = app.browser("alice").await;
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&alice.cookie), None, &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], format!("/sessions/{id}").as_str());
+    let bob = app.browser("bob").await;
+    let r = app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&bob.cookie), None, &[]).await;
+    assert_eq!(r.status, 404);
+}

@@ -87,6 +87,10 @@ async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
     if t.kind != "desktop" {
         return Err(AppError::NotFound.into());
     }
+    // An ended desktop has nothing to show: its page says how it ended.
+    if t.state.has_ended() {
+        return Ok(crate::web::page::see_other(&format!("/sessions/{id}")));
+    }
     render(&DesktopPage { ctx, id })
 }
 

@@ -260,6 +260,19 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, [("content-type", "text/plain; charset=utf-8")], text).into_response()
 }
 
+/// A page for a person who reached a session's origin without a way in (the session ended,
+/// is not theirs, or the link expired): what happened, and the way back to daas.
+fn notice(state: &Notebooks, id: Uuid, status: StatusCode, text: &'static str) -> Response {
+    let portal = state.config.web.public_url.as_str().trim_end_matches('/');
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>daas: {text}</title></head>\
+         <body><main><h1>{text}</h1><p><a href=\"{portal}/sessions/{id}\">Back to the session in daas</a> \
+         · <a href=\"{portal}/sessions\">My sessions</a></p></main></body></html>\n"
+    );
+    (status, [("content-type", "text/html; charset=utf-8")], html).into_response()
+}
+
 fn cookie_of(request: &Request) -> Option<&str> {
     request
         .headers()
@@ -290,17 +303,22 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
         return enter(&state, id, &query).await;
     }
     let Some(cookie) = cookie_of(&request) else {
-        return Ok(plain(StatusCode::UNAUTHORIZED, "Open this notebook from daas."));
+        return Ok(notice(&state, id, StatusCode::UNAUTHORIZED, "Open this notebook from daas."));
     };
     let user = match check_cookie(&state, id, cookie).await? {
         Some(user) => user,
         None => {
-            return Ok(plain(StatusCode::UNAUTHORIZED, "This link has expired: open the notebook from daas again."))
+            return Ok(notice(
+                &state,
+                id,
+                StatusCode::UNAUTHORIZED,
+                "This link has expired: open the notebook from daas again.",
+            ))
         }
     };
     let route = match route(&state, id).await? {
         Some(route) => route,
-        None => return Ok(plain(StatusCode::NOT_FOUND, "This notebook is not running.")),
+        None => return Ok(notice(&state, id, StatusCode::NOT_FOUND, "This notebook is not running (any more).")),
     };
     touch(&state, id);
     tracing::debug!(session.id = %id, user.id = %user, "notebook request");

@@ -247,3 +247,79 @@ async fn an_ended_desktops_page_leads_to_its_session_page(db: PgPool) {
     let r = app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&bob.cookie), None, &[]).await;
     assert_eq!(r.status, 404);
 }
+
+/// Issue 14 item 5: My sessions shows the live sessions apart from those ended in the last
+/// day, each with when it started and ended, and a member may hide an ended one.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn my_sessions_groups_ended_cards_with_their_dates_and_hides_one_on_request(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let own = |id: Uuid| {
+        let db = &app.db;
+        async move {
+            sqlx::query(
+                "insert into session_members (session_id, user_id, role, accepted_at)
+                 select $1, id, 'owner', now() from users where username = 'alice'",
+            )
+            .bind(id)
+            .execute(db)
+            .await
+            .unwrap();
+        }
+    };
+    let ended = crate::admin::insert_session(
+        &app.db,
+        "alice",
+        "S0011",
+        "Xfce desktop",
+        "stopped",
+        (2000, 0),
+        (Some("2026-11-30T08:00:00Z"), Some("2026-11-30T09:00:00Z")),
+    )
+    .await;
+    // Ended an hour ago, after two hours, whenever the test runs.
+    let started: String = sqlx::query_scalar(
+        "update sessions set started_at = now() - interval '3 hours', stopped_at = now() - interval '1 hour'
+         where id = $1 returning to_char(started_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI')",
+    )
+    .bind(ended)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    own(ended).await;
+    let live = crate::admin::insert_session(
+        &app.db,
+        "alice",
+        "S0011",
+        "JupyterLab",
+        "running",
+        (2000, 0),
+        (Some("2026-11-30T09:30:00Z"), None),
+    )
+    .await;
+    own(live).await;
+    let alice = app.browser("alice").await;
+    let page = app.browse(Method::GET, "/sessions", Some(&alice.cookie), None, &[]).await.text;
+    let (live_part, ended_part) = page.split_once("Ended in the last day").expect("an ended group");
+    assert!(live_part.contains("<h2 class=\"card-group\">Live</h2>") && live_part.contains("JupyterLab"), "{page}");
+    assert!(live_part.contains("started 2026-11-30 09:30 UTC"), "{page}");
+    assert!(ended_part.contains("Xfce desktop"), "{page}");
+    assert!(ended_part.contains(&format!("started {started} UTC, ended ")), "{page}");
+    assert!(!live_part.contains("/hide"), "a live session cannot be hidden");
+
+    let hide = |id: Uuid| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let form = [("_csrf", alice.csrf.as_str())];
+            app.browse(Method::POST, &format!("/sessions/{id}/hide"), Some(&alice.cookie), Some(&form), &[]).await
+        }
+    };
+    assert_eq!(hide(live).await.status, 404, "a live session was hidden");
+    assert_eq!(hide(ended).await.status, 303);
+    let page = app.browse(Method::GET, "/sessions", Some(&alice.cookie), None, &[]).await.text;
+    assert!(!page.contains("Xfce desktop") && !page.contains("Ended in the last day"), "{page}");
+    assert!(page.contains("JupyterLab"));
+    // Hidden for alice only: the admin still sees it.
+    let admin = app.token("admin").await;
+    let listed = app.request(Method::GET, "/api/v1/admin/sessions?user=alice", Some(&admin), None).await;
+    assert_eq!(listed.body["total"], 2, "{}", listed.text);
+}

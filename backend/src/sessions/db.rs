@@ -141,14 +141,32 @@ pub async fn list(
     q.build_query_as().fetch_all(db).await
 }
 
-/// The caller's cards on My sessions: the live ones first, then those ended within a day.
+/// The caller's cards on My sessions: the live ones first, then those ended within a day
+/// that the caller did not hide.
 pub async fn cards(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<Session>> {
     let mut q = select(user);
     push_visible(&mut q, user, false);
+    q.push(" and not exists (select 1 from session_members h where h.session_id = s.id and h.user_id = ");
+    q.push_bind(user.id).push(" and h.hidden_at is not null)");
     q.push(" and (s.state = any(").push_bind(SessionState::ACTIVE);
     q.push(") or s.stopped_at > now() - interval '1 day') order by (s.state = any(");
     q.push_bind(SessionState::ACTIVE).push(")) desc, s.created_at desc limit 50");
     q.build_query_as().fetch_all(db).await
+}
+
+/// Hides an ended session from the member's My sessions; false when they are no member of
+/// it or it has not ended.
+pub async fn hide(db: impl PgExecutor<'_>, id: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    let hidden = sqlx::query(
+        "update session_members m set hidden_at = now() from sessions s
+         where m.session_id = $1 and m.user_id = $2 and s.id = m.session_id and s.state = any($3)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(SessionState::ENDED)
+    .execute(db)
+    .await?;
+    Ok(hidden.rows_affected() == 1)
 }
 
 /// What the desktop relay needs to know of a session, for the caller.

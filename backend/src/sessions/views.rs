@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/stop", post(stop_from_page))
         .route("/sessions/{id}/accept", post(accept_from_page))
         .route("/sessions/{id}/decline", post(decline_from_page))
+        .route("/sessions/{id}/hide", post(hide_from_page))
 }
 
 const WHEN: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -313,6 +314,8 @@ pub struct Card {
     pub ended: bool,
     /// Someone else's session the caller was invited to.
     pub shared: bool,
+    /// When it started and ended, for a person ("started 2026-11-30 18:20 UTC, ended 18:45").
+    pub when: String,
 }
 
 fn card(s: Session, me: &CurrentUser) -> Card {
@@ -341,7 +344,23 @@ fn card(s: Session, me: &CurrentUser) -> Card {
         running: s.state == SessionState::Running,
         ended,
         shared: s.owner != me.username,
+        when: when(&s),
         s,
+    }
+}
+
+/// "requested …", "started …", "started …, ended …" (the end's date only when it differs).
+fn when(s: &Session) -> String {
+    let at = |t: time::OffsetDateTime| t.format(WHEN).unwrap_or_default();
+    match (s.started_at, s.stopped_at) {
+        (Some(start), Some(stop)) if start.date() == stop.date() => {
+            let hm = format_description!("[hour]:[minute] UTC");
+            format!("started {}, ended {}", at(start), stop.format(hm).unwrap_or_default())
+        }
+        (Some(start), Some(stop)) => format!("started {}, ended {}", at(start), at(stop)),
+        (None, Some(stop)) => format!("requested {}, ended {}", at(s.created_at), at(stop)),
+        (Some(start), None) => format!("started {}", at(start)),
+        (None, None) => format!("requested {}", at(s.created_at)),
     }
 }
 
@@ -350,7 +369,7 @@ fn card(s: Session, me: &CurrentUser) -> Card {
 struct SessionsPage {
     ctx: Ctx,
     invitations: Vec<Invitation>,
-    cards: Vec<Card>,
+    groups: Vec<(&'static str, Vec<Card>)>,
 }
 
 #[derive(Template)]
@@ -358,24 +377,28 @@ struct SessionsPage {
 struct SessionCards {
     ctx: Ctx,
     invitations: Vec<Invitation>,
-    cards: Vec<Card>,
+    groups: Vec<(&'static str, Vec<Card>)>,
 }
 
 /// The caller's sessions: running first, then the most recent that ended (a day's worth).
-async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<Card>> {
-    Ok(db::cards(&state.db, user).await?.into_iter().map(|s| card(s, user)).collect())
+/// The caller's cards on My sessions, the live ones and those ended in the last day apart
+/// (a group only when it has cards).
+async fn my_cards(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<(&'static str, Vec<Card>)>> {
+    let (ended, live): (Vec<Card>, Vec<Card>) =
+        db::cards(&state.db, user).await?.into_iter().map(|s| card(s, user)).partition(|c| c.ended);
+    Ok([("Live", live), ("Ended in the last day", ended)].into_iter().filter(|(_, c)| !c.is_empty()).collect())
 }
 
 async fn sessions_page(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
     let invitations = db::invitations(&state.db, user.id).await?;
-    let cards = my_cards(&state, &user).await?;
-    render(&SessionsPage { ctx, invitations, cards })
+    let groups = my_cards(&state, &user).await?;
+    render(&SessionsPage { ctx, invitations, groups })
 }
 
 async fn session_cards(state: AppState, PageUser { user, ctx }: PageUser) -> PageResult {
     let invitations = db::invitations(&state.db, user.id).await?;
-    let cards = my_cards(&state, &user).await?;
-    render(&SessionCards { ctx, invitations, cards })
+    let groups = my_cards(&state, &user).await?;
+    render(&SessionCards { ctx, invitations, groups })
 }
 
 pub struct EventLine {
@@ -453,6 +476,14 @@ async fn accept_from_page(
     Path(id): Path<Uuid>,
 ) -> PageResult {
     members::accept(&state, &user, &actor, id).await?;
+    Ok(see_other("/sessions"))
+}
+
+/// Hide button of an ended card.
+async fn hide_from_page(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
+    if !db::hide(&state.db, id, user.id).await? {
+        return Err(AppError::NotFound.into());
+    }
     Ok(see_other("/sessions"))
 }
 

@@ -110,6 +110,42 @@ async fn token_create_prints_a_working_token(db: PgPool) {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"nobody-here\""));
 }
 
+/// Files as export tools write them (a byte-order mark, CRLF, UTF-16) are imported; a file
+/// in another encoding is refused naming the file, the line and what was expected.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn import_reads_what_export_tools_write(db: PgPool) {
+    let _data = demo(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("export.json");
+    let text = "{\"proposals\": [{\"identifier\": \"20240001\", \"title\": \"Welds\", \"beamline\": \"BL11\"}]}\r\n";
+    std::fs::write(&json, [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat()).unwrap();
+    let imported = stdout(&daas(&db, &["import", "proposals", json.to_str().unwrap()]));
+    assert!(imported.starts_with("proposals: 1 created"), "{imported}");
+    let csv = dir.path().join("export.csv");
+    let text = "proposal\ttitle\tbeamline\r\n20240002\tSoudures \u{e0} chaud\tBL11\r\n";
+    std::fs::write(
+        &csv,
+        [0xFF, 0xFE].into_iter().chain(text.encode_utf16().flat_map(u16::to_le_bytes)).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let imported = stdout(&daas(&db, &["import", "proposals", csv.to_str().unwrap()]));
+    assert!(imported.starts_with("proposals: 1 created"), "{imported}");
+    let title: String =
+        sqlx::query_scalar("select title from proposals where identifier = '20240002'").fetch_one(&db).await.unwrap();
+    assert_eq!(title, "Soudures \u{e0} chaud");
+
+    let latin1 = dir.path().join("latin1.csv");
+    std::fs::write(&latin1, b"proposal,title,beamline\n20240003,Caf\xE9,BL11\n").unwrap();
+    let output = daas(&db, &["import", "proposals", latin1.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("latin1.csv: line 2: encoding: byte 0xE9 at column 13 is not UTF-8")
+            && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
+}
+
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn import_twice_then_a_broken_file(db: PgPool) {
     let _data = demo(&db).await;

@@ -48,8 +48,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     _ => bail!("cannot tell the format of {} from its name; pass --format json|csv", file.display()),
                 },
             };
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let proposals = import::parse(&text, format)
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let proposals = import::decode(&bytes)
+                .and_then(|text| import::parse(&text, format))
                 .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was imported", file.display()))?;
             let pool = migrated_pool(db).await?;
             let mut tx = pool.begin().await?;

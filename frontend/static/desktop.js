@@ -4,7 +4,8 @@
 import RFB from "/static/vendor/novnc/core/rfb.js";
 
 const root = document.getElementById("desktop");
-const id = root.dataset.session;
+// Only ever used in URLs: encoded once, as a path segment.
+const id = encodeURIComponent(root.dataset.session);
 const csrf = root.dataset.csrf;
 const status = document.getElementById("desktop-status");
 const clipboard = document.getElementById("clipboard");

@@ -23,6 +23,7 @@ mod oidc;
 mod pages;
 mod proposals;
 mod reconciler;
+mod reserved_identifiers;
 mod session_pages;
 mod sessions;
 mod tokens;

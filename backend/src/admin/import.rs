@@ -41,14 +41,16 @@ fn format(params: &ImportParams, headers: &HeaderMap) -> Result<Format> {
 
 fn parse(params: &ImportParams, headers: &HeaderMap, body: &Bytes) -> Result<Vec<import::Proposal>> {
     let format = format(params, headers)?;
-    let text = std::str::from_utf8(body).map_err(|_| AppError::invalid("body", "must be UTF-8 text"))?;
-    parse_text(text, format)
+    import::decode(body).and_then(|text| import::parse(&text, format)).map_err(invalid)
 }
 
 /// Parses an export, a fault naming its line and field.
 pub fn parse_text(text: &str, format: Format) -> Result<Vec<import::Proposal>> {
-    import::parse(text, format)
-        .map_err(|e| AppError::invalid(e.field.clone(), format!("line {}: {}", e.line, e.message)))
+    import::parse(text, format).map_err(invalid)
+}
+
+fn invalid(e: import::ImportError) -> AppError {
+    AppError::invalid(e.field.clone(), format!("line {}: {}", e.line, e.message))
 }
 
 /// What an import would change, without changing anything.

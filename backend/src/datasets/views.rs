@@ -10,7 +10,7 @@ use crate::audit::Actor;
 use crate::error::AppError;
 use crate::proposals;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageError, PageResult, PageUser};
+use crate::web::page::{path_segment, render, see_other, Ctx, PageError, PageResult, PageUser};
 use crate::web::{Form, Path};
 
 pub fn routes() -> Router<AppState> {
@@ -74,7 +74,7 @@ async fn link_dataset(
         Err(err) => Err(err),
     };
     let error = match result {
-        Ok(()) => return Ok(see_other(&format!("/proposals/{}", url_path(&proposal)))),
+        Ok(()) => return Ok(see_other(&format!("/proposals/{}", path_segment(&proposal)))),
         Err(AppError::Invalid { field, message }) => format!("{field}: {message}"),
         Err(AppError::Conflict(message)) => message,
         Err(err) => return Err(PageError(err)),
@@ -88,8 +88,4 @@ async fn link_dataset(
         metadata: form.metadata,
         error: Some(error),
     })
-}
-
-fn url_path(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

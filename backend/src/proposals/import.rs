@@ -8,6 +8,11 @@
 //! CSV: a header and one row per member or experiment, with the columns `proposal, title,
 //! abstract, beamline, member, member_role, member_name, member_email, member_affiliation,
 //! experiment, experiment_beamline, start, end`; proposal columns repeat on every row.
+//!
+//! Files come as a user office's export tools write them: UTF-8 with or without a
+//! byte-order mark or UTF-16 with one (`decode`), CRLF or LF line ends, trailing
+//! whitespace, and for CSV, Excel's habits: `;` or tab separators, header case, empty
+//! trailing columns, blank lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -69,8 +74,64 @@ pub struct Experiment {
     pub end: OffsetDateTime,
 }
 
-/// Parses and validates a whole export.
+/// The text of an export file: UTF-8 (a byte-order mark is dropped) or UTF-16 with a
+/// byte-order mark (as Windows tools save "Unicode text"). Anything else is refused at the
+/// line and column of its first byte that is not UTF-8.
+pub fn decode(bytes: &[u8]) -> Result<String, ImportError> {
+    let utf16 = match bytes {
+        [0xFF, 0xFE, rest @ ..] => Some((rest, u16::from_le_bytes as fn([u8; 2]) -> u16)),
+        [0xFE, 0xFF, rest @ ..] => Some((rest, u16::from_be_bytes as fn([u8; 2]) -> u16)),
+        _ => None,
+    };
+    if let Some((rest, unit)) = utf16 {
+        let mut text = String::with_capacity(rest.len() / 2);
+        for c in char::decode_utf16(rest.chunks(2).map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)]))) {
+            let Ok(c) = c else {
+                return Err(fault(line_at(&text), "encoding", "is not UTF-16: a lone surrogate"));
+            };
+            text.push(c);
+        }
+        if rest.len() % 2 == 1 {
+            return Err(fault(line_at(&text), "encoding", "is not UTF-16: the file ends in half a character"));
+        }
+        return Ok(text);
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => {
+            let before = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            Err(fault(
+                line_at(&before),
+                "encoding",
+                format!(
+                    "byte 0x{:02X} at column {column} is not UTF-8: export the file as UTF-8 (Excel: \"CSV UTF-8\") or UTF-16",
+                    bytes[e.valid_up_to()]
+                ),
+            ))
+        }
+    }
+}
+
+/// The line `text` ends on (1-based).
+fn line_at(text: &str) -> usize {
+    text.matches('\n').count() + 1
+}
+
+/// Parses and validates a whole export (`decode`d, or pasted text).
 pub fn parse(text: &str, format: Format) -> Result<Vec<Proposal>, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(fault(1, "file", "is empty"));
+    }
+    if let Some(at) = text.find('\0') {
+        return Err(fault(
+            line_at(&text[..at]),
+            "encoding",
+            "holds NUL characters: UTF-16 without a byte-order mark? Export the file as UTF-8",
+        ));
+    }
     let proposals = match format {
         Format::Json => parse_json(text)?,
         Format::Csv => parse_csv(text)?,
@@ -223,7 +284,13 @@ fn parse_json(text: &str) -> Result<Vec<Proposal>, ImportError> {
     let raw = parsed.map_err(|e| {
         let message = e.to_string();
         // serde_json appends " at line L column C"; keep the message, report the line.
-        fault(e.line().max(1), "json", message.split(" at line ").next().unwrap_or(&message))
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        let first = text.trim_start().chars().next().unwrap_or(' ');
+        if first != '{' && first != '[' {
+            let start: String = text.trim_start().chars().take(20).collect();
+            return fault(e.line().max(1), "json", format!("is not JSON: it starts with {start:?}, a JSON export starts with {{ or [ (a CSV file needs the csv format)"));
+        }
+        fault(e.line().max(1), "json", format!("{message} (column {})", e.column()))
     })?;
     let lines = json_object_lines(text);
     let root = if text.trim_start().starts_with('[') { "" } else { "/proposals" };
@@ -285,9 +352,65 @@ struct CsvRow {
     end: String,
 }
 
+/// The CSV columns, and those a file must have.
+const CSV_COLUMNS: [&str; 13] = [
+    "proposal",
+    "title",
+    "abstract",
+    "beamline",
+    "member",
+    "member_role",
+    "member_name",
+    "member_email",
+    "member_affiliation",
+    "experiment",
+    "experiment_beamline",
+    "start",
+    "end",
+];
+const CSV_REQUIRED: [&str; 3] = ["proposal", "title", "beamline"];
+
+/// The separator of a CSV export: `,`, or `;` or a tab where the header has more of those
+/// (Excel writes `;` where a comma is the decimal separator).
+fn csv_separator(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or("");
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|&c| (header.bytes().filter(|&b| b == c).count(), c == b','))
+        .unwrap_or(b',')
+}
+
 fn parse_csv(text: &str) -> Result<Vec<Proposal>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| fault(1, "header", e))?.clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(csv_separator(text))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| fault(1, "header", e))?;
+    let headers: csv::StringRecord = headers.iter().map(str::to_lowercase).collect();
+    for (i, name) in headers.iter().enumerate() {
+        // An empty name is an empty trailing column, as spreadsheets write them.
+        if !name.is_empty() && !CSV_COLUMNS.contains(&name) {
+            return Err(fault(
+                1,
+                "header",
+                format!("column {} {name:?} is not one of {}", i + 1, CSV_COLUMNS.join(", ")),
+            ));
+        }
+        if !name.is_empty() && headers.iter().take(i).any(|h| h == name) {
+            return Err(fault(1, "header", format!("column {name:?} appears twice")));
+        }
+    }
+    if let Some(missing) = CSV_REQUIRED.iter().find(|c| !headers.iter().any(|h| h == **c)) {
+        return Err(fault(
+            1,
+            "header",
+            format!(
+                "lacks the column {missing:?} (has {})",
+                headers.iter().filter(|h| !h.is_empty()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
     let mut order: Vec<String> = Vec::new();
     let mut by_id: BTreeMap<String, Proposal> = BTreeMap::new();
     for record in reader.records() {
@@ -296,6 +419,16 @@ fn parse_csv(text: &str) -> Result<Vec<Proposal>, ImportError> {
             fault(line, "row", e)
         })?;
         let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if let Some(extra) = record.iter().skip(headers.len()).position(|f| !f.is_empty()) {
+            return Err(fault(
+                line,
+                "row",
+                format!("field {} has no column: the header names {}", headers.len() + extra + 1, headers.len()),
+            ));
+        }
         let row: CsvRow = record.deserialize(Some(&headers)).map_err(|e| match e.kind() {
             csv::ErrorKind::Deserialize { err, .. } => {
                 let field = err.field().and_then(|i| headers.get(i as usize)).unwrap_or("row");
@@ -604,5 +737,102 @@ mod tests {
         let text = "proposal,title,beamline\n20180101,test,BL11\n20180101,other,BL11\n";
         let err = parse(text, Format::Csv).unwrap_err();
         assert_eq!((err.line, err.field.as_str()), (3, "title"), "{err}");
+    }
+
+    const JSON_EXPORT: &str = "{\"proposals\": [\r\n  {\"identifier\": \"20240001\", \"title\": \"Caf\u{e9} \u{2013} welds\", \"beamline\": \"BL11\",\r\n   \"members\": [{\"username\": \"erin\", \"role\": \"pi\"}]}  \r\n]}  \r\n\r\n";
+
+    fn utf16(text: &str, bytes: fn(u16) -> [u8; 2], bom: [u8; 2]) -> Vec<u8> {
+        bom.into_iter().chain(text.encode_utf16().flat_map(bytes)).collect()
+    }
+
+    #[test]
+    fn json_with_a_byte_order_mark_crlf_and_trailing_whitespace_is_read() {
+        let file = [b"\xEF\xBB\xBF".as_slice(), JSON_EXPORT.as_bytes()].concat();
+        let proposals = parse(&decode(&file).unwrap(), Format::Json).unwrap();
+        assert_eq!((proposals[0].title.as_str(), proposals[0].members[0].line), ("Caf\u{e9} \u{2013} welds", 3));
+        // Pasted into the console with its mark.
+        assert_eq!(parse(&format!("\u{feff}{JSON_EXPORT}"), Format::Json).unwrap(), proposals);
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_read() {
+        for file in
+            [utf16(JSON_EXPORT, u16::to_le_bytes, [0xFF, 0xFE]), utf16(JSON_EXPORT, u16::to_be_bytes, [0xFE, 0xFF])]
+        {
+            assert_eq!(decode(&file).unwrap(), JSON_EXPORT);
+        }
+    }
+
+    #[test]
+    fn csv_as_spreadsheets_write_it_is_read() {
+        // Excel's "CSV UTF-8" in a locale with a decimal comma: a mark, `;`, CRLF, its own
+        // header case, empty trailing columns, a blank last line.
+        let text = "\u{feff}Proposal;Title;Beamline;Member;Member_Role;\r\n\
+                    20240001;Welds, in situ ;BL11;erin;PI;\r\n\
+                    20240001;Welds, in situ;BL11;frank;member;;\r\n\
+                    ;;;;;\r\n  \r\n";
+        let proposals = parse(text, Format::Csv).unwrap();
+        assert_eq!(proposals.len(), 1, "{proposals:?}");
+        assert_eq!((proposals[0].title.as_str(), proposals[0].members.len()), ("Welds, in situ", 2));
+        let tabs = "proposal\ttitle\tbeamline\n20240001\tWelds\tBL11\n";
+        assert_eq!(parse(tabs, Format::Csv).unwrap()[0].title, "Welds");
+    }
+
+    #[test]
+    fn refusals_name_line_field_and_what_was_expected() {
+        let odd = [0xFF, 0xFE, b'[', 0, b']'];
+        let cases: [(&[u8], Format, usize, &str, &str); 10] = [
+            (
+                b"proposal,title,beamline\n2018,Caf\xE9,BL1\n",
+                Format::Csv,
+                2,
+                "encoding",
+                "byte 0xE9 at column 9 is not UTF-8",
+            ),
+            (&odd, Format::Json, 1, "encoding", "half a character"),
+            (b"[\0{\0\n\0", Format::Json, 1, "encoding", "UTF-16 without a byte-order mark"),
+            (b" \r\n\t", Format::Json, 1, "file", "is empty"),
+            (
+                b"\xEF\xBB\xBFproposal,title,beamline\n",
+                Format::Json,
+                1,
+                "json",
+                "is not JSON: it starts with \"proposal,title,beaml\"",
+            ),
+            (
+                b"{\"proposals\": [\n{\"identifier\": \"1\" \"title\": \"x\"}]}",
+                Format::Json,
+                2,
+                "json",
+                "expected `,` or `}` (column 20)",
+            ),
+            (
+                b"proposal,title,beamline,member_rol\n",
+                Format::Csv,
+                1,
+                "header",
+                "column 4 \"member_rol\" is not one of proposal, title",
+            ),
+            (
+                b"proposal,beamline\n1,BL1\n",
+                Format::Csv,
+                1,
+                "header",
+                "lacks the column \"title\" (has proposal, beamline)",
+            ),
+            (b"proposal,title,beamline,title\n", Format::Csv, 1, "header", "column \"title\" appears twice"),
+            (
+                b"proposal,title,beamline\n1,x,BL1,,oops\n",
+                Format::Csv,
+                2,
+                "row",
+                "field 5 has no column: the header names 3",
+            ),
+        ];
+        for (file, format, line, field, message) in cases {
+            let err = decode(file).and_then(|text| parse(&text, format)).unwrap_err();
+            assert_eq!((err.line, err.field.as_str()), (line, field), "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
     }
 }

@@ -44,7 +44,7 @@ impl Ctx {
 
     /// `aria-current` for the navigation link to a beamline's sessions.
     pub fn current_beamline(&self, beamline: &str) -> &'static str {
-        self.current(&format!("/beamlines/{beamline}/"))
+        self.current(&format!("/beamlines/{}/", path_segment(beamline)))
     }
 }
 
@@ -79,6 +79,18 @@ impl FromRequestParts<AppState> for PageUser {
             }
         }
     }
+}
+
+/// What a path segment keeps as is: letters, digits and `-._~` (RFC 3986's unreserved).
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `value` as one path segment: all else percent-encoded, as the templates'
+/// `urlencode_strict` does, so an identifier holding `/`, `?`, `#`, `%`, `+`, a space or
+/// non-ASCII stays one segment and decodes back to itself. (A form encoder would write a
+/// space as `+`, which a path keeps as `+`.)
+pub fn path_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
 }
 
 /// A 303 redirect (after a form POST, the browser GETs the target).

@@ -12,7 +12,7 @@ use crate::sessions::lifecycle::expiry::NewEnd;
 use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
-use crate::web::page::{render, Ctx, PageError, PageResult};
+use crate::web::page::{path_segment, render, Ctx, PageError, PageResult};
 use crate::web::{Form, Path, Query};
 
 pub struct SessionRow {
@@ -88,9 +88,7 @@ pub async fn session_list(
     };
     let base = match beamline {
         None => "/admin/sessions".to_owned(),
-        Some(b) => {
-            format!("/beamlines/{}/sessions", url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>())
-        }
+        Some(b) => format!("/beamlines/{}/sessions", path_segment(b)),
     };
     let states = std::iter::once("active").chain(SessionState::ALL.map(SessionState::as_str)).collect();
     let mut list = SessionList {

@@ -2,7 +2,8 @@
 # root:
 #   docker build -f docker/daas.Dockerfile -t registry.example.org/daas/daas:0.1.0 .
 # Queries are checked at run time (sqlx's runtime API), so the build needs no database and
-# no sqlx offline data; the migrations and the askama templates are compiled in.
+# no sqlx offline data; the migrations, the askama templates and the notebooks' Jupyter
+# settings are compiled in.
 # (No Docker engine runs where daas is developed: this file is kept plain and unbuilt there.)
 
 FROM node:22-bookworm-slim AS assets
@@ -17,6 +18,8 @@ COPY backend backend
 COPY migrations migrations
 COPY frontend/templates frontend/templates
 COPY tests tests
+# Compiled in: the Jupyter settings the Kubernetes runtime gives each notebook.
+COPY tools/jupyter tools/jupyter
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin daas \

@@ -283,7 +283,9 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
         sessions_dir: data.join("_runtime/sessions"),
         homes_dir: data.join("_runtime/homes"),
         data_root: data.to_owned(),
-        venv: root.join(".daas/venv"),
+        // Where it really is: its scripts name its real path, which the sandbox must show
+        // (a worktree's `.daas/venv` may link to another's).
+        venv: root.join(".daas/venv").canonicalize().unwrap_or_else(|_| root.join(".daas/venv")),
         tools_dir: root.join("tools"),
         stop_grace: Duration::from_secs(3),
         // As on a machine without GPUs, whatever this one has.

@@ -1,7 +1,8 @@
 //! The notebook proxy against a real JupyterLab: entering through a one-time ticket, the
 //! isolation of the portal's and the session origins' cookies, a kernel run over the
-//! proxied WebSocket, a restart of daas that the open notebook survives, and a session
-//! origin that takes changes and WebSockets from its own pages only.
+//! proxied WebSocket, a restart of daas that the open notebook survives, answers passed
+//! through unchanged and streamed with no token in Jupyter's pages (issue 14, item 13), and a
+//! session origin that takes changes and WebSockets from its own pages only.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::TestApp;
+use crate::common::{add_shell_image, TestApp};
 use crate::desktop::launch;
 
 struct Answer {
@@ -36,6 +37,38 @@ async fn http_with(
     cookie: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Answer {
+    let (status, head, body) = raw(addr, method, host, path, cookie, headers).await;
+    Answer { status, head, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// `http_with`, answering the status, the head and the body's bytes as they came.
+async fn raw(
+    addr: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut stream = send_request(addr, method, host, path, cookie, headers).await;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..at]).into_owned();
+    let body = response.get(at + 4..).unwrap_or_default().to_vec();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head, body)
+}
+
+/// Sends an HTTP/1.0 request; the answer is left to read.
+async fn send_request(
+    addr: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut extra = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
     for (name, value) in headers {
@@ -44,12 +77,7 @@ async fn http_with(
     let request =
         format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n{extra}Connection: close\r\nContent-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response)).await.unwrap().unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Answer { status, head: head.to_string(), body: body.to_string() }
+    stream
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
@@ -239,6 +267,126 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
         assert!(start.elapsed() < Duration::from_secs(30), "still proxied after the stop: {}", r.status);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    app.stop_everything().await;
+}
+
+/// Issue 14, item 13: the proxy passes every answer through as it comes, byte for byte and
+/// whatever its size (it once read HTML whole, up to 8 MiB, and re-encoded it as UTF-8 to
+/// blank the token), and Jupyter, configured by daas, renders no token into its pages.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn item_13_files_pass_byte_for_byte_and_no_page_carries_the_token(db: PgPool) {
+    use sha2::{Digest, Sha256};
+
+    let app = TestApp::local(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let portal = app.browser("alice").await;
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
+    let cookie = entered_cookie(&entered, &id);
+
+    // Files of the home, which Jupyter serves under /files/ as text/html: a 12 MiB report
+    // and a page in windows-1252 (not UTF-8).
+    let mut report = b"<!doctype html>\n<html><body>\n".to_vec();
+    while report.len() < 12 << 20 {
+        report.extend_from_slice(format!("<p>row {}</p>\n", report.len()).as_bytes());
+    }
+    let legacy =
+        b"<html><head><meta charset=\"windows-1252\"></head><body>Caf\xe9 \x93cr\xe8me\x94 \x80 5</body></html>\n";
+    let home = app.data_path().join("_runtime/homes/alice");
+    for (name, bytes) in [("report.html", report.as_slice()), ("legacy.html", legacy.as_slice())] {
+        std::fs::write(home.join(name), bytes).unwrap();
+        let path = format!("/sessions/{id}/files/{name}");
+        let (status, head, body) = raw(&addr, "GET", &host, &path, Some(&cookie), &[]).await;
+        assert_eq!(status, 200, "{name}: {head}");
+        assert!(header(&head, "content-type").is_some_and(|t| t.starts_with("text/html")), "{name}: {head}");
+        assert_eq!(
+            Sha256::digest(&body),
+            Sha256::digest(bytes),
+            "{name} changed on its way: {} bytes came of {}",
+            body.len(),
+            bytes.len()
+        );
+    }
+
+    // The lab, and a page of jupyter_server's own (a 404, which would carry the token as
+    // `data-jupyter-api-token`), hold the secret nowhere.
+    let secret: String = sqlx::query_scalar("select secret from sessions where id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let lab = http(&addr, "GET", &host, &format!("/sessions/{id}/lab"), Some(&cookie)).await;
+    assert_eq!(lab.status, 200, "{}", lab.head);
+    assert!(lab.body.contains("\"token\": \"\""), "JupyterLab's page_config has a token: {}", lab.body);
+    let missing = http(&addr, "GET", &host, &format!("/sessions/{id}/files/missing.html"), Some(&cookie)).await;
+    assert_eq!(missing.status, 404, "{}", missing.head);
+    for page in [&lab, &missing] {
+        assert!(!page.body.contains(&secret) && !page.head.contains(&secret), "the Jupyter token reached the browser");
+    }
+
+    // What JupyterLab asks at start, with no token of its own: the proxy's is enough.
+    let own = [("Origin", format!("http://{host}"))];
+    let own: Vec<(&str, &str)> = own.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    for (method, path, expected) in [
+        ("GET", "api/contents?content=1", 200),
+        ("GET", "api/kernelspecs", 200),
+        ("GET", "lab/api/settings", 200),
+        ("GET", "api/me", 200),
+        ("POST", "api/contents", 201),
+    ] {
+        let r = http_with(&addr, method, &host, &format!("/sessions/{id}/{path}"), Some(&cookie), &own).await;
+        assert_eq!(r.status, expected, "{method} {path}: {}", r.body);
+        assert!(!r.body.contains(&secret) && !r.head.contains(&secret), "{method} {path} answered the token");
+    }
+
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
+    app.stop_everything().await;
+}
+
+/// Issue 14, item 13: an HTML answer is streamed, not read whole first: what the notebook
+/// has sent reaches the browser while the rest has not come (here, never comes).
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn item_13_an_html_answer_is_streamed_as_it_comes(db: PgPool) {
+    let app = TestApp::local(db).await;
+    // A server that sends the head and a first part of every answer, then nothing more.
+    let server = "import socket, sys, threading, time
+def answer(c):
+    c.recv(65536)
+    part = b'<p>first part</p>'
+    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Type: text/html\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'
+              + b'%x\\r\\n' % len(part) + part + b'\\r\\n')
+    time.sleep(3600)
+listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
+while True:
+    threading.Thread(target=answer, args=(listener.accept()[0],), daemon=True).start()
+";
+    add_shell_image(&app.db, "Stalling", "notebook", &format!("exec python3 -c \"{server}\" {{port}}")).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "Stalling").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let portal = app.browser("alice").await;
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
+    let cookie = entered_cookie(&entered, &id);
+
+    let mut stream = send_request(&addr, "GET", &host, &format!("/sessions/{id}/page.html"), Some(&cookie), &[]).await;
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("<p>first part</p>") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the answer ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    let streamed = tokio::time::timeout(Duration::from_secs(20), read).await.is_ok();
+    assert!(streamed, "the first part did not come through: {}", String::from_utf8_lossy(&seen));
+
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
     app.stop_everything().await;
 }
 

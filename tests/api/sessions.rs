@@ -222,12 +222,14 @@ async fn a_notebook_runs_answers_and_stops_without_leftovers(db: PgPool) {
     let rt = runtime_of(&app.db, &id).await;
     let endpoint = rt.endpoint.unwrap();
     let secret = rt.secret.unwrap();
-    // The server answers under its base URL with daas's token, and refuses without it.
-    let (status, body) = http(&endpoint, &format!("/sessions/{id}/api/contents?token={secret}")).await;
+    // The server answers under its base URL with daas's token, in the header daas sends
+    // (daas's Jupyter settings take it from there alone), and refuses without it.
+    let contents = format!("/sessions/{id}/api/contents");
+    let (status, body) = http(&endpoint, &contents, &format!("Authorization: token {secret}\r\n")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"type\": \"directory\"") || body.contains("\"type\":\"directory\""), "{body}");
-    let (status, _) = http(&endpoint, &format!("/sessions/{id}/api/contents")).await;
-    assert_eq!(status, 403);
+    assert_eq!(http(&endpoint, &contents, "").await.0, 403);
+    assert_eq!(http(&endpoint, &format!("{contents}?token={secret}"), "").await.0, 403);
 
     let pgid = rt.runtime_handle.unwrap()["pid"].as_i64().unwrap();
     assert!(!group_members(pgid).is_empty());
@@ -244,9 +246,9 @@ async fn a_notebook_runs_answers_and_stops_without_leftovers(db: PgPool) {
 }
 
 /// A plain HTTP/1.0 GET: status and body.
-async fn http(endpoint: &str, path: &str) -> (u16, String) {
+async fn http(endpoint: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = connect(endpoint).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n").as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut response)).await.unwrap().unwrap();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);

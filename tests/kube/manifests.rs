@@ -170,11 +170,11 @@ fn every_session_pod_runs_as_its_owner_without_privileges() {
                     assert!(security[field].is_null(), "{name}: {field} overrides the pod's");
                 }
                 // With a read-only root, the places a session may write are its volumes:
-                // the home and two emptyDirs; the data never.
+                // the home and two emptyDirs; the data and a notebook's Jupyter settings never.
                 let mounts = container["volumeMounts"].as_array().unwrap();
                 for mount in mounts {
                     match mount["name"].as_str().unwrap() {
-                        "data" => assert_eq!(mount["readOnly"], true, "{name}: {mount}"),
+                        "data" | "jupyter-config" => assert_eq!(mount["readOnly"], true, "{name}: {mount}"),
                         "home" | "tmp" | "var-tmp" => assert!(mount["subPath"].is_null(), "{name}: {mount}"),
                         other => panic!("{name}: unexpected volume {other}"),
                     }

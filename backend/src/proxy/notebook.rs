@@ -2,8 +2,10 @@
 //! `{session-id}.{sessions domain}`, so a notebook's JavaScript can never act on the
 //! portal or on another notebook. The portal issues a one-time ticket; the session's
 //! origin exchanges it for a cookie valid there alone; daas then forwards HTTP and
-//! WebSocket traffic to Jupyter (pooled connections, bodies streamed both ways), adding
-//! the token only daas knows. That token switches off Jupyter's own cross-site checks, so
+//! WebSocket traffic to Jupyter (pooled connections, bodies streamed both ways, never
+//! read whole nor changed), adding the token only daas knows. Jupyter is configured to
+//! render no token into its pages (`tools/jupyter/jupyter_server_config.py`), so the
+//! browser never sees it. That token switches off Jupyter's own cross-site checks, so
 //! daas refuses every unsafe request and WebSocket upgrade not made by a page of the
 //! session's own origin, and the origin's cookie is `SameSite=Strict`.
 
@@ -349,7 +351,6 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
         return websocket(state, id, &route.endpoint, request).await;
     }
     match send(&state.proxy.client, request).await {
-        Ok(response) if is_html(&response) => hide_token(response, &route).await,
         Ok(response) => Ok(response.map(Body::new)),
         Err(err) => {
             tracing::debug!(error = %err, "notebook did not answer");
@@ -381,32 +382,6 @@ async fn send(
         }
         (answer, _) => answer,
     }
-}
-
-fn is_html<B>(response: &hyper::Response<B>) -> bool {
-    response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"))
-}
-
-/// Largest HTML page the proxy reads whole (Jupyter's pages are a few KiB).
-const HTML_LIMIT: usize = 8 << 20;
-
-/// JupyterLab writes the token it was reached with into its page's configuration; the
-/// browser must not see it (the proxy adds it to every request anyway), so HTML pages are
-/// read whole and the token blanked.
-async fn hide_token(response: hyper::Response<hyper::body::Incoming>, route: &Route) -> Result<Response, AppError> {
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(Body::new(body), HTML_LIMIT)
-        .await
-        .map_err(|_| AppError::Unavailable("the notebook's page is too large or broken".into()))?;
-    let secret = route.authorization.to_str().unwrap_or("").trim_start_matches("token ");
-    let html = String::from_utf8_lossy(&bytes);
-    let html = if secret.is_empty() { html.into_owned() } else { html.replace(secret, "") };
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Ok(Response::from_parts(parts, Body::from(html)))
 }
 
 /// Whether a request comes from a page of this session's own origin. daas adds Jupyter's

@@ -406,11 +406,20 @@ impl LocalRuntime {
             bail!("the image {:?} has an empty local command", spec.image.name);
         }
         let argv: Vec<String> = raw.iter().map(|s| self.expand(s, spec)).collect();
-        let env: Env = command
+        let mut env: Env = command
             .get("env")
             .and_then(|e| e.as_object())
             .map(|e| e.iter().filter_map(|(k, v)| Some((k.clone(), self.expand(v.as_str()?, spec)))).collect())
             .unwrap_or_default();
+        if spec.kind == Kind::Notebook {
+            // daas's Jupyter settings, whatever the command: the server renders no token into
+            // its pages (the proxy adds it to every request and never rewrites a body).
+            let settings = self.config.tools_dir.join("jupyter");
+            if !settings.join("jupyter_server_config.py").is_file() {
+                bail!("daas's Jupyter settings are missing: no jupyter_server_config.py in {}", settings.display());
+            }
+            env.push(("JUPYTER_CONFIG_PATH".into(), settings.display().to_string()));
+        }
         let prefix: Vec<String> = match spec.kind {
             Kind::Job => vec![
                 "sh".into(),

@@ -28,6 +28,13 @@ pub const SESSION_PODS: &str = "app.kubernetes.io/managed-by=daas,app.kubernetes
 /// Where the user's home volume is mounted; the images' user has it as $HOME.
 pub const HOME: &str = "/home/daas";
 
+/// daas's settings for a notebook's Jupyter server (it renders no token into its pages),
+/// the same file as the local runtime's; in the session's Secret, mounted at
+/// `JUPYTER_CONFIG_DIR`.
+const JUPYTER_SETTINGS: &str = include_str!("../../../../tools/jupyter/jupyter_server_config.py");
+const JUPYTER_CONFIG: &str = "jupyter_server_config.py";
+const JUPYTER_CONFIG_DIR: &str = "/etc/daas/jupyter";
+
 /// The port a session serves on and its name: VNC for a desktop, HTTP for a notebook.
 pub fn port(kind: Kind) -> Option<(&'static str, u16)> {
     match kind {
@@ -199,6 +206,12 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
         Kind::Notebook => {
             // Jupyter reads its token from JUPYTER_TOKEN: it stays out of the pod's args.
             env.push(secret_env("JUPYTER_TOKEN", names, "token"));
+            // daas's Jupyter settings (pages render no token), from the Secret, whatever the
+            // image holds.
+            env.push(json!({"name": "JUPYTER_CONFIG_PATH", "value": JUPYTER_CONFIG_DIR}));
+            if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+                mounts.push(json!({"name": "jupyter-config", "mountPath": JUPYTER_CONFIG_DIR, "readOnly": true}));
+            }
             container["command"] = json!([
                 "jupyter",
                 "lab",
@@ -245,6 +258,10 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
             {"name": "var-tmp", "emptyDir": {}},
         ],
     });
+    if let (Kind::Notebook, Some(secret), Some(volumes)) = (spec.kind, &names.secret, pod["volumes"].as_array_mut()) {
+        volumes.push(json!({"name": "jupyter-config", "secret": {"secretName": secret, "items": [
+            {"key": JUPYTER_CONFIG, "path": JUPYTER_CONFIG}]}}));
+    }
     if !node_selector.is_empty() {
         pod["nodeSelector"] = json!(node_selector);
     }
@@ -325,6 +342,10 @@ pub fn secret(spec: &LaunchSpec, names: &KubeHandle, owner: &OwnerReference) -> 
     let (Some(name), key) = (&names.secret, if spec.kind == Kind::Desktop { "password" } else { "token" }) else {
         return Ok(None);
     };
+    let mut string_data = json!({key: spec.secret});
+    if spec.kind == Kind::Notebook {
+        string_data[JUPYTER_CONFIG] = json!(JUPYTER_SETTINGS);
+    }
     typed(
         "secret",
         json!({
@@ -332,7 +353,7 @@ pub fn secret(spec: &LaunchSpec, names: &KubeHandle, owner: &OwnerReference) -> 
             "kind": "Secret",
             "metadata": metadata(spec, name, "secret", Some(owner)),
             "type": "Opaque",
-            "stringData": {key: spec.secret},
+            "stringData": string_data,
         }),
     )
     .map(Some)

@@ -46,7 +46,7 @@ async fn an_old_demo_desktop_migrates_to_xfce(db: PgPool) {
     let app = TestApp::new(db).await;
     let xfce = daas::demo::desktop_command();
     let script = xfce["argv"][2].as_str().unwrap();
-    let old = script[..script.find("XFCE_PANEL_MIGRATE_DEFAULT").unwrap()].to_string()
+    let old = script[..script.find("XDG_CONFIG_DIRS").unwrap()].to_string()
         + "openbox & xterm -geometry 120x36+40+40 & wait $xvnc";
     let set = "update images set local_command = $1 where name = 'Xfce desktop'";
     sqlx::query(set).bind(serde_json::json!({"argv": ["sh", "-c", old]})).execute(&app.db).await.unwrap();

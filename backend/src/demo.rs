@@ -289,10 +289,11 @@ pub fn desktop_command() -> serde_json::Value {
         // screen-lock and session-saving daemons a sandboxed session has no use for, and draw
         // seconds later. They share a D-Bus session bus (xfconf, which keeps their settings in
         // the home, starts on it). The panel takes daas's layout (`tools/desktop`: a dock of
-        // the analysis tools) at its first start rather than asking. The file manager opens on the datasets; the terminal at the top
-        // left, small enough that the file manager fits beside it: whichever of the two maps
-        // first, the terminal is on top where users and tests click (300, 200). No double
-        // quotes or backslashes: a migration puts this into JSON text as it is.
+        // the analysis tools) at its first start rather than asking. The file manager opens
+        // on the datasets; the terminal at the top left, small enough that the file manager
+        // fits beside it: whichever of the two maps first, the terminal is on top where users
+        // and tests click (300, 200). No double quotes or backslashes: a migration puts this
+        // into JSON text as it is.
         "XDG_CONFIG_DIRS={tools}/desktop:/etc/xdg XFCE_PANEL_MIGRATE_DEFAULT=1 dbus-run-session -- sh -c ",
         "'xfwm4 & xfce4-panel & xfdesktop & thunar /data & xfce4-terminal --geometry 80x24+40+40 & wait' & ",
         "wait $xvnc")]})

@@ -15,12 +15,19 @@ command -v jq >/dev/null || apt_packages+=(jq)
 # Browser end-to-end tests drive Debian's chromium.
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 command -v npm >/dev/null || apt_packages+=(nodejs npm)
-# The local runtime: the sandbox, the desktop (VNC server, window manager, terminal) and
-# the Python that the venv below is made from.
+# The local runtime: the sandbox, the desktop (VNC server, Xfce's window manager, panel,
+# desktop, terminal and file manager on a D-Bus session bus; the tests read its windows
+# with xwininfo) and the Python that the venv below is made from.
 command -v bwrap >/dev/null || apt_packages+=(bubblewrap)
 command -v Xvnc >/dev/null || apt_packages+=(tigervnc-standalone-server)
-command -v openbox >/dev/null || apt_packages+=(openbox)
-command -v xterm >/dev/null || apt_packages+=(xterm)
+# Xfce's parts (the panel launches the app finder), then the analysis tools a light
+# source's users know: silx (HDF5 viewer, plots), PyMca (XRF), pyFAI (azimuthal
+# integration), ViTables (HDF5 tables), ImageJ.
+for need in xfwm4:xfwm4 xfce4-panel:xfce4-panel xfdesktop:xfdesktop4 xfce4-terminal:xfce4-terminal \
+  thunar:thunar xfce4-appfinder:xfce4-appfinder dbus-run-session:dbus-bin xwininfo:x11-utils \
+  silx:silx pymca:pymca pyFAI-calib2:pyfai vitables:vitables imagej:imagej; do
+  command -v "${need%%:*}" >/dev/null || apt_packages+=("${need#*:}")
+done
 # X cookies for the desktops' displays; socat relays a session's socket to an image that
 # listens on a TCP port inside its network namespace.
 command -v xauth >/dev/null || apt_packages+=(xauth)

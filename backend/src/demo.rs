@@ -271,12 +271,12 @@ pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
 }
 
 /// The local runtime's desktop: TigerVNC's Xvnc on the session's socket (no TCP) with
-/// daas's password and an X cookie of its own, then a window manager and a terminal; the
-/// session lasts as long as Xvnc. The window manager and the terminal wait up to 60 s for
-/// the X server (a loaded machine is slow to start it; started too early, they die and the
-/// desktop stays black). No blacklist: every connection comes from daas's relay
-/// (the socket is reachable by nothing else), so Xvnc's blacklist, which counts failures
-/// per address, would shut every viewer out after a burst.
+/// daas's password and an X cookie of its own, then an Xfce desktop; the session lasts as
+/// long as Xvnc. Xfce waits up to 60 s for the X server (a loaded machine is slow to start
+/// it; started too early, its programs die and the desktop stays black). No blacklist:
+/// every connection comes from daas's relay (the socket is reachable by nothing else), so
+/// Xvnc's blacklist, which counts failures per address, would shut every viewer out after
+/// a burst.
 pub fn desktop_command() -> serde_json::Value {
     json!({"argv": ["sh", "-c", concat!(
         // Xvnc creates its socket folder only as root; in the sandbox daas creates it.
@@ -285,7 +285,18 @@ pub fn desktop_command() -> serde_json::Value {
         "Xvnc :{display} -auth \"$XAUTHORITY\" -rfbunixpath {socket} -rfbport -1 -nolisten tcp ",
         "-UseBlacklist=0 -SecurityTypes VncAuth -PasswordFile /session/vncpasswd -geometry 1600x900 -depth 24 -desktop daas & xvnc=$!; ",
         "i=0; while [ ! -e /tmp/.X11-unix/X{display} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; ",
-        "openbox & xterm -geometry 120x36+40+40 & wait $xvnc")]})
+        // Xfce's parts one by one rather than `xfce4-session`, which would also start power,
+        // screen-lock and session-saving daemons a sandboxed session has no use for, and draw
+        // seconds later. They share a D-Bus session bus (xfconf, which keeps their settings in
+        // the home, starts on it). The panel takes daas's layout (`tools/desktop`: a dock of
+        // the analysis tools) at its first start rather than asking. The file manager opens
+        // on the datasets; the terminal at the top left, small enough that the file manager
+        // fits beside it: whichever of the two maps first, the terminal is on top where users
+        // and tests click (300, 200). No double quotes or backslashes: a migration puts this
+        // into JSON text as it is.
+        "XDG_CONFIG_DIRS={tools}/desktop:/etc/xdg XFCE_PANEL_MIGRATE_DEFAULT=1 dbus-run-session -- sh -c ",
+        "'xfwm4 & xfce4-panel & xfdesktop & thunar /data & xfce4-terminal --geometry 80x24+40+40 & wait' & ",
+        "wait $xvnc")]})
 }
 
 /// The local runtime's notebook: JupyterLab from daas's venv, on the session's socket and

@@ -1,5 +1,6 @@
 //! The desktop relay against a real Xvnc: who may open the WebSocket, and whose keys reach
-//! the desktop (seen by what the xterm in it runs), before and after a handover.
+//! the desktop (seen by what the terminal in it runs), before and after a handover; the
+//! Xfce desktop the demo image promises, as its owner.
 
 use std::time::{Duration, Instant};
 
@@ -278,6 +279,43 @@ async fn controller_and_handover(db: PgPool) {
     let r = app.request(Method::PUT, &control, Some(&alice), Some(json!({"user": "alice"}))).await;
     assert_eq!(r.body["controller"], "alice");
     app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+    app.stop_everything().await;
+}
+
+/// Issue 14, item 11: "Xfce desktop" is an Xfce desktop (window manager, panel, a file
+/// manager on the datasets, a terminal), and its shell's prompt names the owner. Seen from
+/// inside, as the user would: a line typed into the terminal lists the X server's windows
+/// and expands the shell's own prompt into files of the home.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn an_xfce_desktop_draws_its_panel_and_prompts_with_the_owners_name(db: PgPool) {
+    tokio::time::timeout(Duration::from_secs(150), xfce_desktop(db)).await.expect("the test stalled");
+}
+
+async fn xfce_desktop(db: PgPool) {
+    let app = TestApp::local(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "Xfce desktop").await;
+    let home = app.data_path().join("_runtime/homes/alice");
+    let alice = app.token("alice").await;
+    let mut socket = open(&addr, &id, Some(&alice), None).await.unwrap();
+    handshake(&mut socket).await;
+    // Xfce's parts map their windows one after another: look again until all are there.
+    let wanted = ["\"xfce4-panel\"", "\"xfwm4\"", "\"xfdesktop\"", "\"data - Thunar\"", "\"xfce4-terminal\""];
+    let start = Instant::now();
+    let windows = loop {
+        type_line(&mut socket, r#"xwininfo -root -tree > windows.txt; echo "${PS1@P}" > prompt.txt"#).await;
+        appears(&home.join("prompt.txt"), 3).await;
+        let windows = std::fs::read_to_string(home.join("windows.txt")).unwrap_or_default();
+        if wanted.iter().all(|w| windows.contains(w)) || start.elapsed() > Duration::from_secs(60) {
+            break windows;
+        }
+    };
+    for window in wanted {
+        assert!(windows.contains(window), "no {window} window in {windows}");
+    }
+    let prompt = std::fs::read_to_string(home.join("prompt.txt")).unwrap();
+    assert_eq!(prompt.trim(), "alice@daas-session:~$");
     app.stop_everything().await;
 }
 

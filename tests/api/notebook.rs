@@ -1,8 +1,9 @@
 //! The notebook proxy against a real JupyterLab: entering through a one-time ticket, the
 //! isolation of the portal's and the session origins' cookies, a kernel run over the
 //! proxied WebSocket, a restart of daas that the open notebook survives, answers passed
-//! through unchanged and streamed with no token in Jupyter's pages (issue 14, item 13), and a
-//! session origin that takes changes and WebSockets from its own pages only.
+//! through unchanged and streamed with no token in Jupyter's pages (issue 14, item 13), a
+//! session origin that takes changes and WebSockets from its own pages only, and the
+//! datasets one click from the file browser.
 
 use std::time::{Duration, Instant};
 
@@ -449,5 +450,45 @@ async fn a_session_origin_takes_changes_only_from_its_own_pages(db: PgPool) {
     assert_eq!(ws(&addr, &host, &socket, &cookie, &[("Origin", own)]).await, Ok(()));
 
     app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
+    app.stop_everything().await;
+}
+
+/// A folder's entries through Jupyter's contents API, as "type name".
+async fn listing(addr: &str, host: &str, cookie: &str, uri: String) -> Vec<String> {
+    let r = http(addr, "GET", host, &uri, Some(cookie)).await;
+    assert_eq!(r.status, 200, "{uri}: {}", r.body);
+    let folder: Value = serde_json::from_str(&r.body).unwrap();
+    let entries = folder["content"].as_array().unwrap();
+    entries.iter().map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["name"].as_str().unwrap())).collect()
+}
+
+/// Issue 14, item 12: JupyterLab's file browser shows the home, and in it `data`, the
+/// experiment's datasets (mounted at `/data`); a user's own `data` is left alone.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn the_datasets_are_one_click_from_the_notebooks_home(db: PgPool) {
+    let app = TestApp::local(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let portal = app.browser("alice").await;
+    let url = ticket_url(&app, &portal.cookie, &id).await;
+    let enter = format!("{}?{}", url.path(), url.query().unwrap());
+    let cookie = entered_cookie(&http(&addr, "GET", &host, &enter, None).await, &id);
+    let listing = |path: &str| listing(&addr, &host, &cookie, format!("/sessions/{id}/api/contents/{path}"));
+    assert!(listing("").await.contains(&"directory data".to_string()), "no data in the home");
+    let data = listing("data").await;
+    for dataset in ["directory tomo_scan_0001", "directory tomo_scan_0002"] {
+        assert!(data.contains(&dataset.to_string()), "{dataset} missing from {data:?}");
+    }
+    let alice = app.token("alice").await;
+    app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+
+    // A user's own `data` stays theirs.
+    let home = app.data_path().join("_runtime/homes/alice");
+    std::fs::remove_file(home.join("data")).unwrap();
+    std::fs::write(home.join("data"), "mine").unwrap();
+    launch(&app, "alice", "JupyterLab").await;
+    assert_eq!(std::fs::read_to_string(home.join("data")).unwrap(), "mine");
     app.stop_everything().await;
 }

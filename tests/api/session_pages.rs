@@ -323,3 +323,32 @@ async fn my_sessions_groups_ended_cards_with_their_dates_and_hides_one_on_reques
     let listed = app.request(Method::GET, "/api/v1/admin/sessions?user=alice", Some(&admin), None).await;
     assert_eq!(listed.body["total"], 2, "{}", listed.text);
 }
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn the_desktop_page_names_its_session_and_has_stop_and_a_way_back(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let alice = app.browser("alice").await;
+    let image = id_of(&app.db, "select id from images where kind = 'desktop'").await;
+    let flavour = id_of(&app.db, "select id from flavours where name = 'small'").await;
+    let experiment = id_of(&app.db, "select id from experiments where code = 'S0011'").await;
+    let form = [("_csrf", alice.csrf.as_str()), ("image", &image), ("flavour", &flavour), ("experiment", &experiment)];
+    let launched = app.browse(Method::POST, "/proposals/20180101/launch", Some(&alice.cookie), Some(&form), &[]).await;
+    let id = launched.headers["location"].to_str().unwrap().trim_start_matches("/sessions/").to_string();
+
+    let page = app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&alice.cookie), None, &[]).await;
+    assert_eq!(page.status, 200);
+    for text in [
+        "<title>Xfce desktop".to_string(),
+        "Xfce desktop on 20180101 / S0011</h1>".to_string(),
+        format!(r#"<a href="/sessions/{id}">Xfce desktop</a>"#),
+        format!(r#"action="/sessions/{id}/stop""#),
+        format!(r#"name="back" value="/sessions/{id}""#),
+    ] {
+        assert!(page.text.contains(&text), "{text} missing from {}", page.text);
+    }
+    let bob = app.browser("bob").await;
+    assert_eq!(
+        app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&bob.cookie), None, &[]).await.status,
+        404
+    );
+}

@@ -131,6 +131,8 @@ export async function startDaas({ port, issuer }) {
   return {
     url,
     passwords,
+    /** Where the users' homes are (`<homes>/<user>`): what a session wrote, as the user. */
+    homes: path.join(dev, "homes"),
     async stop() {
       if (!cleanups.has(stopNow)) return;
       // SIGTERM first, as users stop daas; SIGKILL (in cleanUp) if it takes longer than its grace.

@@ -1,7 +1,10 @@
 // Acceptance 1 of issue 5: alice logs in, launches a desktop and opens it (noVNC through
 // daas's relay), types a command into the terminal and sees its output; then launches a
-// notebook, opens it on its own origin, runs 1+1 and sees 2.
+// notebook, opens it on its own origin, runs 1+1 and sees 2. Issue 14, items 11 and 12:
+// the desktop is Xfce with its panel and alice's prompt; the notebook shows the data.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { after, before, test } from "node:test";
 import { freePort, launchBrowser, shot, startDaas, startProvider, strictPage } from "./harness.mjs";
 
@@ -130,9 +133,8 @@ test("a desktop opens in the browser and takes typed commands", async () => {
   await page.waitForTimeout(1000);
   await shot(page, "10-desktop");
 
-  // Click into the xterm and type a command whose output fills many pixels. The output is
-  // counted as pixels that changed (a count of one colour would not do: the xterm's black
-  // text is the colour of the desktop's background).
+  // Click into the terminal and type a command whose output fills many pixels. The output
+  // is counted as pixels that changed (a count of one colour would not do).
   await page.locator("#screen canvas").click({ position: { x: 300, y: 200 } });
   await changedPixels(page);
   await page.keyboard.type("seq 1 30 | xargs -n1 echo daas-e2e-output-line");
@@ -143,6 +145,20 @@ test("a desktop opens in the browser and takes typed commands", async () => {
   }
   await shot(page, "11-desktop-typed");
   assert.ok(changed > 5000, `the command's output did not appear (${changed} pixels changed)`);
+
+  // Xfce, seen from inside as alice would: the X server's windows include the panel, the
+  // window manager and the file manager on the datasets, and her shell prompts with her
+  // name. (Pixels cannot tell the panel's strip from Xfce's patterned wallpaper.)
+  await page.keyboard.type('xwininfo -root -tree > .e2e-windows; echo "${PS1@P}" > .e2e-prompt');
+  await page.keyboard.press("Enter");
+  const home = path.join(daas.homes, "alice");
+  const read = (file) => { try { return readFileSync(path.join(home, file), "utf8"); } catch { return ""; } };
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline && !read(".e2e-prompt"); await page.waitForTimeout(300));
+  const windows = read(".e2e-windows");
+  for (const window of ['"xfce4-panel"', '"xfwm4"', '"data - Thunar"']) {
+    assert.ok(windows.includes(window), `no ${window} window: ${windows}`);
+  }
+  assert.equal(read(".e2e-prompt").trim(), "alice@daas-session:~$");
   assert.deepEqual(page.errors, []);
 });
 
@@ -152,6 +168,9 @@ test("a notebook opens on its own origin and runs 1+1", async () => {
   const id = await launch(page, "JupyterLab");
   await page.goto(`${daas.url}/sessions/${id}/open`);
   await page.waitForURL(new RegExp(`^http://${id}\\.sessions\\.localhost:\\d+/sessions/${id}/lab`), { timeout: 30_000 });
+  // The datasets are one click away in the file browser (issue 14, item 12).
+  const data = page.locator(".jp-DirListing-item[data-isdir='true'] .jp-DirListing-itemText", { hasText: /^data$/ });
+  await data.waitFor({ timeout: 60_000 });
   // A notebook from the launcher, then a cell.
   await page.locator(".jp-LauncherCard[title*='Python 3']").first().click({ timeout: 60_000 });
   const cell = page.locator(".jp-Cell .cm-content").first();

@@ -20,9 +20,10 @@ use uuid::Uuid;
 use super::rfb::{self, Class, ClientStream};
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
-use crate::sessions::db::{relay_target as target, RelayTarget};
+use crate::sessions::db::{find_visible, relay_target as target, RelayTarget};
 use crate::sessions::events::EVERYONE;
 use crate::sessions::lifecycle::SessionState;
+use crate::sessions::views::{card, Card};
 use crate::state::AppState;
 use crate::web::auth::from_origin;
 use crate::web::page::{render, Ctx, PageResult, PageUser};
@@ -79,19 +80,20 @@ fn controls(t: &RelayTarget, user: Uuid) -> bool {
 #[template(path = "sessions/desktop.html")]
 struct DesktopPage {
     ctx: Ctx,
-    id: Uuid,
+    /// The session as its page shows it: its name, the way back to it, Stop.
+    c: Card,
 }
 
 async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
-    let t = target(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    if t.kind != "desktop" {
+    let s = find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    if s.kind != "desktop" {
         return Err(AppError::NotFound.into());
     }
     // An ended desktop has nothing to show: its page says how it ended.
-    if t.state.has_ended() {
+    if s.state.has_ended() {
         return Ok(crate::web::page::see_other(&format!("/sessions/{id}")));
     }
-    render(&DesktopPage { ctx, id })
+    render(&DesktopPage { ctx, c: card(s, &user) })
 }
 
 /// The WebSocket noVNC connects to. Refused before the upgrade when the caller is not

@@ -178,6 +178,10 @@ const SOCKET_IN: &str = "/run/daas/server.sock";
 /// The TCP port of an image command that listens on `{port}` rather than `{socket}`:
 /// inside the session's own network namespace, so every session can have the same one.
 const SESSION_PORT: u16 = 8888;
+/// `~/data`, a link to the datasets (`/data`), so that a file browser rooted at the home
+/// (JupyterLab's) reaches them in one click; made at each start where the home has nothing
+/// of that name (a user's own `data`, file, folder or link, stays theirs).
+const LINK_DATA: &str = r#"[ -e "$HOME/data" ] || [ -L "$HOME/data" ] || ln -s /data "$HOME/data"; "#;
 /// The handle written before the start, in the session's folder.
 const PLANNED: &str = "session.json";
 /// How long a start waits for the wrapper to record its process (it does so at once).
@@ -343,6 +347,9 @@ impl LocalRuntime {
         if spec.kind != Kind::Job {
             root.mount("--bind", &dir.join("run"), Path::new(SOCKET_IN).parent().expect("a folder"));
         }
+        // Always there, so that the file manager, `~/data` and scripts find the datasets'
+        // folder even when the experiment has none.
+        root.dir(Path::new("/data"), "0755");
         for dataset in &spec.datasets {
             let source = c.data_root.join(&dataset.location);
             if !dataset.location.contains("://") && source.exists() {
@@ -388,11 +395,11 @@ impl LocalRuntime {
             .replace("{tools}", &self.config.tools_dir.display().to_string())
     }
 
-    /// The image's `argv` and `env`, expanded, and wrapped where the session needs it: a
-    /// job first makes its output folder (as the user, inside the sandbox: daas never
-    /// follows a path in a home with its own privileges); a desktop or notebook whose
-    /// command listens on `{port}` rather than `{socket}` gets `socat` relaying the
-    /// socket to that port.
+    /// The image's `argv` and `env`, expanded, and wrapped in what the session does first
+    /// (as the user, inside the sandbox: daas never follows a path in a home with its own
+    /// privileges): `~/data` (see [`LINK_DATA`]); a job makes its output folder; a desktop or
+    /// notebook whose command listens on `{port}` rather than `{socket}` gets `socat`
+    /// relaying the socket to that port.
     fn command_of(&self, spec: &LaunchSpec) -> anyhow::Result<(Vec<String>, Env)> {
         let Some(command) = &spec.image.local_command else {
             bail!("the image {:?} has no command for the local runtime", spec.image.name);
@@ -420,25 +427,21 @@ impl LocalRuntime {
             }
             env.push(("JUPYTER_CONFIG_PATH".into(), settings.display().to_string()));
         }
-        let prefix: Vec<String> = match spec.kind {
-            Kind::Job => vec![
-                "sh".into(),
-                "-c".into(),
-                r#"mkdir -p "$1" && cd "$1" && shift && exec "$@""#.into(),
-                "sh".into(),
-                format!("/home/{}/{}", spec.owner, super::job_output(spec.session_id)),
-            ],
-            _ if command.to_string().contains("{socket}") => Vec::new(),
-            _ => vec![
-                "sh".into(),
-                "-c".into(),
+        let (script, args) = match spec.kind {
+            Kind::Job => (
+                r#"mkdir -p "$1" && cd "$1" && shift && exec "$@""#.to_string(),
+                vec![format!("/home/{}/{}", spec.owner, super::job_output(spec.session_id))],
+            ),
+            _ if command.to_string().contains("{socket}") => (r#"exec "$@""#.to_string(), Vec::new()),
+            _ => (
                 format!(
                     r#"socat UNIX-LISTEN:{SOCKET_IN},fork,mode=600 TCP:127.0.0.1:{SESSION_PORT} 2>/dev/null & exec "$@""#
                 ),
-                "sh".into(),
-            ],
+                Vec::new(),
+            ),
         };
-        Ok((prefix.into_iter().chain(argv).collect(), env))
+        let prefix = ["sh".to_string(), "-c".into(), format!("{LINK_DATA}{script}"), "sh".into()];
+        Ok((prefix.into_iter().chain(args).chain(argv).collect(), env))
     }
 
     /// The session's own `/etc/passwd`, `group`, `hosts` and `hostname`: its user (with
@@ -696,9 +699,9 @@ impl Root {
 }
 
 /// The files of the host's `/etc` a session sees (read-only): what programs, libraries,
-/// fonts, the desktop and TLS clients need. Not the host's accounts (`passwd`, `group`,
-/// `shadow`: the session gets its own), not its keys (`ssl/private`), not its services'
-/// configuration.
+/// fonts, the desktop (Xfce's defaults are in `xdg`) and TLS clients need. Not the host's
+/// accounts (`passwd`, `group`, `shadow`: the session gets its own), not its keys
+/// (`ssl/private`), not its services' configuration.
 const ETC: &[&str] = &[
     "alternatives",
     "bash.bashrc",
@@ -710,6 +713,8 @@ const ETC: &[&str] = &[
     "gtk-3.0",
     "host.conf",
     "inputrc",
+    // The JRE's settings (ImageJ's), which its files in /usr link to.
+    "java-17-openjdk",
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",

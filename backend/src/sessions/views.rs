@@ -318,7 +318,7 @@ pub struct Card {
     pub when: String,
 }
 
-fn card(s: Session, me: &CurrentUser) -> Card {
+pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
     let ended = s.state.has_ended();
     let time_left = match s.seconds_left {
         Some(secs) if secs >= 3600 => format!("{} h {} min left", secs / 3600, secs % 3600 / 60),

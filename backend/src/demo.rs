@@ -146,6 +146,9 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
             "center": {"type": "number", "description": "Rotation centre in pixels; estimated when absent"},
             "iterations": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
         },
+        // Iterations apply to the iterative algorithm only (the form hides them otherwise).
+        "if": {"properties": {"algorithm": {"const": "sirt"}}},
+        "then": {"properties": {"iterations": {"minimum": 1}}},
         "additionalProperties": false
     });
     for (name, kind, reference, protocol, cpu, mem, gpus, description, schema, command) in [

@@ -37,3 +37,32 @@ function follow() {
 }
 document.addEventListener("DOMContentLoaded", follow);
 document.addEventListener("htmx:afterSettle", follow);
+
+// The launch form's parameters: a field with data-when="param.X" data-when-values="a b" is
+// shown (and sent) only while X has one of those values; a dataset choice
+// (data-datasets-of="experiment") offers the chosen experiment's datasets only. Without
+// JavaScript every field and dataset shows, and the server checks what is sent.
+function applyParameterRules() {
+  for (const field of document.querySelectorAll("[data-when]")) {
+    const control = document.querySelector(`[name="${field.dataset.when}"]`);
+    const shown = !control || field.dataset.whenValues.split(" ").includes(control.value);
+    field.hidden = !shown;
+    for (const input of field.querySelectorAll("input, select")) input.disabled = !shown;
+  }
+  for (const choice of document.querySelectorAll("[data-datasets-of]")) {
+    const experiment = document.getElementById(choice.dataset.datasetsOf)?.value;
+    for (const group of choice.querySelectorAll("optgroup")) {
+      const ours = group.dataset.experiment === experiment;
+      group.hidden = !ours;
+      group.disabled = !ours;
+    }
+    if (choice.selectedOptions[0]?.parentElement?.disabled) {
+      const first = choice.querySelector("optgroup:not([disabled]) option");
+      choice.value = first ? first.value : "";
+    }
+  }
+}
+document.addEventListener("change", (event) => {
+  if (event.target.closest("#launch-form")) applyParameterRules();
+});
+document.addEventListener("DOMContentLoaded", applyParameterRules);

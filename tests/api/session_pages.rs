@@ -352,3 +352,27 @@ async fn the_desktop_page_names_its_session_and_has_stop_and_a_way_back(db: PgPo
         404
     );
 }
+
+/// Issue 14 item 7: a job's `dataset` parameter is a choice among the experiments'
+/// datasets (the page offers the chosen experiment's), and a parameter the schema ties to
+/// another's value (iterations, for SIRT only) says so, for the page to hide it otherwise.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_jobs_dataset_is_chosen_from_the_experiments_and_iterations_wait_for_sirt(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let sam = app.browser("sam").await;
+    let image = id_of(&app.db, "select id from images where kind = 'job'").await;
+    let experiment = id_of(&app.db, "select id from experiments where code = 'S0011'").await;
+    let uri = format!("/proposals/20180101/launch?image={image}");
+    let page = app.browse(Method::GET, &uri, Some(&sam.cookie), None, &[]).await.text;
+    let select = r#"<select id="param-dataset" name="param.dataset" data-datasets-of="experiment" required>"#;
+    assert!(page.contains(select), "{page}");
+    let group = format!(r#"<optgroup label="S0011" data-experiment="{experiment}">"#);
+    let (_, in_group) = page.split_once(&group).expect("the experiment's datasets");
+    let in_group = in_group.split("</optgroup>").next().unwrap();
+    assert!(in_group.contains("<option>tomo_scan_0001</option>"), "{in_group}");
+    assert!(!page.contains(r#"name="param.dataset" value="#), "still a free-text box");
+    assert!(
+        page.contains(r#"<div class="field" data-when="param.algorithm" data-when-values="sirt">"#),
+        "iterations are not tied to SIRT: {page}"
+    );
+}

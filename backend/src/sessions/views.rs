@@ -52,14 +52,21 @@ pub struct Field {
     pub name: String,
     pub label: String,
     pub required: bool,
-    /// `select`, `number` or `text`.
+    /// `select`, `number`, `dataset` or `text`.
     pub input: &'static str,
     pub options: Vec<String>,
     pub default: String,
     pub help: String,
     /// For numbers: `1` for integers, `any` otherwise.
     pub step: &'static str,
+    /// Shown only while another parameter has one of these values (`(name, values)`, from
+    /// the schema's `if`/`then`): iterations only for an iterative algorithm.
+    pub when: Option<(String, Vec<String>)>,
 }
+
+/// A `dataset` parameter's choices: each experiment's datasets (`(experiment id, code,
+/// names)`), of which the page offers those of the chosen experiment.
+pub type DatasetGroups = Vec<(Uuid, String, Vec<String>)>;
 
 #[derive(Template)]
 #[template(path = "sessions/launch.html")]
@@ -73,6 +80,7 @@ struct LaunchPage {
     experiments: Vec<Choice>,
     flavours: Vec<Choice>,
     fields: Vec<Field>,
+    datasets: DatasetGroups,
     quota: Vec<String>,
     error: Option<String>,
 }
@@ -107,8 +115,10 @@ async fn launch_form(
         .iter()
         .map(|i| Choice { id: i.id, label: format!("{} ({})", i.name, i.kind), detail: i.description.clone() })
         .collect();
-    let experiments = proposals::experiments(&state.db, proposal.id)
-        .await?
+    let found = proposals::experiments(&state.db, proposal.id).await?;
+    let datasets =
+        found.iter().map(|e| (e.id, e.code.clone(), e.datasets.iter().map(|d| d.name.clone()).collect())).collect();
+    let experiments = found
         .into_iter()
         .map(|e| Choice {
             id: e.id,
@@ -143,6 +153,7 @@ async fn launch_form(
         experiments,
         flavours,
         fields,
+        datasets,
         quota: quota_left(state, user).await?,
         error,
     })
@@ -197,8 +208,35 @@ async fn quota_left(state: &AppState, user: &CurrentUser) -> sqlx::Result<Vec<St
     ])
 }
 
-/// Form inputs for the top-level properties of a job's parameter schema.
+/// The conditions of a schema's `if`/`then` (at its root or in `allOf`) on one parameter's
+/// values (`const` or `enum`): `(field, (parameter, values))` for each field its `then`
+/// names (in `properties` or `required`).
+fn conditions(schema: &Value) -> Vec<(String, (String, Vec<String>))> {
+    let rules = std::iter::once(schema).chain(schema.get("allOf").and_then(Value::as_array).into_iter().flatten());
+    let mut found = Vec::new();
+    for rule in rules {
+        let (Some(test), Some(then)) = (rule.get("if").and_then(|i| i.get("properties")), rule.get("then")) else {
+            continue;
+        };
+        let Some((name, test)) = test.as_object().and_then(|t| t.iter().next()) else { continue };
+        let values: Vec<String> = match (test.get("const"), test.get("enum").and_then(Value::as_array)) {
+            (Some(value), _) => vec![plain(value)],
+            (None, Some(values)) => values.iter().map(plain).collect(),
+            _ => continue,
+        };
+        let named = then.get("properties").and_then(Value::as_object).into_iter().flat_map(|p| p.keys().cloned());
+        let required = then.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        for field in named.chain(required.map(String::from)) {
+            found.push((field, (name.clone(), values.clone())));
+        }
+    }
+    found
+}
+
+/// Form inputs for the top-level properties of a job's parameter schema. A string `dataset`
+/// is a choice among the chosen experiment's datasets.
 fn schema_fields(schema: &Value) -> Vec<Field> {
+    let conditions = conditions(schema);
     let required: Vec<&str> =
         schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return vec![] };
@@ -210,6 +248,8 @@ fn schema_fields(schema: &Value) -> Vec<Field> {
             let kind = p.get("type").and_then(Value::as_str).unwrap_or("string");
             let input = if !options.is_empty() {
                 "select"
+            } else if name == "dataset" && kind == "string" {
+                "dataset"
             } else if matches!(kind, "number" | "integer") {
                 "number"
             } else {
@@ -224,6 +264,7 @@ fn schema_fields(schema: &Value) -> Vec<Field> {
                 default: p.get("default").map(plain).unwrap_or_default(),
                 help: p.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
                 step: if kind == "integer" { "1" } else { "any" },
+                when: conditions.iter().find(|(field, _)| field == name).map(|(_, when)| when.clone()),
             }
         })
         .collect()

@@ -372,6 +372,9 @@ fn serve_sessions(url: &str, port: u16, dir: &std::path::Path) -> Server {
         .arg(dir.join("homes"))
         .arg("--data-root")
         .arg(dir.join("data"))
+        // daas's tools (its Jupyter settings, which every notebook gets), wherever the test runs.
+        .arg("--tools-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools"))
         .env("DATABASE_URL", url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

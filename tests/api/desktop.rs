@@ -288,7 +288,7 @@ async fn controller_and_handover(db: PgPool) {
 /// and expands the shell's own prompt into files of the home.
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn an_xfce_desktop_draws_its_panel_and_prompts_with_the_owners_name(db: PgPool) {
-    tokio::time::timeout(Duration::from_secs(150), xfce_desktop(db)).await.expect("the test stalled");
+    tokio::time::timeout(Duration::from_secs(240), xfce_desktop(db)).await.expect("the test stalled");
 }
 
 async fn xfce_desktop(db: PgPool) {
@@ -307,7 +307,8 @@ async fn xfce_desktop(db: PgPool) {
         type_line(&mut socket, r#"xwininfo -root -tree > windows.txt; echo "${PS1@P}" > prompt.txt"#).await;
         appears(&home.join("prompt.txt"), 3).await;
         let windows = std::fs::read_to_string(home.join("windows.txt")).unwrap_or_default();
-        if wanted.iter().all(|w| windows.contains(w)) || start.elapsed() > Duration::from_secs(60) {
+        // Generous: beside the rest of the suite on 2 cores, Xfce took over a minute once.
+        if wanted.iter().all(|w| windows.contains(w)) || start.elapsed() > Duration::from_secs(150) {
             break windows;
         }
     };

@@ -54,7 +54,7 @@ async function launch(page, imageName, { watch = false } = {}) {
     await page.goto(`${daas.url}/sessions/${id}`);
     let loads = 0;
     page.on("load", () => loads++);
-    await page.locator("#live .badge", { hasText: "running" }).waitFor({ timeout: 90_000 });
+    await page.locator("#live > p > .badge", { hasText: "running" }).waitFor({ timeout: 90_000 });
     await page.getByRole("link", { name: "Connect" }).waitFor();
     assert.equal(await page.getByRole("button", { name: "Cancel launch" }).count(), 0);
     assert.equal(loads, 0, "the page was reloaded");

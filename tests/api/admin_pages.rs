@@ -81,13 +81,16 @@ async fn admin_forms_add_disable_and_stop(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(roles, ["user", "scientist"]);
-    // A bad reference comes back as a message on the page, nothing written.
+    // A bad reference comes back as a 400 with the message on the page and the form as it
+    // was typed (issue 14 item 6, for this form); nothing written.
     let mut bad = form;
     bad[1] = ("name", "Broken");
     bad[3] = ("reference", "Not A Reference");
     let r = app.browse(Method::POST, "/admin/images", Some(&admin.cookie), Some(&bad), ORIGIN).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 400);
     assert!(r.text.contains("reference: "), "{}", r.text);
+    assert!(r.text.contains(r#"name="name" value="Broken""#), "the typed name is lost: {}", r.text);
+    assert!(r.text.contains(r#"value="Not A Reference""#), "the typed reference is lost");
     let count: i64 =
         sqlx::query_scalar("select count(*) from images where name = 'Broken'").fetch_one(&app.db).await.unwrap();
     assert_eq!(count, 0);
@@ -462,6 +465,7 @@ async fn quota_forms_set_and_remove_with_the_use_beside(db: PgPool) {
 /// page gains a form that is missing here.
 const ADMIN_FORMS: &[&str] = &[
     "/admin/images",
+    "/admin/images/{id}",
     "/admin/images/{id}/enabled",
     "/admin/images/{id}/delete",
     "/admin/flavours",
@@ -524,10 +528,13 @@ async fn every_admin_form_refuses_users_and_scientists(db: PgPool) {
         .unwrap();
     let small: uuid::Uuid =
         sqlx::query_scalar("select id from flavours where name = 'small'").fetch_one(&app.db).await.unwrap();
+    let image: uuid::Uuid =
+        sqlx::query_scalar("select id from images where name = 'JupyterLab'").fetch_one(&app.db).await.unwrap();
     let admin = app.browser("admin").await;
     let mut forms = std::collections::BTreeMap::new();
     for page in [
         "/admin/images".to_string(),
+        format!("/admin/images?edit={image}"),
         "/admin/flavours".into(),
         format!("/admin/flavours?edit={small}"),
         "/admin/quotas".into(),
@@ -579,4 +586,57 @@ async fn every_admin_form_refuses_users_and_scientists(db: PgPool) {
         assert_eq!(table_text(&app.db, t).await, was, "a refused form changed {t}");
     }
     assert!(audit_actions_after(&app.db, last).await.is_empty());
+}
+
+/// Issue 14 item 8: an admin edits an image from the images page, as flavours are edited;
+/// whether it is enabled and the flavours it runs on stay as they were; a refused edit
+/// comes back as typed.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn an_admin_edits_an_image_and_keeps_its_state_and_flavours(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let admin = app.browser("admin").await;
+    let id: uuid::Uuid = sqlx::query_scalar("update images set enabled = false where name = 'JupyterLab' returning id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let small: uuid::Uuid =
+        sqlx::query_scalar("insert into image_flavours (image_id, flavour_id) select $1, id from flavours where name = 'small' returning flavour_id")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let flavours = vec![small];
+    let page = app.browse(Method::GET, &format!("/admin/images?edit={id}"), Some(&admin.cookie), None, &[]).await;
+    assert!(page.text.contains(&format!(r#"action="/admin/images/{id}""#)), "{}", page.text);
+    assert!(page.text.contains(r#"name="name" value="JupyterLab""#) && page.text.contains("Save changes"));
+    let form = [
+        ("_csrf", admin.csrf.as_str()),
+        ("name", "JupyterLab 4"),
+        ("kind", "notebook"),
+        ("reference", "registry.facility.example/daas/jupyterlab:4.2"),
+        ("default_cpu_millis", "1000"),
+        ("default_memory_mib", "2048"),
+        ("description", "Notebooks, now with 4.2"),
+        ("allowed_roles", "scientist"),
+        ("local_command", r#"{"argv": ["jupyter", "lab"]}"#),
+    ];
+    let uri = format!("/admin/images/{id}");
+    let r = app.browse(Method::POST, &uri, Some(&admin.cookie), Some(&form), ORIGIN).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let (name, enabled, kept, roles): (String, bool, Vec<uuid::Uuid>, Vec<String>) = sqlx::query_as(
+        "select name, enabled, array(select flavour_id from image_flavours where image_id = id), allowed_roles
+             from images where id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((name.as_str(), enabled, kept, roles), ("JupyterLab 4", false, flavours, vec!["scientist".to_string()]));
+
+    let mut bad = form;
+    bad[8] = ("local_command", "{not json");
+    let r = app.browse(Method::POST, &uri, Some(&admin.cookie), Some(&bad), ORIGIN).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("local_command") && r.text.contains("{not json</textarea>"), "{}", r.text);
+    assert!(r.text.contains(&format!(r#"action="/admin/images/{id}""#)), "the refused edit became an add");
 }

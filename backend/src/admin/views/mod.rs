@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin", get(|| async { see_other("/admin/images") }))
         .route("/admin/images", get(images::images_page).post(images::create_image))
+        .route("/admin/images/{id}", post(images::update_image))
         .route("/admin/images/{id}/enabled", post(images::toggle_image))
         .route("/admin/images/{id}/delete", post(images::delete_image))
         .route("/admin/sessions", get(sessions::sessions_page))

@@ -68,6 +68,12 @@ test("admin adds an image, sam links a dataset, alice sees both; a disabled imag
   await admin.getByRole("button", { name: "Add image" }).click();
   await admin.getByRole("alert").getByText(/^reference: /).waitFor();
   assert.equal(await admin.locator('tr[data-image="Broken"]').count(), 0);
+  // The refusal is a 400 (expected here, not a fault of the page) and keeps what was typed.
+  assert.equal(await admin.inputValue("#name"), "Broken");
+  assert.equal(await admin.inputValue("#reference"), "Not A Reference");
+  const refusal = (e) => e.includes("/admin/images") && e.includes("400");
+  assert.ok(admin.errors.some(refusal), `${admin.errors}`);
+  admin.errors = admin.errors.filter((e) => !refusal(e));
 
   // sam links a folder of the data root to S0011.
   const folder = path.join(root, "target/e2e/dev/data/BL11/20180101/S0011/tomo_scan_0042");

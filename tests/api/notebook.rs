@@ -108,6 +108,14 @@ fn entered_cookie(entered: &Answer, id: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
 }
 
+/// Enters a session's origin as a browser does (a ticket from the portal, spent at
+/// `/_daas/enter`); the origin's cookie.
+async fn enter(app: &TestApp, addr: &str, host: &str, portal_cookie: &str, id: &str) -> String {
+    let url = ticket_url(app, portal_cookie, id).await;
+    let entered = http(addr, "GET", host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
+    entered_cookie(&entered, id)
+}
+
 /// Opens a WebSocket through a session origin; `Err(status)` when refused.
 async fn ws(addr: &str, host: &str, path: &str, cookie: &str, headers: &[(&str, &str)]) -> Result<(), u16> {
     let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
@@ -184,14 +192,13 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
 
     let url = ticket_url(&app, &portal.cookie, &id).await;
     assert_eq!(url.host_str(), Some(format!("{id}.sessions.localhost").as_str()));
-    let enter = format!("{}?{}", url.path(), url.query().unwrap());
+    let spend = format!("{}?{}", url.path(), url.query().unwrap());
     // A ticket is for its own session's origin only, and for one use.
-    assert_eq!(http(&addr, "GET", &other_host, &enter, None).await.status, 403);
+    assert_eq!(http(&addr, "GET", &other_host, &spend, None).await.status, 403);
     let url = ticket_url(&app, &portal.cookie, &id).await;
-    let enter = format!("{}?{}", url.path(), url.query().unwrap());
-    let entered = http(&addr, "GET", &host, &enter, None).await;
-    let cookie = entered_cookie(&entered, &id);
-    assert_eq!(http(&addr, "GET", &host, &enter, None).await.status, 403, "a ticket works once");
+    let spend = format!("{}?{}", url.path(), url.query().unwrap());
+    let cookie = entered_cookie(&http(&addr, "GET", &host, &spend, None).await, &id);
+    assert_eq!(http(&addr, "GET", &host, &spend, None).await.status, 403, "a ticket works once");
 
     // Jupyter answers through the proxy, which adds the token; the page never sees it.
     // Requests through the proxy are activity (checked below).
@@ -284,9 +291,7 @@ async fn item_13_files_pass_byte_for_byte_and_no_page_carries_the_token(db: PgPo
     let id = launch(&app, "alice", "JupyterLab").await;
     let host = format!("{id}.sessions.localhost:8080");
     let portal = app.browser("alice").await;
-    let url = ticket_url(&app, &portal.cookie, &id).await;
-    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
-    let cookie = entered_cookie(&entered, &id);
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
 
     // Files of the home, which Jupyter serves under /files/ as text/html: a 12 MiB report
     // and a page in windows-1252 (not UTF-8).
@@ -370,9 +375,7 @@ while True:
     let id = launch(&app, "alice", "Stalling").await;
     let host = format!("{id}.sessions.localhost:8080");
     let portal = app.browser("alice").await;
-    let url = ticket_url(&app, &portal.cookie, &id).await;
-    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
-    let cookie = entered_cookie(&entered, &id);
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
 
     let mut stream = send_request(&addr, "GET", &host, &format!("/sessions/{id}/page.html"), Some(&cookie), &[]).await;
     let mut seen = Vec::new();
@@ -406,9 +409,7 @@ async fn a_session_origin_takes_changes_only_from_its_own_pages(db: PgPool) {
     let neighbour = format!("http://{}.sessions.localhost:8080", uuid::Uuid::new_v4());
     let neighbour = neighbour.as_str();
     let portal = app.browser("alice").await;
-    let url = ticket_url(&app, &portal.cookie, &id).await;
-    let entered = http(&addr, "GET", &host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
-    let cookie = entered_cookie(&entered, &id);
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
     let terminals = format!("/sessions/{id}/api/terminals");
 
     // Changes asked by a page of another origin (another notebook, the portal, an opaque
@@ -472,9 +473,7 @@ async fn the_datasets_are_one_click_from_the_notebooks_home(db: PgPool) {
     let id = launch(&app, "alice", "JupyterLab").await;
     let host = format!("{id}.sessions.localhost:8080");
     let portal = app.browser("alice").await;
-    let url = ticket_url(&app, &portal.cookie, &id).await;
-    let enter = format!("{}?{}", url.path(), url.query().unwrap());
-    let cookie = entered_cookie(&http(&addr, "GET", &host, &enter, None).await, &id);
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
     let listing = |path: &str| listing(&addr, &host, &cookie, format!("/sessions/{id}/api/contents/{path}"));
     assert!(listing("").await.contains(&"directory data".to_string()), "no data in the home");
     let data = listing("data").await;

@@ -8,6 +8,19 @@ use uuid::Uuid;
 
 use crate::common::TestApp;
 
+/// Makes `username` the owner member of a session a test inserted by hand.
+async fn own(db: &PgPool, id: Uuid, username: &str) {
+    sqlx::query(
+        "insert into session_members (session_id, user_id, role, accepted_at)
+         select $1, id, 'owner', now() from users where username = $2",
+    )
+    .bind(id)
+    .bind(username)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 async fn id_of(db: &PgPool, sql: &str) -> String {
     sqlx::query_scalar::<_, Uuid>(sql).fetch_one(db).await.unwrap().to_string()
 }
@@ -231,14 +244,7 @@ async fn an_ended_desktops_page_leads_to_its_session_page(db: PgPool) {
     let app = TestApp::new(db).await;
     let when = (Some("2026-01-31T22:00:00Z"), Some("2026-02-01T03:00:00Z"));
     let id = crate::admin::insert_session(&app.db, "alice", "S0011", "Xfce desktop", "stopped", (2000, 0), when).await;
-    sqlx::query(
-        "insert into session_members (session_id, user_id, role, accepted_at)
-         select $1, id, 'owner', now() from users where username = 'alice'",
-    )
-    .bind(id)
-    .execute(&app.db)
-    .await
-    .unwrap();
+    own(&app.db, id, "alice").await;
     let alice = app.browser("alice").await;
     let r = app.browse(Method::GET, &format!("/sessions/{id}/desktop"), Some(&alice.cookie), None, &[]).await;
     assert_eq!(r.status, 303);
@@ -253,19 +259,6 @@ async fn an_ended_desktops_page_leads_to_its_session_page(db: PgPool) {
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn my_sessions_groups_ended_cards_with_their_dates_and_hides_one_on_request(db: PgPool) {
     let app = TestApp::new(db).await;
-    let own = |id: Uuid| {
-        let db = &app.db;
-        async move {
-            sqlx::query(
-                "insert into session_members (session_id, user_id, role, accepted_at)
-                 select $1, id, 'owner', now() from users where username = 'alice'",
-            )
-            .bind(id)
-            .execute(db)
-            .await
-            .unwrap();
-        }
-    };
     let ended = crate::admin::insert_session(
         &app.db,
         "alice",
@@ -285,7 +278,7 @@ async fn my_sessions_groups_ended_cards_with_their_dates_and_hides_one_on_reques
     .fetch_one(&app.db)
     .await
     .unwrap();
-    own(ended).await;
+    own(&app.db, ended, "alice").await;
     let live = crate::admin::insert_session(
         &app.db,
         "alice",
@@ -296,7 +289,7 @@ async fn my_sessions_groups_ended_cards_with_their_dates_and_hides_one_on_reques
         (Some("2026-11-30T09:30:00Z"), None),
     )
     .await;
-    own(live).await;
+    own(&app.db, live, "alice").await;
     let alice = app.browser("alice").await;
     let page = app.browse(Method::GET, "/sessions", Some(&alice.cookie), None, &[]).await.text;
     let (live_part, ended_part) = page.split_once("Ended in the last day").expect("an ended group");

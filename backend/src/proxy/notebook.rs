@@ -455,15 +455,21 @@ async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Optio
         Look::Fresh((session, user)) => Ok((session == id).then_some(user)),
         Look::Stale((session, user)) => {
             let state = state.clone();
-            tokio::spawn(async move {
-                if let Err(err) = load_cookie(&state, key, id).await {
-                    tracing::debug!(session.id = %id, error = %err, "a cached cookie is served unconfirmed");
-                }
-            });
+            read_again(id, async move { load_cookie(&state, key, id).await });
             Ok((session == id).then_some(user))
         }
         Look::Missing => load_cookie(state, key, id).await,
     }
+}
+
+/// Reads a stale cache entry of session `id` again in the background (`load` puts it in the
+/// cache); while Postgres does not answer, the entry goes on being served.
+fn read_again<T>(id: Uuid, load: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(err) = load.await {
+            tracing::debug!(session.id = %id, error = %err, "a cached entry is served unconfirmed");
+        }
+    });
 }
 
 /// Reads a cookie's user from Postgres into the cache.
@@ -488,11 +494,7 @@ async fn route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
         Look::Fresh(route) => Ok(Some(route)),
         Look::Stale(route) => {
             let state = state.clone();
-            tokio::spawn(async move {
-                if let Err(err) = load_route(&state, id).await {
-                    tracing::debug!(session.id = %id, error = %err, "a cached route is served unconfirmed");
-                }
-            });
+            read_again(id, async move { load_route(&state, id).await });
             Ok(Some(route))
         }
         Look::Missing => load_route(state, id).await,

@@ -209,6 +209,11 @@ pub struct SessionArgs {
     /// quota sets no idle limit.
     #[arg(long, env = "DAAS_SESSION_IDLE_LIMIT", value_parser = humantime::parse_duration, default_value = "2h")]
     pub session_idle_limit: std::time::Duration,
+    /// How much time in all a user may add to their own session ("Extend" on its page, or
+    /// `POST /api/v1/sessions/{id}/extend`), when their role's quota sets no limit. Admins
+    /// extend any session by any time.
+    #[arg(long, env = "DAAS_SESSION_EXTENSION_LIMIT", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub session_extension_limit: std::time::Duration,
     /// How long before an expiry or idle stop the session is warned (a session event).
     #[arg(long, env = "DAAS_EXPIRY_WARNING", value_parser = humantime::parse_duration, default_value = "15m")]
     pub expiry_warning: std::time::Duration,

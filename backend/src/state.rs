@@ -71,6 +71,8 @@ pub struct SessionPolicy {
     pub lifetime: Duration,
     /// Idle limit when the role's quota sets none (desktops and notebooks).
     pub idle_limit: Duration,
+    /// What a user may add to their own session's lifetime when their quota sets no limit.
+    pub extension_limit: Duration,
     /// Warn this long before a session is stopped for expiry or idleness.
     pub warning: Duration,
     /// Fail a session that does not answer within this long.
@@ -88,6 +90,7 @@ impl SessionPolicy {
         Self {
             lifetime: args.session_lifetime,
             idle_limit: args.session_idle_limit,
+            extension_limit: args.session_extension_limit,
             warning: args.expiry_warning,
             startup_timeout: args.startup_timeout,
             reconcile_interval: args.reconcile_interval,

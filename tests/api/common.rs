@@ -85,6 +85,11 @@ impl TestApp {
         Self { db, router, state, data, fake, reconciler: Default::default(), _background: background }
     }
 
+    /// The notebook proxy's state (to drive its background work by hand).
+    pub fn notebooks(&self) -> &daas::proxy::notebook::Notebooks {
+        &self._background.notebooks
+    }
+
     /// The fake runtime this app runs on (a test on the local runtime has none).
     pub fn fake(&self) -> &FakeRuntime {
         self.fake.as_deref().expect("a test app on the fake runtime")

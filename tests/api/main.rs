@@ -26,5 +26,6 @@ mod reconciler;
 mod reserved_identifiers;
 mod session_pages;
 mod sessions;
+mod time_limits;
 mod tokens;
 mod usage;

@@ -2,8 +2,9 @@
 //! isolation of the portal's and the session origins' cookies, a kernel run over the
 //! proxied WebSocket, a restart of daas that the open notebook survives, answers passed
 //! through unchanged and streamed with no token in Jupyter's pages (issue 14, item 13), a
-//! session origin that takes changes and WebSockets from its own pages only, and the
-//! datasets one click from the file browser.
+//! session origin that takes changes and WebSockets from its own pages only, the
+//! datasets one click from the file browser, and idleness read from what the user does
+//! and from Jupyter's own record (item 14).
 
 use std::time::{Duration, Instant};
 
@@ -132,13 +133,19 @@ async fn ws(addr: &str, host: &str, path: &str, cookie: &str, headers: &[(&str, 
     }
 }
 
-/// Runs `code` in a kernel over the proxied WebSocket and returns its `text/plain` result.
-async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> String {
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A kernel's channels over the proxied WebSocket, as the session's own page opens them.
+async fn channels(addr: &str, host: &str, path: &str, cookie: &str) -> Socket {
     let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     request.headers_mut().insert("host", host.parse().unwrap());
     request.headers_mut().insert("cookie", cookie.parse().unwrap());
     request.headers_mut().insert("origin", format!("http://{host}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Sends `code` to run; its message id.
+async fn execute(socket: &mut Socket, code: &str) -> String {
     let msg_id = uuid::Uuid::new_v4().to_string();
     let message = json!({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid::Uuid::new_v4().to_string(),
@@ -148,6 +155,13 @@ async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> St
                     "allow_stdin": false, "stop_on_error": true},
     });
     socket.send(Message::text(message.to_string())).await.unwrap();
+    msg_id
+}
+
+/// Runs `code` in a kernel over the proxied WebSocket and returns its `text/plain` result.
+async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> String {
+    let mut socket = channels(addr, host, path, cookie).await;
+    let msg_id = execute(&mut socket, code).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -201,7 +215,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     assert_eq!(http(&addr, "GET", &host, &spend, None).await.status, 403, "a ticket works once");
 
     // Jupyter answers through the proxy, which adds the token; the page never sees it.
-    // Requests through the proxy are activity (checked below).
+    // Starting a kernel is activity (checked below).
     sqlx::query("update sessions set last_activity_at = now() - interval '1 hour' where id = $1::uuid")
         .bind(&id)
         .execute(&app.db)
@@ -489,5 +503,95 @@ async fn the_datasets_are_one_click_from_the_notebooks_home(db: PgPool) {
     std::fs::write(home.join("data"), "mine").unwrap();
     launch(&app, "alice", "JupyterLab").await;
     assert_eq!(std::fs::read_to_string(home.join("data")).unwrap(), "mine");
+    app.stop_everything().await;
+}
+
+/// Issue 14, item 14: idle means the user is not working. A forgotten tab (its polls of
+/// the kernels, sessions and files; its WebSocket's pings) is not activity; a kernel busy
+/// with no tab open is, read from Jupyter's own record.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn item_14_a_forgotten_tab_is_not_activity_and_a_kernel_at_work_without_a_tab_is(db: PgPool) {
+    let app = TestApp::local(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let portal = app.browser("alice").await;
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
+    let idle_for = || async {
+        sqlx::query_scalar::<_, f64>(
+            "select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let an_hour_ago = || async {
+        sqlx::query("update sessions set last_activity_at = now() - interval '1 hour' where id = $1::uuid")
+            .bind(&id)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    };
+    let kernel = http(&addr, "POST", &host, &format!("/sessions/{id}/api/kernels"), Some(&cookie)).await;
+    assert_eq!(kernel.status, 201, "{}", kernel.body);
+    let kernel: Value = serde_json::from_str(&kernel.body).unwrap();
+    let path = format!("/sessions/{id}/api/kernels/{}/channels", kernel["id"].as_str().unwrap());
+
+    // The tab left open: its polls and its WebSocket's pings, for a while. (The proxy notes
+    // a session's activity at most once per 5 s: the kernel's start is older by then.)
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    an_hour_ago().await;
+    let mut socket = channels(&addr, &host, &path, &cookie).await;
+    for _ in 0..3 {
+        socket.send(Message::Ping(b"still here".to_vec().into())).await.unwrap();
+        for poll in ["api/kernels", "api/sessions", "api/terminals", "api/contents?content=1"] {
+            let r = http(&addr, "GET", &host, &format!("/sessions/{id}/{poll}"), Some(&cookie)).await;
+            assert_eq!(r.status, 200, "{poll}: {}", r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = idle_for().await;
+    assert!(idle > 3500.0, "the tab's polling and pings counted as work: idle for {idle} s");
+    // Opening a page is the user at work.
+    let lab = http_with(
+        &addr,
+        "GET",
+        &host,
+        &format!("/sessions/{id}/lab"),
+        Some(&cookie),
+        &[("sec-fetch-mode", "navigate")],
+    )
+    .await;
+    assert_eq!(lab.status, 200);
+    let mut idle = f64::MAX;
+    for _ in 0..30 {
+        idle = idle_for().await;
+        if idle < 60.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(idle < 60.0, "opening JupyterLab was not activity: idle for {idle} s");
+
+    // A computation started, then the tab closed: the kernel is busy, which is work.
+    execute(&mut socket, "import time; time.sleep(60)").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, socket.next()).await.expect("never busy").unwrap().unwrap();
+        let Message::Text(text) = next else { continue };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["msg_type"] == "status" && message["content"]["execution_state"] == "busy" {
+            break;
+        }
+    }
+    drop(socket);
+    an_hour_ago().await;
+    app.notebooks().read_jupyter().await;
+    let idle = idle_for().await;
+    assert!(idle < 10.0, "a busy kernel without a tab was not work: idle for {idle} s");
     app.stop_everything().await;
 }

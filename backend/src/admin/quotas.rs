@@ -43,16 +43,32 @@ pub async fn all(db: &sqlx::PgPool) -> Result<Vec<Quota>> {
         .collect())
 }
 
-fn check(limits: &Limits) -> Result<()> {
+fn check(limits: &Limits, target: &Subject) -> Result<()> {
     for (field, value) in [
         ("max_sessions", limits.max_sessions),
         ("max_cpu_millis", limits.max_cpu_millis),
         ("max_memory_mib", limits.max_memory_mib),
         ("max_gpus", limits.max_gpus),
         ("max_gpu_hours_month", limits.max_gpu_hours_month),
+        ("extension_minutes", limits.extension_minutes),
     ] {
         if value.is_some_and(|v| v < 0) {
             return Err(AppError::invalid(field, "must not be negative (no value means no limit)"));
+        }
+    }
+    for (field, value) in [("lifetime_minutes", limits.lifetime_minutes), ("idle_minutes", limits.idle_minutes)] {
+        if value.is_some_and(|v| v < 1) {
+            return Err(AppError::invalid(field, "must be at least 1 minute (no value means the default)"));
+        }
+    }
+    let times = [limits.lifetime_minutes, limits.idle_minutes, limits.extension_minutes];
+    if matches!(target, Subject::Proposal(_)) {
+        if let Some(field) = ["lifetime_minutes", "idle_minutes", "extension_minutes"]
+            .into_iter()
+            .zip(times)
+            .find_map(|(field, value)| value.map(|_| field))
+        {
+            return Err(AppError::invalid(field, "is set per role or per user, not per proposal"));
         }
     }
     Ok(())
@@ -90,8 +106,8 @@ pub async fn set_quota(
 /// Checks and stores the limits of `scope` (`roles`, `users`, `proposals`) `subject`, with
 /// its audit event; 404 when there is no such role, user or proposal.
 pub async fn set(db: &sqlx::PgPool, actor: &Actor, scope: &str, subject: &str, limits: Limits) -> Result<Limits> {
-    check(&limits)?;
     let target = resolve(db, scope, subject).await?;
+    check(&limits, &target)?;
     let kind = target.kind();
     let mut tx = db.begin().await?;
     let id = db::upsert(&mut tx, &target, &limits).await?;

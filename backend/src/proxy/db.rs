@@ -2,6 +2,7 @@
 //! running notebook answers, and the activity the relays note.
 
 use sqlx::{PgConnection, PgExecutor};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::sessions::lifecycle::SessionState;
@@ -93,6 +94,28 @@ pub async fn is_running(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<
         .bind(SessionState::Running)
         .fetch_optional(db)
         .await
+}
+
+/// The running notebooks.
+pub async fn running_notebooks(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("select id from sessions where kind = 'notebook' and state = $1 and endpoint is not null")
+        .bind(SessionState::Running)
+        .fetch_all(db)
+        .await
+}
+
+/// Moves each session's activity forward to when its server last saw work (never back).
+pub async fn note_work(db: impl PgExecutor<'_>, seen: &[(Uuid, OffsetDateTime)]) -> sqlx::Result<()> {
+    let (ids, times): (Vec<Uuid>, Vec<OffsetDateTime>) = seen.iter().copied().unzip();
+    sqlx::query(
+        "update sessions s set last_activity_at = w.at from unnest($1::uuid[], $2::timestamptz[]) w(id, at)
+         where s.id = w.id and w.at > s.last_activity_at",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Notes activity in the sessions now (idle limits count from it).

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod desktop;
+pub mod jupyter;
 pub mod notebook;
 pub mod rfb;
 pub mod upstream;

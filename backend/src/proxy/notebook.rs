@@ -28,11 +28,10 @@ use axum::Router;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::distr::{Alphanumeric, SampleString};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::db;
 use super::upstream::{self, Connector};
+use super::{db, jupyter};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
 use crate::sessions::events::EVERYONE;
@@ -50,6 +49,10 @@ const TICKET_TTL_S: i32 = 30;
 const COOKIE_TTL_H: i32 = 12;
 /// Activity of a session is noted at most once in this long.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(5);
+/// How often every running notebook's kernels and terminals are read (`read_jupyter`).
+const JUPYTER_READ_EVERY: Duration = Duration::from_secs(60);
+/// How long one notebook may take to answer that.
+const JUPYTER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Noted activity is written for all sessions at once, in one statement, this often (with
 /// thousands of notebooks in use, a write per session would keep Postgres busy).
 const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -172,8 +175,17 @@ impl Proxy {
 impl Notebooks {
     /// The proxy's tasks, for the life of the process (`crate::background` starts them):
     /// one drops every cache entry of a session when it has an event, one writes noted
-    /// activity.
-    pub fn start(&self) -> [tokio::task::JoinHandle<()>; 2] {
+    /// activity, one reads Jupyter's record of work once a minute.
+    pub fn start(&self) -> [tokio::task::JoinHandle<()>; 3] {
+        let reader = self.clone();
+        let reading = tokio::spawn(async move {
+            let mut every = tokio::time::interval(JUPYTER_READ_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                reader.read_jupyter().await;
+            }
+        });
         let writer = self.clone();
         let writing = tokio::spawn(async move {
             let mut every = tokio::time::interval(ACTIVITY_WRITE_EVERY);
@@ -201,7 +213,53 @@ impl Notebooks {
                 }
             }
         });
-        [writing, forgetting]
+        [writing, forgetting, reading]
+    }
+
+    /// Reads when each running notebook's kernels and terminals last worked
+    /// (`jupyter::last_work`; 8 notebooks at a time, each within `JUPYTER_READ_TIMEOUT`) and
+    /// moves their sessions' activity forward to it, in one statement. A notebook that does
+    /// not answer is left as it was (its activity does not move).
+    pub async fn read_jupyter(&self) {
+        use futures_util::StreamExt as _;
+        let ids = match db::running_notebooks(&self.db).await {
+            Ok(ids) => ids,
+            Err(err) => return tracing::warn!(error = %err, "cannot list the running notebooks"),
+        };
+        let read = |id: Uuid| async move {
+            let work = tokio::time::timeout(JUPYTER_READ_TIMEOUT, self.last_work(id)).await;
+            match work {
+                Ok(Ok(work)) => work.map(|at| (id, at)),
+                Ok(Err(err)) => {
+                    tracing::debug!(session.id = %id, error = %err, "cannot read the notebook's kernels");
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        let seen: Vec<(Uuid, time::OffsetDateTime)> = futures_util::stream::iter(ids)
+            .map(read)
+            .buffer_unordered(8)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if seen.is_empty() {
+            return;
+        }
+        if let Err(err) = db::note_work(&self.db, &seen).await {
+            tracing::warn!(error = %err, sessions = seen.len(), "cannot record the notebooks' work");
+        }
+    }
+
+    async fn last_work(&self, id: Uuid) -> anyhow::Result<Option<time::OffsetDateTime>> {
+        let Some(route) = route(self, id).await? else { return Ok(None) };
+        let base = crate::sessions::lifecycle::launch::base_url(id);
+        let client = &self.proxy.client;
+        let kernels: Vec<jupyter::Kernel> =
+            jupyter::get(client, &route.authority, &route.authorization, &format!("{base}api/kernels")).await?;
+        let terminals: Vec<jupyter::Terminal> =
+            jupyter::get(client, &route.authority, &route.authorization, &format!("{base}api/terminals")).await?;
+        Ok(jupyter::last_work(&kernels, &terminals, time::OffsetDateTime::now_utc()))
     }
 }
 
@@ -322,7 +380,9 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
         Some(route) => route,
         None => return Ok(notice(&state, id, StatusCode::NOT_FOUND, "This notebook is not running (any more).")),
     };
-    touch(&state, id);
+    if jupyter::is_user_action(&request) {
+        touch(&state, id);
+    }
     tracing::debug!(session.id = %id, user.id = %user, "notebook request");
 
     // What Jupyter sees: daas's token, none of daas's cookies.
@@ -576,18 +636,8 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
         let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else { return };
         let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
         let (mut server_rx, mut server_tx) = tokio::io::split(TokioIo::new(server));
-        let activity_state = state.clone();
-        let up = async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = client_rx.read(&mut buf).await?;
-                if n == 0 {
-                    return server_tx.shutdown().await;
-                }
-                touch(&activity_state, id);
-                server_tx.write_all(&buf[..n]).await?;
-            }
-        };
+        // Not activity: kernels at work are read from Jupyter (`read_jupyter`).
+        let up = tokio::io::copy(&mut client_rx, &mut server_tx);
         let down = tokio::io::copy(&mut server_rx, &mut client_tx);
         let mut notes = state.events.subscribe();
         let stopped = async {

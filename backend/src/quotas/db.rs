@@ -73,7 +73,8 @@ pub async fn for_user(conn: &mut PgConnection, user_id: Uuid, role: &str) -> sql
                 coalesce(u.max_gpus, r.max_gpus) as max_gpus,
                 coalesce(u.max_gpu_hours_month, r.max_gpu_hours_month) as max_gpu_hours_month,
                 coalesce(u.lifetime_minutes, r.lifetime_minutes) as lifetime_minutes,
-                coalesce(u.idle_minutes, r.idle_minutes) as idle_minutes
+                coalesce(u.idle_minutes, r.idle_minutes) as idle_minutes,
+                coalesce(u.extension_minutes, r.extension_minutes) as extension_minutes
          from (select 1) one
          left join quotas r on r.scope = 'role' and r.role = $2
          left join quotas u on u.scope = 'user' and u.user_id = $1",

@@ -28,8 +28,12 @@ pub struct Limits {
     pub max_gpus: Option<i32>,
     /// GPU-hours per calendar month (UTC): once used up, no more GPU launches that month.
     pub max_gpu_hours_month: Option<i32>,
+    /// Minutes a new session lives.
     pub lifetime_minutes: Option<i32>,
+    /// Minutes without use after which a desktop or notebook is stopped.
     pub idle_minutes: Option<i32>,
+    /// Minutes in all the user may add to one of their sessions by asking.
+    pub extension_minutes: Option<i32>,
 }
 
 /// What a launch asks for.

@@ -12,6 +12,20 @@ use super::lifecycle::SessionState;
 use crate::auth::identity::CurrentUser;
 use crate::runtime::{Handle, Kind};
 
+/// The owner's time limits (their own quota's, else their role's; null: the server's
+/// default) as `q`, beside a session `s`.
+macro_rules! owner_times {
+    () => {
+        " left join lateral (
+             select coalesce(uq.idle_minutes, rq.idle_minutes) as idle_minutes,
+                    coalesce(uq.extension_minutes, rq.extension_minutes) as extension_minutes
+             from users u
+             left join quotas rq on rq.scope = 'role' and rq.role = u.role
+             left join quotas uq on uq.scope = 'user' and uq.user_id = u.id
+             where u.id = s.owner_id) q on true"
+    };
+}
+
 /// A session as the API shows it. Never the secret, never the runtime handle.
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Session {
@@ -432,6 +446,46 @@ pub async fn lock_expiry(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opti
         .await
 }
 
+/// A session's end as its members may move it, locked for the update.
+#[derive(sqlx::FromRow)]
+pub struct Extension {
+    pub state: SessionState,
+    pub expires_at: OffsetDateTime,
+    /// What its members added so far.
+    pub extended_minutes: i32,
+    /// The most they may add in all, from the owner's quotas (null: the server's default).
+    pub extension_minutes: Option<i32>,
+}
+
+macro_rules! extension {
+    () => {
+        concat!(
+            "select s.state, s.expires_at, s.extended_minutes, q.extension_minutes from sessions s",
+            owner_times!(),
+            " where s.id = $1"
+        )
+    };
+}
+
+pub async fn extension(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Extension>> {
+    sqlx::query_as(extension!()).bind(id).fetch_optional(db).await
+}
+
+pub async fn lock_extension(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Extension>> {
+    sqlx::query_as(concat!(extension!(), " for update of s")).bind(id).fetch_optional(conn).await
+}
+
+/// Moves a session's end at its members' request, counting the minutes they added.
+pub async fn add_time(conn: &mut PgConnection, id: Uuid, expires_at: OffsetDateTime, minutes: i32) -> sqlx::Result<()> {
+    sqlx::query("update sessions set expires_at = $2, extended_minutes = extended_minutes + $3 where id = $1")
+        .bind(id)
+        .bind(expires_at)
+        .bind(minutes)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_expiry(conn: &mut PgConnection, id: Uuid, expires_at: OffsetDateTime) -> sqlx::Result<()> {
     sqlx::query("update sessions set expires_at = $2 where id = $1").bind(id).bind(expires_at).execute(conn).await?;
     Ok(())
@@ -536,6 +590,10 @@ pub struct Live {
     pub warned_at: Option<OffsetDateTime>,
     /// The owner's idle limit from their quotas, if any.
     pub idle_minutes: Option<i32>,
+    /// The most its members may add to its lifetime in all, from the owner's quotas, if any.
+    pub extension_minutes: Option<i32>,
+    /// What its members added so far.
+    pub extended_minutes: i32,
 }
 
 impl Live {
@@ -544,13 +602,13 @@ impl Live {
     }
 }
 
-const LIVE: &str = "select s.id, s.kind, (select name from images where id = s.image_id) as image, s.state,
+const LIVE: &str = concat!(
+    "select s.id, s.kind, (select name from images where id = s.image_id) as image, s.state,
         s.runtime_handle, s.progress, s.created_at, s.start_began_at, s.expires_at, s.last_activity_at, s.warned_at,
-        (select coalesce(uq.idle_minutes, rq.idle_minutes) from users u
-         left join quotas rq on rq.scope = 'role' and rq.role = u.role
-         left join quotas uq on uq.scope = 'user' and uq.user_id = u.id
-         where u.id = s.owner_id) as idle_minutes
-    from sessions s";
+        q.idle_minutes, q.extension_minutes, s.extended_minutes
+    from sessions s",
+    owner_times!()
+);
 
 /// One session as the lifecycle reads it, whatever its state.
 pub async fn live(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Live>> {

@@ -1,4 +1,5 @@
-//! `/api/v1/sessions`: launch, list, read, stop, and follow the events of a session.
+//! `/api/v1/sessions`: launch, list, read, stop, give more time, and follow the events of
+//! a session.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use super::db::{self, Session, SessionEvent};
 use super::events;
+use super::lifecycle::expiry::{self, Extended};
 use super::lifecycle::launch::{self, LaunchRequest};
 use super::lifecycle::stop::{self, Scope};
 use crate::audit::Actor;
@@ -27,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(launch_session, list_sessions))
         .routes(routes!(get_session, stop_session))
+        .routes(routes!(extend_session))
         .routes(routes!(session_events))
 }
 
@@ -111,6 +114,35 @@ pub async fn stop_session(
     let stopping = !stop::stop(&state, &actor, Scope::Member(&user), &[id]).await?.stopping.is_empty();
     let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     Ok((if stopping { StatusCode::ACCEPTED } else { StatusCode::OK }, Json(session)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// Minutes to add to the session's end.
+    pub minutes: i32,
+}
+
+/// Give a session more time: its owner and its users may add minutes to its end, up to the
+/// owner's extension limit over the session's whole life (their quota's
+/// `extension_minutes`, else the server's default); admins may extend any session further
+/// with `/api/v1/admin/sessions/{id}/extend`. The session gets an event saying who extended it.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/extend", tag = "sessions", request_body = ExtendRequest,
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses((status = 200, body = Extended), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "it has ended, or that is more than is left (the message says how much is)",
+               body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
+pub async fn extend_session(
+    state: AppState,
+    user: CurrentUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ExtendRequest>,
+) -> Result<Json<Extended>> {
+    Ok(Json(expiry::more_time(&state, &actor, &user, id, input.minutes).await?))
 }
 
 /// Server-sent events: every state change and progress message of the session, from the

@@ -13,6 +13,7 @@ use time::macros::format_description;
 use uuid::Uuid;
 
 use super::db::{self, Session};
+use super::lifecycle::expiry;
 use super::lifecycle::launch::{self, LaunchRequest};
 use super::lifecycle::stop::{self, Scope};
 use super::lifecycle::SessionState;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}", get(session_page))
         .route("/sessions/{id}/live", get(session_live))
         .route("/sessions/{id}/stop", post(stop_from_page))
+        .route("/sessions/{id}/extend", post(extend_from_page))
         .route("/sessions/{id}/accept", post(accept_from_page))
         .route("/sessions/{id}/decline", post(decline_from_page))
         .route("/sessions/{id}/hide", post(hide_from_page))
@@ -357,6 +359,35 @@ pub struct Card {
     pub shared: bool,
     /// When it started and ended, for a person ("started 2026-11-30 18:20 UTC, ended 18:45").
     pub when: String,
+    /// What the caller may add to its lifetime, `(minutes, label)`; filled on its own page
+    /// only (`with_extension`).
+    pub extend_by: Vec<(i32, String)>,
+    /// Why nothing can be added any more, when that is so.
+    pub extension_used: Option<String>,
+}
+
+impl Card {
+    /// The session page's "Extend by" choices: steps a person picks, up to what is left of
+    /// the owner's extension limit (and all that is left, when that is not a step).
+    async fn with_extension(mut self, state: &AppState) -> sqlx::Result<Card> {
+        if self.ended || !self.can_stop || self.s.state == SessionState::Stopping {
+            return Ok(self);
+        }
+        let Some(e) = db::extension(&state.db, self.s.id).await? else { return Ok(self) };
+        let left = expiry::extension_left(e.extension_minutes, e.extended_minutes, &state.config.sessions);
+        let label = |m: i32| expiry::hm(time::Duration::minutes(m.into()));
+        self.extend_by =
+            [30, 60, 120, 240, 480, 1440].into_iter().filter(|m| *m < left).map(|m| (m, label(m))).collect();
+        if left > 0 {
+            self.extend_by.push((left, format!("{} (all that is left)", label(left))));
+        } else {
+            self.extension_used = Some(format!(
+                "It has had all the extra time its owner's quota allows ({}); an admin can give more.",
+                label(e.extended_minutes)
+            ));
+        }
+        Ok(self)
+    }
 }
 
 pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
@@ -386,6 +417,8 @@ pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
         ended,
         shared: s.owner != me.username,
         when: when(&s),
+        extend_by: Vec::new(),
+        extension_used: None,
         s,
     }
 }
@@ -483,12 +516,13 @@ async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
         Some(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
         _ => Vec::new(),
     };
-    render(&SessionPage { ctx, c: card(s, &user), parameters, events })
+    render(&SessionPage { ctx, c: card(s, &user).with_extension(&state).await?, parameters, events })
 }
 
 async fn session_live(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    render(&SessionLive { ctx, c: card(s, &user), events: events(&state, id).await? })
+    let c = card(s, &user).with_extension(&state).await?;
+    render(&SessionLive { ctx, c, events: events(&state, id).await? })
 }
 
 #[derive(Deserialize)]
@@ -507,6 +541,23 @@ async fn stop_from_page(
     stop::stop(&state, &actor, Scope::Member(&user), &[id]).await?;
     let back = crate::web::redirect::local_or(form.back.as_deref(), "/sessions");
     Ok(see_other(&back))
+}
+
+#[derive(Deserialize)]
+struct ExtendForm {
+    minutes: i32,
+}
+
+/// "Extend by" on the session page.
+async fn extend_from_page(
+    state: AppState,
+    PageUser { user, .. }: PageUser,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Form(form): Form<ExtendForm>,
+) -> PageResult {
+    expiry::more_time(&state, &actor, &user, id, form.minutes).await?;
+    Ok(see_other(&format!("/sessions/{id}")))
 }
 
 /// Accept button of an invitation: the session joins the caller's cards.

@@ -30,7 +30,7 @@ const COUNTED: &str = "case q.scope when 'role' then s.owner_id in (select id fr
 pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<QuotaRow>> {
     let mut q = QueryBuilder::<Postgres>::new(
         "select q.id, q.scope, q.subject, q.max_sessions, q.max_cpu_millis, q.max_memory_mib, q.max_gpus,
-                q.max_gpu_hours_month, u.sessions, u.cpu_millis, u.memory_mib, u.gpus, ",
+                q.max_gpu_hours_month, q.lifetime_minutes, q.idle_minutes, q.extension_minutes, u.sessions, u.cpu_millis, u.memory_mib, u.gpus, ",
     );
     q.push(crate::quotas::db::gpu_hours_this_month(COUNTED));
     q.push(
@@ -103,6 +103,9 @@ pub async fn upsert(tx: &mut PgConnection, subject: &Subject, limits: &Limits) -
         .bind(limits.max_memory_mib)
         .bind(limits.max_gpus)
         .bind(limits.max_gpu_hours_month)
+        .bind(limits.lifetime_minutes)
+        .bind(limits.idle_minutes)
+        .bind(limits.extension_minutes)
         .fetch_one(tx)
         .await
 }
@@ -111,13 +114,15 @@ macro_rules! upsert {
     ($target:literal) => {
         concat!(
             "insert into quotas (scope, role, user_id, proposal_id, max_sessions, max_cpu_millis, max_memory_mib,
-                                 max_gpus, max_gpu_hours_month)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 max_gpus, max_gpu_hours_month, lifetime_minutes, idle_minutes, extension_minutes)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              on conflict ",
             $target,
             " do update set max_sessions = excluded.max_sessions,
                  max_cpu_millis = excluded.max_cpu_millis, max_memory_mib = excluded.max_memory_mib,
-                 max_gpus = excluded.max_gpus, max_gpu_hours_month = excluded.max_gpu_hours_month, updated_at = now()
+                 max_gpus = excluded.max_gpus, max_gpu_hours_month = excluded.max_gpu_hours_month,
+                 lifetime_minutes = excluded.lifetime_minutes, idle_minutes = excluded.idle_minutes,
+                 extension_minutes = excluded.extension_minutes, updated_at = now()
              returning id"
         )
     };
@@ -143,6 +148,9 @@ pub async fn delete(tx: &mut PgConnection, subject: &Subject) -> sqlx::Result<Op
 }
 
 /// Limits; `null` is unlimited for a role or a proposal, and "as the role says" for a user.
+/// The times (lifetime, idle limit, extension) are a role's or a user's only; a role's
+/// `null` there is the server's default (`--session-lifetime`, `--session-idle-limit`,
+/// `--session-extension-limit`).
 #[derive(Serialize, Deserialize, ToSchema, sqlx::FromRow, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -156,6 +164,15 @@ pub struct Limits {
     pub max_gpus: Option<i32>,
     #[serde(default)]
     pub max_gpu_hours_month: Option<i32>,
+    /// Minutes a new session lives (it is stopped then, unless extended).
+    #[serde(default)]
+    pub lifetime_minutes: Option<i32>,
+    /// Minutes without use after which a desktop or notebook is stopped.
+    #[serde(default)]
+    pub idle_minutes: Option<i32>,
+    /// Minutes in all a user may add to one of their sessions by asking (0: none).
+    #[serde(default)]
+    pub extension_minutes: Option<i32>,
 }
 
 /// What is in use against a quota now.

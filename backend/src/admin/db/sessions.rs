@@ -36,6 +36,8 @@ pub struct AdminSession {
     pub last_activity_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Minutes its members added to its lifetime themselves (`POST /api/v1/sessions/{id}/extend`).
+    pub extended_minutes: i32,
 }
 
 /// What the sessions list is narrowed to; `None` is no filter.
@@ -62,7 +64,8 @@ fn select<'a>(columns: &'static str) -> QueryBuilder<'a, Postgres> {
 
 const COLUMNS: &str = "s.id, s.kind, s.state, u.username as owner, i.name as image, f.name as flavour,
     p.identifier as proposal, e.code as experiment, e.beamline, s.cpu_millis, s.memory_mib, s.gpus, s.runtime,
-    s.failure_reason, s.created_at, s.started_at, s.stopped_at, s.last_activity_at, s.expires_at";
+    s.failure_reason, s.created_at, s.started_at, s.stopped_at, s.last_activity_at, s.expires_at,
+    s.extended_minutes";
 
 /// Narrows to `beamline` (a staff's view), the filter and `states`.
 fn push_filter<'a>(

@@ -12,21 +12,31 @@ use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, PageError, PageResult};
 use crate::web::Form;
 
-/// The limits a quota row has, in the order the page shows them.
-const LIMITS: [(&str, &str); 5] = [
+/// The limits a quota row has, in the order the page shows them: what may be held, then
+/// the times (a role's or a user's only).
+const LIMITS: [(&str, &str); 8] = [
     ("max_sessions", "Sessions"),
     ("max_cpu_millis", "CPU (millicores)"),
     ("max_memory_mib", "Memory (MiB)"),
     ("max_gpus", "GPUs"),
     ("max_gpu_hours_month", "GPU-hours / month"),
+    ("lifetime_minutes", "Lifetime (min)"),
+    ("idle_minutes", "Idle limit (min)"),
+    ("extension_minutes", "Users may extend by (min)"),
 ];
+
+/// Where the times start in `LIMITS`.
+const TIMES: usize = 5;
 
 /// One limit of a row: what is used now beside what may be used (as typed, for a form).
 pub struct LimitCell {
     pub name: &'static str,
     pub label: &'static str,
+    /// In use now; empty for the times, which bound each session rather than a sum.
     pub used: String,
     pub value: String,
+    /// A time: not for proposals, and no value is the server's default.
+    pub time: bool,
 }
 
 /// A quota as the page shows it: one form per row.
@@ -58,6 +68,12 @@ pub(super) struct QuotaFields {
     max_gpus: String,
     #[serde(default)]
     max_gpu_hours_month: String,
+    #[serde(default)]
+    lifetime_minutes: String,
+    #[serde(default)]
+    idle_minutes: String,
+    #[serde(default)]
+    extension_minutes: String,
 }
 
 /// The quota form as typed.
@@ -69,7 +85,16 @@ pub struct QuotaForm {
 
 impl From<QuotaFields> for QuotaForm {
     fn from(f: QuotaFields) -> Self {
-        let values = [f.max_sessions, f.max_cpu_millis, f.max_memory_mib, f.max_gpus, f.max_gpu_hours_month];
+        let values = [
+            f.max_sessions,
+            f.max_cpu_millis,
+            f.max_memory_mib,
+            f.max_gpus,
+            f.max_gpu_hours_month,
+            f.lifetime_minutes,
+            f.idle_minutes,
+            f.extension_minutes,
+        ];
         QuotaForm { scope: f.scope.trim().to_owned(), subject: f.subject.trim().to_owned(), values: values.into() }
     }
 }
@@ -77,13 +102,25 @@ impl From<QuotaFields> for QuotaForm {
 impl QuotaForm {
     /// The limits as the API takes them: empty is no limit (for a user: the role's).
     fn limits(&self) -> Result<quotas::Limits, AppError> {
-        let mut numbers = [None; 5];
+        let mut numbers = [None; LIMITS.len()];
         for (n, ((field, _), text)) in LIMITS.iter().zip(&self.values).enumerate() {
-            numbers[n] = number(field, text)
-                .map_err(|_| AppError::invalid(*field, "must be a whole number (leave it empty for no limit)"))?;
+            let empty = if n < TIMES { "no limit" } else { "the default" };
+            numbers[n] = number(field, text).map_err(|_| {
+                AppError::invalid(*field, format!("must be a whole number (leave it empty for {empty})"))
+            })?;
         }
-        let [max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month] = numbers;
-        Ok(quotas::Limits { max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month })
+        let [max_sessions, max_cpu_millis, max_memory_mib, max_gpus, max_gpu_hours_month, lifetime_minutes, idle_minutes, extension_minutes] =
+            numbers;
+        Ok(quotas::Limits {
+            max_sessions,
+            max_cpu_millis,
+            max_memory_mib,
+            max_gpus,
+            max_gpu_hours_month,
+            lifetime_minutes,
+            idle_minutes,
+            extension_minutes,
+        })
     }
 
     /// The labelled cells of the "set a quota" form.
@@ -91,7 +128,14 @@ impl QuotaForm {
         LIMITS
             .iter()
             .zip(&self.values)
-            .map(|((name, label), value)| LimitCell { name, label, used: String::new(), value: value.clone() })
+            .enumerate()
+            .map(|(n, ((name, label), value))| LimitCell {
+                name,
+                label,
+                used: String::new(),
+                value: value.clone(),
+                time: n >= TIMES,
+            })
             .collect()
     }
 }
@@ -122,6 +166,9 @@ async fn quotas_view(state: &AppState, ctx: Ctx, submitted: Option<QuotaForm>, r
                 u.memory_mib.to_string(),
                 u.gpus.to_string(),
                 crate::quotas::hours(u.gpu_hours_month),
+                String::new(),
+                String::new(),
+                String::new(),
             ];
             let values = [
                 text(l.max_sessions),
@@ -129,13 +176,17 @@ async fn quotas_view(state: &AppState, ctx: Ctx, submitted: Option<QuotaForm>, r
                 text(l.max_memory_mib),
                 text(l.max_gpus),
                 text(l.max_gpu_hours_month),
+                text(l.lifetime_minutes),
+                text(l.idle_minutes),
+                text(l.extension_minutes),
             ];
             QuotaLine {
                 scope: format!("{}s", q.scope),
                 cells: LIMITS
                     .iter()
                     .zip(used.into_iter().zip(values))
-                    .map(|((name, label), (used, value))| LimitCell { name, label, used, value })
+                    .enumerate()
+                    .map(|(n, ((name, label), (used, value)))| LimitCell { name, label, used, value, time: n >= TIMES })
                     .collect(),
                 kind: q.scope,
                 subject: q.subject,
@@ -143,7 +194,8 @@ async fn quotas_view(state: &AppState, ctx: Ctx, submitted: Option<QuotaForm>, r
             }
         })
         .collect();
-    let mut entry = QuotaForm { scope: "users".into(), subject: String::new(), values: vec![String::new(); 5] };
+    let mut entry =
+        QuotaForm { scope: "users".into(), subject: String::new(), values: vec![String::new(); LIMITS.len()] };
     if let Some(submitted) = submitted {
         match lines.iter_mut().find(|l| l.scope == submitted.scope && l.subject == submitted.subject) {
             Some(line) => {

@@ -128,7 +128,14 @@ pub async fn session_list(
                 if s.gpus > 0 { format!(", {} GPU", s.gpus) } else { String::new() }
             ),
             created: when(s.created_at),
-            expires: when(s.expires_at),
+            expires: match s.extended_minutes {
+                0 => when(s.expires_at),
+                m => format!(
+                    "{} (extended by {} at its users' request)",
+                    when(s.expires_at),
+                    crate::sessions::lifecycle::expiry::hm(time::Duration::minutes(m.into()))
+                ),
+            },
         })
         .collect();
     Ok(list)

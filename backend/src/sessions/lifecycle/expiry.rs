@@ -1,16 +1,21 @@
 //! Expiry: a running session is stopped when its lifetime ends or, for desktops and
 //! notebooks, when it has been idle for its owner's idle limit; it is warned once before
-//! (an event: the pages show it). `expiry` is the policy and does no I/O; `check` carries
-//! it out (a stop is `request_stop`, as any other). An admin may move the end (`extend`).
+//! (an event: the pages show it, and it says how to keep the session). `expiry` is the
+//! policy and does no I/O; `check` carries it out (a stop is `request_stop`, as any other).
+//! An admin may move the end (`extend`); its members may add time themselves, up to the
+//! owner's extension limit over the session's life (`more_time`).
 
+use serde::Serialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::state::SessionState;
 use super::stop::request_stop;
 use crate::audit::{self, Actor};
+use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::runtime::Kind;
 use crate::sessions::db::Live;
@@ -40,11 +45,26 @@ pub fn expiry(live: &Live, now: OffsetDateTime, policy: &SessionPolicy) -> Expir
         Some(idle) if idle < live.expires_at => (idle, true),
         _ => (live.expires_at, false),
     };
-    let why = if idle { format!("idle for {}", hm(idle_limit)) } else { "its lifetime ends".to_string() };
     if now >= deadline {
-        let message = if idle { format!("Stopping: {why}") } else { "Stopping: its lifetime has ended".to_string() };
+        let message = if idle {
+            format!("Stopping: idle for {}", hm(idle_limit))
+        } else {
+            "Stopping: its lifetime has ended".into()
+        };
         return Expiry::Stop { message };
     }
+    let why = if idle {
+        format!("idle for {}: use it (a key, the mouse, a running cell) to keep it", hm(idle_limit))
+    } else {
+        match extension_left(live.extension_minutes, live.extended_minutes, policy) {
+            0 => "its lifetime ends; it has had all the extra time its owner's quota allows: ask an admin for more"
+                .to_string(),
+            left => format!(
+                "its lifetime ends; to keep it, extend it on its page (up to {} more)",
+                hm(time::Duration::minutes(left.into()))
+            ),
+        }
+    };
     let warning = time::Duration::try_from(policy.warning).unwrap_or(time::Duration::ZERO);
     // A warning counts for this deadline only: activity since, or an extension, re-arms it.
     let warned = live.warned_at.is_some_and(|w| w >= live.last_activity_at && w >= deadline - warning);
@@ -74,6 +94,79 @@ pub async fn check(state: &AppState, live: &Live) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Minutes its members may still add to a session, given the owner's extension limit
+/// (`None`: the server's default) and what they added so far.
+pub fn extension_left(limit: Option<i32>, extended: i32, policy: &SessionPolicy) -> i32 {
+    let limit = limit.unwrap_or_else(|| (policy.extension_limit.as_secs() / 60).min(i32::MAX as u64) as i32);
+    (limit - extended).max(0)
+}
+
+/// A session's end after a member gave it more time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Extended {
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// Minutes its members added over its life.
+    pub extended_minutes: i32,
+    /// Minutes they may still add.
+    pub extension_left_minutes: i32,
+}
+
+/// Adds `minutes` to a live session's end at a member's request (its owner, a user of it,
+/// or an admin), counted against the owner's extension limit over the session's life; with
+/// an event the session's pages show and an audit entry. 404 when the caller cannot see
+/// the session, 403 for a guest or support member, 400 for fewer than 1 minute, 409 when
+/// it has ended or `minutes` is more than is left (the message says how much is).
+pub async fn more_time(
+    state: &AppState,
+    actor: &Actor,
+    user: &CurrentUser,
+    id: Uuid,
+    minutes: i32,
+) -> Result<Extended> {
+    let session = db::find_visible(&state.db, user, id).await?.ok_or(AppError::NotFound)?;
+    if !user.is_admin() && !matches!(session.role.as_deref(), Some("owner" | "user")) {
+        return Err(AppError::Forbidden("only the session's owner and its users may extend it".into()));
+    }
+    if minutes < 1 {
+        return Err(AppError::invalid("minutes", "must be at least 1"));
+    }
+    let mut tx = state.db.begin().await?;
+    let now = db::lock_extension(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    if !SessionState::STOPPABLE.contains(&now.state) {
+        return Err(AppError::Conflict(format!(
+            "the session is {}; only an active session can be extended",
+            now.state
+        )));
+    }
+    let left = extension_left(now.extension_minutes, now.extended_minutes, &state.config.sessions);
+    if minutes > left {
+        let used = hm(time::Duration::minutes(now.extended_minutes.into()));
+        return Err(AppError::Conflict(match left {
+            0 => format!("this session has had all the extra time its owner's quota allows ({used}): ask an admin"),
+            _ => format!(
+                "this session may get at most {} more ({used} added so far); an admin can extend it further",
+                hm(time::Duration::minutes(left.into()))
+            ),
+        }));
+    }
+    let expires_at = now.expires_at.max(OffsetDateTime::now_utc()) + time::Duration::minutes(minutes.into());
+    db::add_time(&mut tx, id, expires_at, minutes).await?;
+    let until = expires_at.format(&Rfc3339).unwrap_or_default();
+    let message = format!(
+        "Extended by {} at {}'s request, until {until}",
+        hm(time::Duration::minutes(minutes.into())),
+        user.username
+    );
+    events::add(&mut tx, id, now.state, &message).await?;
+    let details =
+        json!({"from": now.expires_at.format(&Rfc3339).ok(), "to": until, "minutes": minutes, "by_member": true});
+    audit::record(&mut *tx, actor, "session.extend", "session", &id.to_string(), details).await?;
+    tx.commit().await?;
+    let extended_minutes = now.extended_minutes + minutes;
+    Ok(Extended { expires_at, extended_minutes, extension_left_minutes: left - minutes })
 }
 
 /// A session's new end.
@@ -112,7 +205,7 @@ pub async fn extend(db: &sqlx::PgPool, actor: &Actor, id: Uuid, end: NewEnd) -> 
 }
 
 /// "2 h", "1 h 5 min", "12 min".
-fn hm(d: time::Duration) -> String {
+pub fn hm(d: time::Duration) -> String {
     let minutes = d.whole_minutes().max(0);
     match (minutes / 60, minutes % 60) {
         (0, m) => format!("{m} min"),
@@ -131,6 +224,7 @@ mod tests {
         SessionPolicy {
             idle_limit: Duration::from_secs(2 * 3600),
             warning: Duration::from_secs(15 * 60),
+            extension_limit: Duration::from_secs(4 * 3600),
             ..crate::state::Config::default().sessions
         }
     }
@@ -149,6 +243,8 @@ mod tests {
             last_activity_at: now,
             warned_at: None,
             idle_minutes: None,
+            extension_minutes: None,
+            extended_minutes: 0,
         }
     }
 
@@ -159,7 +255,10 @@ mod tests {
         assert_eq!(expiry(&s, now, &policy()), Expiry::Keep);
         let Expiry::Warn { message } = expiry(&s, now + time::Duration::minutes(50), &policy()) else { panic!() };
         assert!(message.starts_with("Warning: stops in 10 min ("), "{message}");
-        assert!(message.ends_with(", its lifetime ends"), "{message}");
+        assert!(
+            message.ends_with(", its lifetime ends; to keep it, extend it on its page (up to 4 h more)"),
+            "{message}"
+        );
         s.warned_at = Some(now + time::Duration::minutes(50));
         assert_eq!(expiry(&s, now + time::Duration::minutes(55), &policy()), Expiry::Keep, "warned once");
         let stop = expiry(&s, now + time::Duration::minutes(60), &policy());
@@ -178,7 +277,10 @@ mod tests {
         let Expiry::Warn { message } = expiry(&patient, now + time::Duration::minutes(175), &policy()) else {
             panic!()
         };
-        assert!(message.ends_with(", idle for 3 h 5 min"), "{message}");
+        assert!(
+            message.ends_with(", idle for 3 h 5 min: use it (a key, the mouse, a running cell) to keep it"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -189,5 +291,24 @@ mod tests {
         s.last_activity_at = now;
         let at = now + time::Duration::minutes(110);
         assert!(matches!(expiry(&s, at, &policy()), Expiry::Warn { .. }));
+    }
+
+    #[test]
+    fn item_15_the_expiry_warning_says_how_much_time_its_members_may_still_add() {
+        let now = OffsetDateTime::now_utc();
+        let warn = |s: &Live| match expiry(s, now + time::Duration::minutes(50), &policy()) {
+            Expiry::Warn { message } => message,
+            other => panic!("{other:?}"),
+        };
+        let s = running(Kind::Desktop, now, time::Duration::minutes(60));
+        // The owner's quota sets the limit; what was added counts against it.
+        let some_left = Live { extension_minutes: Some(120), extended_minutes: 30, ..s.clone() };
+        assert!(warn(&some_left).ends_with("extend it on its page (up to 1 h 30 min more)"), "{}", warn(&some_left));
+        let none_left = Live { extended_minutes: 240, ..s.clone() };
+        assert!(
+            warn(&none_left).ends_with("it has had all the extra time its owner's quota allows: ask an admin for more")
+        );
+        assert_eq!(extension_left(Some(0), 0, &policy()), 0, "0 is no extension at all");
+        assert_eq!(extension_left(None, 60, &policy()), 180, "the server's default without a quota");
     }
 }

@@ -338,9 +338,14 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
         experiment_folder: experiment_folder.display().to_string(),
         datasets: datasets.into_iter().map(|(name, location)| DatasetMount { name, location }).collect(),
         secret: row.secret.unwrap_or_default(),
-        base_url: format!("/sessions/{id}/"),
+        base_url: base_url(id),
         parameters: row.parameters,
     }))
+}
+
+/// Where a session's server answers under its origin (Jupyter's `base_url`).
+pub fn base_url(id: Uuid) -> String {
+    format!("/sessions/{id}/")
 }
 
 /// The host uid of a session's owner, allocated from the configured range at their first

@@ -132,6 +132,8 @@ mod tests {
             last_activity_at: now,
             warned_at: None,
             idle_minutes: None,
+            extension_minutes: None,
+            extended_minutes: 0,
         }
     }
 

@@ -12,9 +12,14 @@ document.addEventListener("click", (event) => {
   }
 });
 
-// <div id="live" data-follow="/api/v1/sessions/ID/events" data-refresh="/sessions/ID/live">:
-// redrawn from the server each time the session has an event, until it has ended (the part
-// drawn then has no data-follow). EventSource resumes by itself after a restart of daas.
+// A part of a page that follows sessions live, redrawn from the server each time one of
+// them changes: <div id="live" data-follow="/api/v1/sessions/ID/events"
+// data-refresh="/sessions/ID/live"> (one session, until it has ended: the part drawn then
+// has no data-follow), or data-follow="/api/v1/sessions/changes?..." for a list of many
+// (My sessions, the admin's and a beamline's lists: one stream for all). data-swap says
+// whether the fragment is the element itself (outerHTML, the default) or its content.
+// Ticked boxes stay ticked; a redraw waits while a field in the part is being typed in.
+// EventSource resumes by itself after a restart of daas.
 let following = null;
 function follow() {
   const live = document.querySelector("[data-follow]");
@@ -25,16 +30,51 @@ function follow() {
   if (!live || following) return;
   const source = new EventSource(live.dataset.follow);
   let redraw = null;
-  source.addEventListener("session", () => {
+  const schedule = () => {
     // A burst of events (the history, when the stream opens) is one redraw.
     clearTimeout(redraw);
-    redraw = setTimeout(() => {
-      const now = document.querySelector("[data-follow]");
-      if (now) htmx.ajax("GET", now.dataset.refresh, { target: `#${now.id}`, swap: "outerHTML" });
-    }, 150);
-  });
+    redraw = setTimeout(refresh, 150);
+  };
+  const refresh = () => {
+    const now = document.querySelector("[data-follow]");
+    if (!now) return;
+    const typing = now.contains(document.activeElement) && document.activeElement.matches("input:not([type=checkbox]), textarea, select");
+    if (typing) {
+      document.activeElement.addEventListener("blur", schedule, { once: true });
+      return;
+    }
+    const ticked = [...now.querySelectorAll("input[type=checkbox]:checked")].map((box) => box.value);
+    const swap = now.dataset.swap || "outerHTML";
+    htmx.ajax("GET", now.dataset.refresh, { target: `#${now.id}`, swap }).then(() => {
+      for (const box of document.querySelectorAll(`#${now.id} input[type=checkbox]`)) {
+        if (ticked.includes(box.value)) box.checked = true;
+      }
+    });
+  };
+  source.addEventListener("session", schedule);
+  source.addEventListener("change", schedule);
   following = { url: live.dataset.follow, source };
 }
+// A refused form comes back with its message above it (#form-error); where the message
+// names a field (data-field, the control's name), it goes next to that field, which says
+// it is invalid and is described by it (aria-invalid, aria-describedby), and takes the
+// focus. Among controls of the same name (the quotas table) the refused row's is meant.
+function placeFormError() {
+  const error = document.querySelector("#form-error[data-field]:not([data-placed])");
+  if (!error) return;
+  const controls = [...document.querySelectorAll(`[name="${CSS.escape(error.dataset.field)}"]`)]
+    .filter((c) => c.type !== "hidden");
+  const control = controls.find((c) => c.closest(".refused")) ?? controls.find((c) => c.closest("form")) ?? controls[0];
+  if (!control) return;
+  error.dataset.placed = "true";
+  error.classList.add("field-error");
+  control.insertAdjacentElement("afterend", error);
+  control.setAttribute("aria-invalid", "true");
+  control.setAttribute("aria-describedby", error.id);
+  control.focus();
+}
+document.addEventListener("DOMContentLoaded", placeFormError);
+
 document.addEventListener("DOMContentLoaded", follow);
 document.addEventListener("htmx:afterSettle", follow);
 

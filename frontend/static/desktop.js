@@ -84,6 +84,12 @@ events.addEventListener("session", (e) => {
     ended = true;
     status.textContent = `The desktop has ${event.state}`;
     events.close();
+    // Nothing to stop any more: the way back to the session's page instead.
+    const back = document.createElement("a");
+    back.href = `/sessions/${id}`;
+    back.className = "button";
+    back.textContent = "Back to the session";
+    document.querySelector(".desktop-bar form")?.replaceWith(back);
   }
   refreshControl();
 });

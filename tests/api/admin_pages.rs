@@ -181,8 +181,13 @@ async fn sam_links_a_dataset_from_the_page(db: PgPool) {
     assert!(page.text.contains(r#"value="BL11/20180101/S0011/""#), "starts at the experiment's folder: {}", page.text);
     let escape = [("_csrf", sam.csrf.as_str()), ("location", "20180101/../../etc"), ("metadata", "{}")];
     let r = app.browse(Method::POST, uri, Some(&sam.cookie), Some(&escape), ORIGIN).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 400, "a refusal is not a success");
     assert!(r.text.contains("location: must not contain"), "{}", r.text);
+    assert!(
+        r.text.contains(r#"data-field="location""#) && r.text.contains(r#"value="20180101/../../etc""#),
+        "{}",
+        r.text
+    );
     let ok = [
         ("_csrf", sam.csrf.as_str()),
         ("location", "BL11/20180101/S0011/scan_0007"),

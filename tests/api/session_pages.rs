@@ -141,7 +141,10 @@ async fn my_sessions_shows_cards_and_stops_mine_only(db: PgPool) {
         "{}",
         cards.text
     );
-    assert!(cards.text.contains(r#"hx-get="/sessions/cards" hx-trigger="every 3s""#), "the cards refresh themselves");
+    assert!(
+        cards.text.contains(r#"data-follow="/api/v1/sessions/changes" data-refresh="/sessions/cards""#),
+        "the cards follow the sessions"
+    );
     let detail = app.browse(Method::GET, &page_url, Some(&alice.cookie), None, &[]).await;
     assert_eq!(detail.status, 200);
     assert!(detail.text.contains("Cancel launch"));
@@ -368,4 +371,138 @@ async fn a_jobs_dataset_is_chosen_from_the_experiments_and_iterations_wait_for_s
         page.contains(r#"<div class="field" data-when="param.algorithm" data-when-values="sirt">"#),
         "iterations are not tied to SIRT: {page}"
     );
+}
+
+/// Issue 14, item 1: the pages that show many sessions follow them from one stream each:
+/// My sessions the caller's own, the admin's list every session, a beamline's list its
+/// own; each page redraws its part from a fragment when told.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn item_1_lists_of_sessions_follow_them_from_one_stream(db: PgPool) {
+    use crate::common::launch_body;
+    use std::time::Duration;
+    let app = TestApp::new(db).await;
+    let (alice, bob, sam, admin) =
+        (app.token("alice").await, app.token("bob").await, app.token("sam").await, app.token("admin").await);
+    let mut mine = app.stream("/api/v1/sessions/changes", &alice, None).await;
+    let mut all = app.stream("/api/v1/sessions/changes?all=true", &admin, None).await;
+    let mut staff = app.stream("/api/v1/sessions/changes?beamline=BL11", &sam, None).await;
+    let launch = |token: String, experiment: &'static str| {
+        let app = &app;
+        async move {
+            let body = launch_body(app, "Xfce desktop", "small", experiment).await;
+            let r = app.request(Method::POST, "/api/v1/sessions", Some(&token), Some(body)).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Bob's session on another beamline: the admin hears of it, alice and BL11's staff not.
+    let bobs: String = sqlx::query_scalar(
+        "select e.code from experiments e join proposal_members m on m.proposal_id = e.proposal_id
+         join users u on u.id = m.user_id where u.username = 'bob' and e.beamline <> 'BL11' limit 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let experiment: &'static str = Box::leak(bobs.into_boxed_str());
+    let id = launch(bob.clone(), experiment).await;
+    assert_eq!(all.next_event(Duration::from_secs(5)).await.unwrap()["session"], id.as_str());
+    // Alice's, on BL11: all three hear of it.
+    let id = launch(alice.clone(), "S0011").await;
+    for stream in [&mut mine, &mut all, &mut staff] {
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next_event(Duration::from_secs(5)).await {
+            seen.push(event["session"].as_str().unwrap_or("").to_owned());
+            if seen.last().unwrap() == &id {
+                break;
+            }
+        }
+        assert_eq!(seen.last(), Some(&id), "{seen:?}");
+    }
+    assert!(mine.next_event(Duration::from_millis(500)).await.is_none_or(|e| e["session"] == id.as_str()));
+    // Only admins follow everything; only a beamline's staff follow it.
+    assert_eq!(app.get("/api/v1/sessions/changes?all=true", Some(&alice)).await.status, 403);
+    assert_eq!(app.get("/api/v1/sessions/changes?beamline=BL11", Some(&bob)).await.status, 404);
+
+    // The pages say what they follow, and their parts redraw alone.
+    let browser = app.browser("alice").await;
+    let page = app.browse(Method::GET, "/sessions", Some(&browser.cookie), None, &[]).await;
+    assert!(
+        page.text.contains(r#"data-follow="/api/v1/sessions/changes" data-refresh="/sessions/cards""#),
+        "{}",
+        page.text
+    );
+    let admin_browser = app.browser("admin").await;
+    let page = app.browse(Method::GET, "/admin/sessions?user=alice", Some(&admin_browser.cookie), None, &[]).await;
+    assert!(page.text.contains(r#"data-follow="/api/v1/sessions/changes?all=true""#), "{}", page.text);
+    assert!(page.text.contains("data-refresh=\"/admin/sessions/list?state=&#38;user=alice&#38;"), "{}", page.text);
+    let part = app.browse(Method::GET, "/admin/sessions/list?user=alice", Some(&admin_browser.cookie), None, &[]).await;
+    assert_eq!(part.status, 200);
+    assert!(part.text.starts_with("<div id=\"session-list\"") && part.text.contains(&id), "{}", part.text);
+    let sam_browser = app.browser("sam").await;
+    let part = app.browse(Method::GET, "/beamlines/BL11/sessions/list", Some(&sam_browser.cookie), None, &[]).await;
+    assert!(part.text.contains(&id) && part.text.contains("/api/v1/sessions/changes?beamline=BL11"), "{}", part.text);
+    let refused = app.browse(Method::GET, "/beamlines/BL11/sessions/list", Some(&browser.cookie), None, &[]).await;
+    assert_eq!(refused.status, 404);
+}
+
+/// Issue 14, item 6: a refused form comes back as typed, with its status and the message
+/// tied to the field it names (`data-field`, which app.js places by the field with
+/// `aria-describedby`): the Launch dialog's job parameters, a token, a notice.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn item_6_refused_forms_keep_what_was_typed_and_name_the_field(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let alice = app.browser("alice").await;
+    let image = id_of(&app.db, "select id from images where kind = 'job'").await;
+    let flavour = id_of(&app.db, "select id from flavours where name = 'medium'").await;
+    let experiment = id_of(&app.db, "select id from experiments where code = 'S0011'").await;
+    let dataset: String = sqlx::query_scalar(
+        "select d.name from datasets d join experiments e on e.id = d.experiment_id where e.code = 'S0011' order by d.name desc limit 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let form = [
+        ("_csrf", alice.csrf.as_str()),
+        ("image", &image),
+        ("flavour", &flavour),
+        ("experiment", &experiment),
+        ("param.dataset", &dataset),
+        ("param.algorithm", "sirt"),
+        ("param.iterations", "9999"),
+    ];
+    let r = app.browse(Method::POST, "/proposals/20180101/launch", Some(&alice.cookie), Some(&form), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains(r#"id="form-error" data-field="param.iterations""#), "{}", r.text);
+    for kept in [
+        r#"name="param.iterations" type="number" step="1" value="9999""#.to_owned(),
+        "<option selected>sirt</option>".to_owned(),
+        format!(r#"<option value="{flavour}" selected>medium"#),
+        format!(r#"<option value="{experiment}" selected>S0011"#),
+        format!("<option selected>{dataset}</option>"),
+    ] {
+        assert!(r.text.contains(&kept), "lost {kept}: {}", r.text);
+    }
+    let count: i64 = sqlx::query_scalar("select count(*) from sessions").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 0, "nothing launched");
+
+    // A token with a bad expiry; a notice shown for no time.
+    let token = [("_csrf", alice.csrf.as_str()), ("name", "laptop scripts"), ("expires_in_days", "soon")];
+    let r = app.browse(Method::POST, "/tokens", Some(&alice.cookie), Some(&token), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains(r#"data-field="expires_in_days""#) && r.text.contains(r#"value="laptop scripts""#),
+        "{}",
+        r.text
+    );
+    let admin = app.browser("admin").await;
+    let notice =
+        [("_csrf", admin.csrf.as_str()), ("message", "Beam down until 14:00"), ("level", "outage"), ("hours", "0")];
+    let r = app.browse(Method::POST, "/admin/notices", Some(&admin.cookie), Some(&notice), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains(r#"data-field="hours""#) && r.text.contains(r#"value="Beam down until 14:00""#),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains(r#"<option value="outage" selected>"#) && r.text.contains(r#"value="0""#), "{}", r.text);
 }

@@ -194,3 +194,44 @@ test("a notebook opens on its own origin and runs 1+1", async () => {
   assert.equal((await output.textContent()).trim(), "2");
   await shot(page, "12-notebook");
 });
+
+// Issue 14, items 6 and 1: a refused launch keeps what was typed and shows the error by its
+// field; My sessions follows a session's end without a reload.
+test("a refused launch keeps its fields, and My sessions follows a stop", async () => {
+  const page = await strictPage(browser, daas.url);
+  await login(page, "alice");
+  await page.goto(`${daas.url}/proposals/20180101/launch`);
+  await page.getByRole("link", { name: "Tomography reconstruction (job)" }).click();
+  const medium = await page.locator("#flavour option", { hasText: /^medium:/ }).getAttribute("value");
+  await page.selectOption("#flavour", medium);
+  await page.selectOption("#param-algorithm", "sirt");
+  await page.fill("#param-iterations", "9999");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  const error = page.locator("#param-iterations + #form-error");
+  await error.waitFor();
+  assert.match(await error.textContent(), /iterations/);
+  assert.equal(await page.getAttribute("#param-iterations", "aria-describedby"), "form-error");
+  assert.equal(await page.getAttribute("#param-iterations", "aria-invalid"), "true");
+  assert.equal(await page.inputValue("#param-iterations"), "9999");
+  assert.equal(await page.inputValue("#param-algorithm"), "sirt");
+  assert.match(await page.locator("#flavour option:checked").textContent(), /^medium:/);
+  await shot(page, "14-06-refused-launch-keeps-its-fields");
+  const refusal = (e) => e.includes("/launch") && e.includes("400");
+  assert.ok(page.errors.some(refusal), `${page.errors}`);
+  page.errors = page.errors.filter((e) => !refusal(e));
+
+  // A session stopped elsewhere (here, the API) changes its card by itself.
+  const id = await launch(page, "Xfce desktop");
+  await page.goto(`${daas.url}/sessions`);
+  let loads = 0;
+  page.on("load", () => loads++);
+  const card = page.locator("li.card.session", { has: page.locator(`a[href="/sessions/${id}"]`) });
+  await card.locator(".badge", { hasText: "running" }).waitFor();
+  const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const stop = await page.request.delete(`${daas.url}/api/v1/sessions/${id}`, { headers: { "x-csrf-token": csrf, origin: daas.url } });
+  assert.ok(stop.ok(), await stop.text());
+  await card.locator(".badge", { hasText: /stopping|stopped/ }).waitFor({ timeout: 15_000 });
+  assert.equal(loads, 0, "the page was reloaded");
+  await shot(page, "14-01-my-sessions-followed-a-stop");
+  assert.deepEqual(page.errors, [], "no console errors");
+});

@@ -5,7 +5,9 @@ use askama::Template;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::admin::views::sessions::{session_list, stopped_message, SessionFilter, SessionList, StopForm};
+use crate::admin::views::sessions::{
+    session_list, stopped_message, SessionFilter, SessionList, SessionTable, StopForm,
+};
 use crate::audit::Actor;
 use crate::sessions::lifecycle::stop::{stop, Scope};
 use crate::state::AppState;
@@ -15,6 +17,7 @@ use crate::web::{Form, Path, Query};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/beamlines/{beamline}/sessions", get(beamline_sessions_page))
+        .route("/beamlines/{beamline}/sessions/list", get(beamline_session_table))
         .route("/beamlines/{beamline}/sessions/stop", post(stop_beamline_sessions))
 }
 
@@ -39,6 +42,18 @@ async fn beamline_sessions_page(
     render(&BeamlineSessionsPage { ctx, beamline, list })
 }
 
+/// The list alone, as the page redraws it when a session in it changes.
+async fn beamline_session_table(
+    state: AppState,
+    PageUser { user, ctx }: PageUser,
+    Path(beamline): Path<String>,
+    Query(f): Query<SessionFilter>,
+) -> PageResult {
+    super::check_staff(&state.db, &user, &beamline).await?;
+    let f = SessionFilter { beamline: String::new(), ..f };
+    render(&SessionTable { ctx, list: session_list(&state.db, Some(&beamline), f, None, None).await? })
+}
+
 async fn stop_beamline_sessions(
     state: AppState,
     PageUser { user, ctx }: PageUser,
@@ -49,7 +64,7 @@ async fn stop_beamline_sessions(
     super::check_staff(&state.db, &user, &beamline).await?;
     let ids = form.ids;
     let (error, done) = if ids.is_empty() {
-        (Some("Tick the sessions to stop first.".to_owned()), None)
+        (Some("Tick the sessions to stop first.".into()), None)
     } else {
         let result = stop(&state, &actor, Scope::Beamline(&beamline), &ids).await?;
         (None, Some(stopped_message(&result)))

@@ -10,7 +10,7 @@ use crate::audit::Actor;
 use crate::error::AppError;
 use crate::proposals;
 use crate::state::AppState;
-use crate::web::page::{path_segment, render, see_other, Ctx, PageError, PageResult, PageUser};
+use crate::web::page::{path_segment, render, see_other, Ctx, FormError, PageError, PageResult, PageUser};
 use crate::web::{Form, Path};
 
 pub fn routes() -> Router<AppState> {
@@ -26,7 +26,7 @@ struct LinkPage {
     location: String,
     name: String,
     metadata: String,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 async fn link_page(
@@ -73,13 +73,12 @@ async fn link_dataset(
         }
         Err(err) => Err(err),
     };
-    let error = match result {
+    let (status, error) = match result {
         Ok(()) => return Ok(see_other(&format!("/proposals/{}", path_segment(&proposal)))),
-        Err(AppError::Invalid { field, message }) => format!("{field}: {message}"),
-        Err(AppError::Conflict(message)) => message,
+        Err(err @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (err.status(), FormError::of(err)?),
         Err(err) => return Err(PageError(err)),
     };
-    render(&LinkPage {
+    let mut response = render(&LinkPage {
         ctx,
         proposal,
         experiment,
@@ -87,5 +86,7 @@ async fn link_dataset(
         name: form.name,
         metadata: form.metadata,
         error: Some(error),
-    })
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
 }

@@ -127,6 +127,27 @@ fn push_visible(q: &mut QueryBuilder<'static, Postgres>, caller: &CurrentUser, a
     }
 }
 
+/// Whether `user` is a member of the session, or invited to it.
+pub async fn is_member_or_invited(db: impl PgExecutor<'_>, session: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from session_members where session_id = $1 and user_id = $2)")
+        .bind(session)
+        .bind(user)
+        .fetch_one(db)
+        .await
+}
+
+/// Whether the session is on an experiment of `beamline`.
+pub async fn is_on_beamline(db: impl PgExecutor<'_>, session: Uuid, beamline: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from sessions s join experiments e on e.id = s.experiment_id
+                        where s.id = $1 and e.beamline = $2)",
+    )
+    .bind(session)
+    .bind(beamline)
+    .fetch_one(db)
+    .await
+}
+
 /// One session, if the caller may see it.
 pub async fn find_visible(db: impl PgExecutor<'_>, user: &CurrentUser, id: Uuid) -> sqlx::Result<Option<Session>> {
     let mut q = select(user);

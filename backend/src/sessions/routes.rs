@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_session, stop_session))
         .routes(routes!(extend_session))
         .routes(routes!(session_events))
+        .routes(routes!(session_changes))
 }
 
 /// Launch a desktop or notebook on the data of an experiment. Answers at once with the
@@ -176,6 +177,90 @@ pub async fn session_events(
         let event = f.next().await?;
         let sse = Event::default().id(event.id.to_string()).event("session").json_data(&event).ok()?;
         Some((Ok(sse), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// Admins: every session's changes, not only their own sessions'.
+    all: Option<bool>,
+    /// A beamline's sessions (its staff and admins), e.g. `BL11`.
+    beamline: Option<String>,
+}
+
+/// Which sessions a changes stream follows.
+enum Followed {
+    /// Those the caller is a member of or invited to.
+    Mine(Uuid),
+    All,
+    Beamline(String),
+}
+
+/// Server-sent events for pages that show many sessions: a `change` event
+/// `{"session": "<id>"}` each time a followed session changes (its state, its progress, a
+/// new event), so the page reads what it shows again; `{"session": null}` when anything may
+/// have changed (the database's notifications were interrupted). One stream per page,
+/// whatever the number of sessions on it. Follows the caller's own sessions and
+/// invitations; every session with `all=true` (admins, else 403); or a beamline's with
+/// `beamline=BL11` (its staff and admins, else 404).
+#[utoipa::path(get, path = "/api/v1/sessions/changes", tag = "sessions", params(ChangesParams),
+    responses((status = 200, content_type = "text/event-stream"), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user.id = %user.id))]
+pub async fn session_changes(
+    state: AppState,
+    user: CurrentUser,
+    Query(params): Query<ChangesParams>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    let followed = match (params.all.unwrap_or(false), params.beamline) {
+        (true, _) if !user.is_admin() => return Err(AppError::Forbidden("only admins follow every session".into())),
+        (true, _) => Followed::All,
+        (false, Some(beamline)) => {
+            if !user.is_admin() {
+                crate::beamlines::check_staff(&state.db, &user, &beamline).await?;
+            }
+            Followed::Beamline(beamline)
+        }
+        (false, None) => Followed::Mine(user.id),
+    };
+    // Whether a session is followed is read once per session and stream (membership and
+    // beamline rarely change while a page is open; a page that changes them reloads).
+    let known: std::collections::HashMap<Uuid, bool> = Default::default();
+    let start = (state.clone(), followed, state.events.subscribe(), known);
+    let stream = futures_util::stream::unfold(start, |(state, followed, mut notes, mut known)| async move {
+        loop {
+            let note = tokio::select! {
+                note = notes.recv() => note,
+                _ = state.events.closed() => return None,
+            };
+            let session = match note {
+                Ok(events::EVERYONE) | Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Ok(id) => Some(id),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(id) = session {
+                let followed_now = match known.get(&id) {
+                    Some(&yes) => yes,
+                    None => {
+                        let yes = match &followed {
+                            Followed::All => true,
+                            Followed::Mine(user) => db::is_member_or_invited(&state.db, id, *user).await.ok()?,
+                            Followed::Beamline(b) => db::is_on_beamline(&state.db, id, b).await.ok()?,
+                        };
+                        known.insert(id, yes);
+                        yes
+                    }
+                };
+                if !followed_now {
+                    continue;
+                }
+            }
+            let event = Event::default().event("change").json_data(serde_json::json!({"session": session})).ok()?;
+            return Some((Ok(event), (state, followed, notes, known)));
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -24,7 +24,7 @@ use crate::catalogue::db as catalogue;
 use crate::error::AppError;
 use crate::proposals::db as proposals;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult, PageUser};
 use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
@@ -84,7 +84,10 @@ struct LaunchPage {
     fields: Vec<Field>,
     datasets: DatasetGroups,
     quota: Vec<String>,
-    error: Option<String>,
+    error: Option<FormError>,
+    /// The experiment and flavour chosen before a refusal (else the first of each).
+    experiment: Option<Uuid>,
+    flavour: Option<Uuid>,
 }
 
 #[derive(Deserialize)]
@@ -108,7 +111,7 @@ async fn launch_form(
     ctx: Ctx,
     identifier: &str,
     image_id: Option<Uuid>,
-    error: Option<String>,
+    refused: Option<(FormError, &[(String, String)])>,
 ) -> Result<LaunchPage, crate::web::page::PageError> {
     let proposal = proposals::find_visible(&state.db, user, identifier).await?.ok_or(AppError::NotFound)?;
     let rows = catalogue::images(&state.db, user.role).await?;
@@ -145,7 +148,19 @@ async fn launch_form(
             detail: resources(f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type.as_deref()),
         })
         .collect();
-    let fields = chosen.and_then(|i| i.parameter_schema.as_ref()).map(schema_fields).unwrap_or_default();
+    let mut fields = chosen.and_then(|i| i.parameter_schema.as_ref()).map(schema_fields).unwrap_or_default();
+    // A refused form comes back as typed.
+    let (error, typed) = match refused {
+        Some((error, typed)) => (Some(error), typed),
+        None => (None, &[][..]),
+    };
+    let typed_value = |name: &str| typed.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    for field in &mut fields {
+        if let Some(value) = typed_value(&format!("param.{}", field.name)) {
+            field.default = value;
+        }
+    }
+    let typed_id = |name: &str| typed_value(name).and_then(|v| Uuid::parse_str(&v).ok());
     Ok(LaunchPage {
         ctx,
         identifier: proposal.identifier,
@@ -158,6 +173,8 @@ async fn launch_form(
         datasets,
         quota: quota_left(state, user).await?,
         error,
+        experiment: typed_id("experiment"),
+        flavour: typed_id("flavour"),
     })
 }
 
@@ -332,9 +349,16 @@ async fn launch_from_page(
     match attempt.await {
         Ok(id) => Ok(see_other(&format!("/sessions/{id}"))),
         Err(err @ (AppError::Invalid { .. } | AppError::Conflict(_) | AppError::Forbidden(_))) => {
-            let message = err.to_string();
-            let mut response = render(&launch_form(&state, &user, ctx, &identifier, image, Some(message)).await?)?;
-            *response.status_mut() = err.status();
+            let status = err.status();
+            let mut error = FormError::of(err)?;
+            // The API's names of the fields are the form's, but for the parameters.
+            error.field = error.field.filter(|f| f != "form").map(|f| match f.strip_prefix("parameters.") {
+                Some(name) => format!("param.{name}"),
+                None => f,
+            });
+            let page = launch_form(&state, &user, ctx, &identifier, image, Some((error, &form))).await?;
+            let mut response = render(&page)?;
+            *response.status_mut() = status;
             Ok(response)
         }
         Err(err) => Err(err.into()),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::db::{self, CreatedToken, NewToken};
 use crate::audit::Actor;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult, PageUser};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult, PageUser};
 use crate::web::{Form, Path, Query};
 
 pub fn routes() -> Router<AppState> {
@@ -37,7 +37,10 @@ struct TokensPage {
     own: bool,
     tokens: Vec<TokenRow>,
     created: Option<CreatedToken>,
-    error: Option<String>,
+    error: Option<FormError>,
+    /// The form as typed (after a refusal), else empty and 30 days.
+    name: String,
+    expires_in_days: String,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +54,7 @@ async fn page(
     user: &crate::auth::identity::CurrentUser,
     whose: Option<&str>,
     created: Option<CreatedToken>,
-    error: Option<String>,
+    refused: Option<(FormError, &CreateForm)>,
 ) -> PageResult {
     let (owner_id, owner) = db::owner(&state.db, user, whose).await?;
     let fmt = |t: time::OffsetDateTime| t.format(WHEN).unwrap_or_default();
@@ -67,7 +70,14 @@ async fn page(
         })
         .collect();
     let own = owner_id == user.id;
-    render(&TokensPage { ctx, owner, own, tokens, created, error })
+    let (error, name, expires_in_days) = match refused {
+        Some((error, typed)) => (Some(error), typed.name.clone(), typed.expires_in_days.clone()),
+        None => (None, String::new(), "30".into()),
+    };
+    let status = if error.is_some() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
+    let mut response = render(&TokensPage { ctx, owner, own, tokens, created, error, name, expires_in_days })?;
+    *response.status_mut() = status;
+    Ok(response)
 }
 
 async fn tokens_page(state: AppState, PageUser { user, ctx }: PageUser, Query(w): Query<Whose>) -> PageResult {
@@ -95,15 +105,16 @@ async fn create_token(
         days => match days.parse() {
             Ok(days) => Some(days),
             Err(_) => {
-                return page(&state, ctx, &user, whose, None, Some("Expiry must be a number of days.".into())).await
+                let error = FormError::from("Expiry must be a number of days.").on("expires_in_days");
+                return page(&state, ctx, &user, whose, None, Some((error, &form))).await;
             }
         },
     };
-    let new = NewToken { name: form.name, expires_in_days, user: whose.map(String::from) };
+    let new = NewToken { name: form.name.clone(), expires_in_days, user: whose.map(String::from) };
     match db::create(&state.db, &actor, &user, &new).await {
         Ok(created) => page(&state, ctx, &user, whose, Some(created), None).await,
-        Err(crate::error::AppError::Invalid { message, .. }) => {
-            page(&state, ctx, &user, whose, None, Some(message)).await
+        Err(err @ crate::error::AppError::Invalid { .. }) => {
+            page(&state, ctx, &user, whose, None, Some((FormError::of(err)?, &form))).await
         }
         Err(err) => Err(err.into()),
     }

@@ -81,6 +81,54 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
+/// Why a form was refused, for the page that shows it again with what was typed: the
+/// message, and the field it is about (the form control's `name`), so the page shows the
+/// message by that field. The page renders it above the form with `data-field`; `app.js`
+/// moves it next to the control and ties the two with `aria-describedby` and
+/// `aria-invalid` (without JavaScript it stays above the form, naming the field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormError {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl FormError {
+    /// An error a person can act on (a refused field, a conflict, a refusal); anything else
+    /// is not theirs to fix and is the error page.
+    pub fn of(err: AppError) -> Result<FormError, PageError> {
+        match err {
+            AppError::Invalid { field, message } => {
+                Ok(FormError { message: format!("{}: {message}", field.replace('_', " ")), field: Some(field) })
+            }
+            AppError::Conflict(message) | AppError::Forbidden(message) => Ok(message.into()),
+            other => Err(PageError(other)),
+        }
+    }
+
+    /// The same error about the control named `name` (a form's name for an API's field).
+    pub fn on(self, name: impl Into<String>) -> FormError {
+        FormError { field: Some(name.into()), ..self }
+    }
+}
+
+impl From<String> for FormError {
+    fn from(message: String) -> Self {
+        FormError { field: None, message }
+    }
+}
+
+impl From<&str> for FormError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What a path segment keeps as is: letters, digits and `-._~` (RFC 3986's unreserved).
 const SEGMENT: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');

@@ -5,7 +5,7 @@ use askama::Template;
 use super::{message, when, AdminPage};
 use crate::admin::audit_log::{self, AuditFilter};
 use crate::state::AppState;
-use crate::web::page::{render, Ctx, PageResult};
+use crate::web::page::{render, Ctx, FormError, PageResult};
 use crate::web::Query;
 
 #[derive(Template)]
@@ -18,7 +18,7 @@ struct AuditPage {
     query: String,
     page: i64,
     pages: i64,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 pub struct AuditRow {

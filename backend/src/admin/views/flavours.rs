@@ -11,7 +11,7 @@ use crate::admin::images::all_roles;
 use crate::audit::Actor;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult};
 use crate::web::{Form, Path, Query};
 
 /// The flavour form as typed, so a refused submission comes back with what was typed.
@@ -107,7 +107,7 @@ struct FlavoursPage {
     ctx: Ctx,
     flavours: Vec<AdminFlavour>,
     form: FlavourForm,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 /// The flavours page; after a refused submission its status is the refusal's (400, 404,

@@ -10,7 +10,7 @@ use crate::admin::images::{self, AdminImage, ImageInput};
 use crate::audit::Actor;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult};
 use crate::web::{Form, Path, Query};
 
 #[derive(Template)]
@@ -19,7 +19,7 @@ struct ImagesPage {
     ctx: Ctx,
     images: Vec<AdminImage>,
     form: ImageForm,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 /// The images page; after a refused submission its status is the refusal's, with the

@@ -8,7 +8,7 @@ use crate::admin::import::{self, ImportResult};
 use crate::audit::Actor;
 use crate::proposals::import::Format;
 use crate::state::AppState;
-use crate::web::page::{render, Ctx, PageResult};
+use crate::web::page::{render, Ctx, FormError, PageResult};
 use crate::web::Form;
 
 #[derive(Template)]
@@ -18,7 +18,7 @@ struct ImportPage {
     text: String,
     format: String,
     result: Option<ImportResult>,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 pub(super) async fn import_page(AdminPage { ctx, .. }: AdminPage) -> PageResult {

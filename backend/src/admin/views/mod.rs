@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use crate::auth::identity::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{see_other, Ctx, PageError, PageResult, PageUser};
+use crate::web::page::{see_other, Ctx, FormError, PageError, PageResult, PageUser};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/images/{id}/enabled", post(images::toggle_image))
         .route("/admin/images/{id}/delete", post(images::delete_image))
         .route("/admin/sessions", get(sessions::sessions_page))
+        .route("/admin/sessions/list", get(sessions::session_table))
         .route("/admin/sessions/stop", post(sessions::stop_sessions))
         .route("/admin/sessions/{id}/extend", post(sessions::extend_session))
         .route("/admin/users", get(users::users_page))
@@ -99,19 +100,15 @@ fn json(field: &str, text: &str) -> Result<Option<serde_json::Value>, AppError> 
     }
 }
 
-/// An error a person can act on, shown above the form; anything else is an error page.
-fn message(err: AppError) -> Result<String, PageError> {
-    match err {
-        AppError::Invalid { field, message } => Ok(format!("{}: {message}", field.replace('_', " "))),
-        AppError::Conflict(message) | AppError::Forbidden(message) => Ok(message),
-        other => Err(PageError(other)),
-    }
+/// An error a person can act on, shown by its field; anything else is an error page.
+fn message(err: AppError) -> Result<FormError, PageError> {
+    FormError::of(err)
 }
 
-/// Why a form was refused: the status of the answer and the message above the form.
+/// Why a form was refused: the status of the answer and the message by the field.
 struct Refusal {
     status: StatusCode,
-    message: String,
+    message: FormError,
 }
 
 impl Refusal {
@@ -123,13 +120,13 @@ impl Refusal {
 
     /// Something typed into the form does not exist.
     fn not_found(message: String) -> Self {
-        Refusal { status: StatusCode::NOT_FOUND, message }
+        Refusal { status: StatusCode::NOT_FOUND, message: message.into() }
     }
 }
 
 /// A page shown again after a refused form, with the refusal's message and status, so
 /// neither a person nor a script mistakes it for a success.
-fn refused_page(refused: Option<Refusal>, page: impl FnOnce(Option<String>) -> PageResult) -> PageResult {
+fn refused_page(refused: Option<Refusal>, page: impl FnOnce(Option<FormError>) -> PageResult) -> PageResult {
     let Some(refusal) = refused else { return page(None) };
     let mut response = page(Some(refusal.message))?;
     *response.status_mut() = refusal.status;

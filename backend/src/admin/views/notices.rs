@@ -6,11 +6,12 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{message, number, when, AdminPage};
+use super::{number, refused_page, when, AdminPage, Refusal};
 use crate::admin::notices::{self, Notice, NoticeInput};
 use crate::audit::Actor;
+use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult};
 use crate::web::{Form, MaybeUser, Path};
 
 pub struct NoticeRow {
@@ -27,10 +28,12 @@ pub struct NoticeRow {
 struct NoticesPage {
     ctx: Ctx,
     notices: Vec<NoticeRow>,
-    error: Option<String>,
+    error: Option<FormError>,
+    /// The form as typed (after a refusal).
+    typed: NoticeForm,
 }
 
-async fn notices_view(state: &AppState, ctx: Ctx, error: Option<String>) -> PageResult {
+async fn notices_view(state: &AppState, ctx: Ctx, refused: Option<(Refusal, NoticeForm)>) -> PageResult {
     let now = OffsetDateTime::now_utc();
     let notices = notices::recent(&state.db)
         .await?
@@ -44,7 +47,11 @@ async fn notices_view(state: &AppState, ctx: Ctx, error: Option<String>) -> Page
             expires: when(n.expires_at),
         })
         .collect();
-    render(&NoticesPage { ctx, notices, error })
+    let (refused, typed) = match refused {
+        Some((refusal, typed)) => (Some(refusal), typed),
+        None => (None, NoticeForm { message: String::new(), level: "info".into(), hours: "24".into() }),
+    };
+    refused_page(refused, |error| render(&NoticesPage { ctx, notices, error, typed }))
 }
 
 pub(super) async fn notices_page(state: AppState, AdminPage { ctx, .. }: AdminPage) -> PageResult {
@@ -53,14 +60,14 @@ pub(super) async fn notices_page(state: AppState, AdminPage { ctx, .. }: AdminPa
 
 /// The notice form, as typed.
 #[derive(Deserialize)]
-pub(super) struct NoticeForm {
+pub struct NoticeForm {
     #[serde(default)]
-    message: String,
+    pub message: String,
     #[serde(default)]
-    level: String,
+    pub level: String,
     /// How long it shows; 24 when empty.
     #[serde(default)]
-    hours: String,
+    pub hours: String,
 }
 
 pub(super) async fn create_notice(
@@ -71,7 +78,8 @@ pub(super) async fn create_notice(
 ) -> PageResult {
     let hours = number("hours", &form.hours).ok().map(|h| h.unwrap_or(24));
     let Some(hours) = hours.filter(|h| (1..=24 * 365).contains(h)) else {
-        return notices_view(&state, ctx, Some("Show it for 1 hour to a year.".into())).await;
+        let refusal = Refusal::of(AppError::invalid("hours", "show it for 1 hour to a year"))?;
+        return notices_view(&state, ctx, Some((refusal, form))).await;
     };
     let input = NoticeInput {
         message: form.message.trim().to_owned(),
@@ -81,7 +89,14 @@ pub(super) async fn create_notice(
     };
     match notices::create(&state.db, &actor, input).await {
         Ok(_) => Ok(see_other("/admin/notices")),
-        Err(err) => notices_view(&state, ctx, Some(message(err)?)).await,
+        Err(err) => {
+            let mut refusal = Refusal::of(err)?;
+            // The API's end is the form's duration.
+            if refusal.message.field.as_deref() == Some("expires_at") {
+                refusal.message = refusal.message.on("hours");
+            }
+            notices_view(&state, ctx, Some((refusal, form))).await
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::admin::quotas;
 use crate::audit::Actor;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageError, PageResult};
+use crate::web::page::{render, see_other, Ctx, FormError, PageError, PageResult};
 use crate::web::Form;
 
 /// The limits a quota row has, in the order the page shows them: what may be held, then
@@ -147,7 +147,7 @@ struct QuotasPage {
     lines: Vec<QuotaLine>,
     /// The form for a new override (or for a refused one that matched no row).
     entry: QuotaForm,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 fn text(limit: Option<i32>) -> String {

@@ -12,7 +12,7 @@ use crate::sessions::lifecycle::expiry::NewEnd;
 use crate::sessions::lifecycle::stop::{stop, Scope, StopResult};
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
-use crate::web::page::{path_segment, render, Ctx, PageError, PageResult};
+use crate::web::page::{path_segment, render, Ctx, FormError, PageError, PageResult};
 use crate::web::{Form, Path, Query};
 
 pub struct SessionRow {
@@ -43,7 +43,11 @@ pub struct SessionList {
     pub base: String,
     /// The beamline the list is narrowed to (staff pages): no beamline filter, no extend.
     pub beamline: Option<String>,
-    pub error: Option<String>,
+    /// The changes stream the list follows (`/api/v1/sessions/changes?...`).
+    pub follow: String,
+    /// The filters as a query string, for redrawing the list as filtered.
+    pub query: String,
+    pub error: Option<FormError>,
     pub done: Option<String>,
 }
 
@@ -52,6 +56,14 @@ pub struct SessionList {
 struct SessionsPage {
     ctx: Ctx,
     list: SessionList,
+}
+
+/// The list alone, as the page redraws it when a session in it changes.
+#[derive(Template)]
+#[template(path = "admin/_session_table.html")]
+pub struct SessionTable {
+    pub ctx: Ctx,
+    pub list: SessionList,
 }
 
 /// The filters of the sessions list, as typed.
@@ -75,7 +87,7 @@ pub async fn session_list(
     db: &sqlx::PgPool,
     beamline: Option<&str>,
     f: SessionFilter,
-    error: Option<String>,
+    error: Option<FormError>,
     done: Option<String>,
 ) -> Result<SessionList, PageError> {
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
@@ -91,6 +103,19 @@ pub async fn session_list(
         Some(b) => format!("/beamlines/{}/sessions", path_segment(b)),
     };
     let states = std::iter::once("active").chain(SessionState::ALL.map(SessionState::as_str)).collect();
+    let follow = match beamline {
+        None => "/api/v1/sessions/changes?all=true".to_owned(),
+        Some(b) => format!("/api/v1/sessions/changes?beamline={}", path_segment(b)),
+    };
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("state", &f.state),
+            ("user", &f.user),
+            ("proposal", &f.proposal),
+            ("image", &f.image),
+            ("beamline", &f.beamline),
+        ])
+        .finish();
     let mut list = SessionList {
         sessions: Vec::new(),
         total: 0,
@@ -98,6 +123,8 @@ pub async fn session_list(
         states,
         base,
         beamline: beamline.map(str::to_owned),
+        follow,
+        query,
         error,
         done,
     };
@@ -158,7 +185,7 @@ async fn sessions_view(
     state: &AppState,
     ctx: Ctx,
     f: SessionFilter,
-    error: Option<String>,
+    error: Option<FormError>,
     done: Option<String>,
 ) -> PageResult {
     let list = session_list(&state.db, None, f, error, done).await?;
@@ -171,6 +198,14 @@ pub(super) async fn sessions_page(
     Query(f): Query<SessionFilter>,
 ) -> PageResult {
     sessions_view(&state, ctx, f, None, None).await
+}
+
+pub(super) async fn session_table(
+    state: AppState,
+    AdminPage { ctx, .. }: AdminPage,
+    Query(f): Query<SessionFilter>,
+) -> PageResult {
+    render(&SessionTable { ctx, list: session_list(&state.db, None, f, None, None).await? })
 }
 
 pub(super) async fn stop_sessions(

@@ -5,7 +5,7 @@ use askama::Template;
 use super::{message, AdminPage};
 use crate::admin::usage::{self, UsageParams, UsageRow};
 use crate::state::AppState;
-use crate::web::page::{render, Ctx, PageResult};
+use crate::web::page::{render, Ctx, FormError, PageResult};
 use crate::web::Query;
 
 #[derive(Template)]
@@ -19,7 +19,7 @@ struct UsagePage {
     rows: Vec<UsageRow>,
     /// The same filter as a query string, for the chart and the CSV link.
     query: String,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 pub(super) async fn usage_page(

@@ -8,7 +8,7 @@ use crate::admin::users::{self, UserRow};
 use crate::audit::Actor;
 use crate::auth::identity::Role;
 use crate::state::AppState;
-use crate::web::page::{render, see_other, Ctx, PageResult};
+use crate::web::page::{render, see_other, Ctx, FormError, PageResult};
 use crate::web::{Form, Path, Query};
 
 #[derive(Template)]
@@ -18,7 +18,7 @@ struct UsersPage {
     users: Vec<UserRow>,
     total: i64,
     q: String,
-    error: Option<String>,
+    error: Option<FormError>,
 }
 
 #[derive(Deserialize, Default)]
@@ -27,7 +27,7 @@ pub(super) struct UsersQuery {
     q: String,
 }
 
-async fn users_view(state: &AppState, ctx: Ctx, q: String, error: Option<String>) -> PageResult {
+async fn users_view(state: &AppState, ctx: Ctx, q: String, error: Option<FormError>) -> PageResult {
     let search = Some(q.trim()).filter(|s| !s.is_empty());
     let (users, total) = users::search(&state.db, search, None, None, 100, 0).await?;
     render(&UsersPage { ctx, users, total, q, error })

@@ -75,6 +75,21 @@ function placeFormError() {
 }
 document.addEventListener("DOMContentLoaded", placeFormError);
 
+// A wide table folds into one block per row where the page is narrow (app.css): each
+// cell is labelled with its column's heading.
+function labelCells() {
+  for (const table of document.querySelectorAll("table.fold")) {
+    const headings = [...table.querySelectorAll("thead th")].map((th) => th.innerText.replace(/\s+/g, " ").trim());
+    for (const row of table.querySelectorAll("tbody tr")) {
+      [...row.children].forEach((cell, n) => {
+        if (cell.tagName === "TD" && headings[n] && !cell.dataset.label) cell.dataset.label = headings[n];
+      });
+    }
+  }
+}
+document.addEventListener("DOMContentLoaded", labelCells);
+document.addEventListener("htmx:afterSettle", labelCells);
+
 document.addEventListener("DOMContentLoaded", follow);
 document.addEventListener("htmx:afterSettle", follow);
 

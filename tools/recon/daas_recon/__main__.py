@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from . import dataexchange as dx
-from . import outputs, pipeline
+from . import outputs
 
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema.json")
 MAX_CANDIDATES = 201
@@ -195,6 +195,10 @@ def run(args):
 
         algorithm, ring, filt = params["algorithm"], params["ring_removal"], params["filter"]
         iterations = int(params["iterations"])
+        # algotom, numba and scipy take seconds to import: only once the input has passed,
+        # so that a broken file or parameter fails at once.
+        from . import pipeline
+
         gpu = False
         if args.device != "cpu":
             gpu, why = pipeline.find_gpu()

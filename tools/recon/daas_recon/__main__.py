@@ -47,16 +47,25 @@ def _warning_to_log(message, category, filename, lineno, file=None, line=None):
 
 
 def load_parameters(path):
-    """Reads and checks the parameters file; returns the dict with defaults filled in.
+    """Reads and checks the parameters; returns the dict with defaults filled in.
 
-    Raises ParameterError (not JSON, or not valid against schema.json, with the first
-    error's field and message).
+    path: a JSON file, or None for the JSON text in $DAAS_PARAMETERS (how the Kubernetes
+    runtime passes them). Raises ParameterError (unreadable, not JSON, or not valid against
+    schema.json, with the first error's field and message).
     """
     try:
-        with open(path) as f:
-            params = json.load(f)
+        if path is None:
+            path = "$DAAS_PARAMETERS"
+            if "DAAS_PARAMETERS" not in os.environ:
+                raise ParameterError("no parameters: give --parameters FILE or set DAAS_PARAMETERS")
+            params = json.loads(os.environ["DAAS_PARAMETERS"])
+        else:
+            with open(path) as f:
+                params = json.load(f)
     except (OSError, ValueError) as e:
         raise ParameterError(f"{path}: cannot read the parameters ({e})") from None
+    if not isinstance(params, dict):
+        raise ParameterError(f"{path}: the parameters must be a JSON object")
     with open(SCHEMA) as f:
         schema = json.load(f)
     try:
@@ -91,7 +100,7 @@ def memory_limit_mib():
                     candidates.append(int(line.split()[1]) // 1024)
     except OSError:
         pass
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for path in _cgroup_limit_files():
         try:
             with open(path) as f:
                 text = f.read().strip()
@@ -100,6 +109,29 @@ def memory_limit_mib():
         except OSError:
             pass
     return max(256, min(candidates) // 2) if candidates else 2048
+
+
+def _cgroup_limit_files():
+    """The memory limit files of this process's cgroup and of each cgroup above it (v2
+    memory.max, v1 memory.limit_in_bytes): a session's cgroup may sit below the root."""
+    files = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            base, name = "/sys/fs/cgroup", "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            files.append(os.path.join(base, *parts[:depth], name))
+    return files
 
 
 def rss_mib():
@@ -335,9 +367,11 @@ def run(args):
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m daas_recon", description=__doc__.split("\n\n")[0])
-    p.add_argument("--parameters", required=True, help="JSON parameters, valid against tools/recon/schema.json")
-    p.add_argument("--data", required=True, help="folder holding one folder per dataset (read-only)")
-    p.add_argument("--output", required=True, help="folder for the volume, previews and summary.json")
+    p.add_argument("--parameters", default=None,
+                   help="JSON parameters file, valid against tools/recon/schema.json; default: the JSON in $DAAS_PARAMETERS")
+    p.add_argument("--data", default="/data", help="folder holding one folder per dataset (read-only); default /data")
+    p.add_argument("--output", default=None,
+                   help="folder for the volume, previews and summary.json; default $HOME/jobs/$DAAS_SESSION_ID")
     p.add_argument("--memory-mib", type=int, default=None,
                    help="bound on the process's memory; default $DAAS_MEMORY_MIB, else half the available memory")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
@@ -348,6 +382,11 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     warnings.showwarning = _warning_to_log
+    if args.output is None:
+        if not os.environ.get("DAAS_SESSION_ID"):
+            log("error: no output folder: give --output or set DAAS_SESSION_ID (and HOME)")
+            return 2
+        args.output = os.path.join(os.path.expanduser("~"), "jobs", os.environ["DAAS_SESSION_ID"])
     try:
         return run(args)
     except (dx.InputError, ParameterError) as e:

@@ -16,7 +16,6 @@ to --workdir (default a fresh folder in $TMPDIR), removed at the end unless --ke
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,18 +37,21 @@ def job(data, dataset, out, params, *extra):
     pfile = os.path.join(os.path.dirname(out), os.path.basename(out) + ".json")
     with open(pfile, "w") as f:
         json.dump({"dataset": dataset, **params}, f)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # A fresh launcher per job: its RUSAGE_CHILDREN peak is this job's (the job and its
+    # worker processes, the largest of them), not an earlier, larger job's.
+    launcher = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+                "sys.stderr.write('peak_kib %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "recon.py"), "--parameters", pfile, "--data", data,
-                           "--output", out, *extra], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", launcher, sys.executable, os.path.join(HERE, "recon.py"),
+                           "--parameters", pfile, "--data", data, "--output", out, *extra],
+                          capture_output=True, text=True)
     wall = time.monotonic() - t
     if proc.returncode != 0:
         sys.exit(f"the job failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kib = int(proc.stderr.rsplit("peak_kib ", 1)[1].split()[0])
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    # ru_maxrss of children is the largest child so far: valid while this one is the largest.
-    return summary, wall, max(peak, before) / 1024
+    return summary, wall, peak_kib / 1024
 
 
 def speed(work, size, angles, dfi):
@@ -115,7 +117,7 @@ def memory(work, limit_mib, size, angles):
     print(f"  blocks of {summary['rows_per_block']} rows; {rows} slices in {wall:.0f} s "
           f"({summary['seconds']['reconstruct'] / rows:.2f} s/slice reconstruction)")
     print(f"  peak resident memory {peak:.0f} MiB (limit {limit_mib} MiB: "
-          f"{'within' if peak <= limit_mib else 'OVER'})")
+          f"{'within' if peak <= limit_mib else 'OVER'}; the job's own count {summary['peak_rss_mib']:.0f} MiB)")
     return {"limit_mib": limit_mib, "volume_mib": round(volume_mib), "rows": rows, "size": size, "angles": angles,
             "rows_per_block": summary["rows_per_block"], "peak_rss_mib": round(peak), "seconds": round(wall, 1)}
 
@@ -128,6 +130,7 @@ def main():
     p.add_argument("--memory-mib", type=int, default=400, help="the limit given to the job in the memory run")
     p.add_argument("--memory-size", type=int, default=1024, help="columns of the memory scan")
     p.add_argument("--memory-angles", type=int, default=180, help="projections of the memory scan")
+    p.add_argument("--only", choices=["speed", "memory"], default=None, help="run one of the two")
     p.add_argument("--workdir", default=None)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--json", default=None, help="also write the figures to this file")
@@ -135,8 +138,11 @@ def main():
     work = a.workdir or tempfile.mkdtemp(prefix="daas-bench-recon-")
     os.makedirs(work, exist_ok=True)
     try:
-        figures = {"speed": speed(work, a.size, a.angles, not a.no_dfi),
-                   "memory": memory(work, a.memory_mib, a.memory_size, a.memory_angles)}
+        figures = {}
+        if a.only in (None, "speed"):
+            figures["speed"] = speed(work, a.size, a.angles, not a.no_dfi)
+        if a.only in (None, "memory"):
+            figures["memory"] = memory(work, a.memory_mib, a.memory_size, a.memory_angles)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from . import dataexchange as dx
-from . import outputs
+from . import outputs, workers
 
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema.json")
 MAX_CANDIDATES = 201
@@ -148,20 +148,36 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rows_per_block(limit_mib, angles, columns, itemsize):
-    """How many detector rows one block may hold so that the process stays under limit_mib.
+def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False):
+    """How to stay under limit_mib: returns (workers, rows per block).
 
-    A block holds the raw projections of its rows (angles * columns * itemsize each);
-    beside it, one slice at a time needs its float sinograms and the padded FFTs of the
-    filter (about 40 bytes per sinogram pixel, measured with algotom 1.7.0) and a few
-    slice-sized images (16 bytes per pixel), plus 64 MiB of slack for the libraries'
-    allocations. What the process holds now (the interpreter and libraries, ~200 MiB)
-    is taken off first. Returns at least 1 (then the limit may be exceeded: the caller says so).
+    A block holds the raw projections of its rows (angles * columns * itemsize each).
+    Reconstructing one slice needs its float sinograms and the padded FFTs of the filter
+    (about 40 bytes per sinogram pixel, measured with algotom 1.7.0) and a few slice-sized
+    images (16 bytes per pixel); 96 MiB of slack covers the libraries' own allocations.
+    What the process holds now (the interpreter and libraries, ~250 MiB) is taken off first.
+    Workers (see `workers`; 0: slices are made in this process) are used on the CPU when
+    there are at least `workers.MIN_SLICES` slices, one per core, as many as fit: each
+    costs `workers.WORKER_MIB` plus one slice's working memory, and two tasks in flight
+    (a raw sinogram and a slice each). Rows per block is at least 1 (then the limit may be
+    exceeded: the caller says so).
     """
+    mib = 1024 * 1024
     per_slice = angles * (columns * 1.3) * 40 + columns * columns * 16
-    budget = limit_mib * 1024 * 1024 - rss_mib() * 1024 * 1024 - per_slice - 64 * 1024 * 1024
     per_row = angles * columns * itemsize
-    return max(1, int(budget // per_row))
+    budget = limit_mib * mib - rss_mib() * mib - 96 * mib
+    use = 0
+    if not gpu and cores > 1 and slices >= workers.MIN_SLICES:
+        for w in range(cores, 1, -1):
+            need = w * (workers.WORKER_MIB * mib + per_slice) + 2 * w * (per_row + columns * columns * 4)
+            if budget - need >= per_row:
+                use = w
+                break
+    if use:
+        budget -= use * (workers.WORKER_MIB * mib + per_slice) + 2 * use * (per_row + columns * columns * 4)
+    else:
+        budget -= per_slice
+    return use, max(1, int(budget // per_row))
 
 
 def candidates(params):
@@ -267,6 +283,13 @@ def run(args):
             seconds["reconstruct"] += time.monotonic() - t
             return image
 
+        def in_process_row(raw, flat, dark, ring_, centre, theta, algorithm_, filt_, iterations_):
+            t0 = time.monotonic()
+            trans = pipeline.correct(raw, flat, dark, ring_)
+            t1 = time.monotonic()
+            image = pipeline.reconstruct(trans, centre, theta, algorithm_, filt_, iterations_, gpu)
+            return image, t1 - t0, time.monotonic() - t1
+
         os.makedirs(args.output, exist_ok=True)
         summary = {
             "dataset": dataset,
@@ -288,17 +311,32 @@ def run(args):
                     raise ParameterError(f"sweep centre {c:g} is outside the detector (0 to {ncols - 1})")
             log(f"centre sweep: {len(centres)} candidates from {centres[0]:g} to {centres[-1]:g} on row {middle}")
             trans = sinogram_of(middle)
+            limit = args.memory_mib if args.memory_mib is not None else memory_limit_mib()
+            nworkers, _ = plan(limit, angles, ncols, scan.itemsize, len(centres), pipeline.cores(), gpu)
             progress = Progress(len(centres), "centres")
             progress.last = -1e9
+            log(f"progress 0/{len(centres)} centres")
             sweep = []
-            for i, c in enumerate(centres):
-                image = slice_of(trans, c)
-                t = time.monotonic()
-                name = outputs.write_sweep_preview(args.output, c, image)
-                seconds["write"] += time.monotonic() - t
-                sweep.append({"centre": c, "preview": name})
-                written.append(name)
-                progress(i + 1)
+            pool = workers.Pool(nworkers) if nworkers else None
+            try:
+                if pool:
+                    log(f"{nworkers} worker processes")
+                    tasks = ((trans, c, theta_rad, algorithm, filt, iterations) for c in centres)
+                    results = pool.map_ordered(workers.centre_task, tasks)
+                else:
+                    results = ((slice_of(trans, c), 0.0, 0.0) for c in centres)
+                for i, (c, (image, _, rec_s)) in enumerate(zip(centres, results)):
+                    seconds["reconstruct"] += rec_s
+                    t = time.monotonic()
+                    name = outputs.write_sweep_preview(args.output, c, image)
+                    seconds["write"] += time.monotonic() - t
+                    sweep.append({"centre": c, "preview": name})
+                    written.append(name)
+                    progress(i + 1)
+            finally:
+                if pool:
+                    pool.close()
+            summary["workers"] = nworkers
             summary.update({"centre": None, "centre_method": "sweep", "sweep": sweep})
         else:
             if params["centre"] == "given":
@@ -313,28 +351,34 @@ def run(args):
             log(f"centre {centre:.2f} ({method})")
 
             limit = args.memory_mib if args.memory_mib is not None else memory_limit_mib()
-            block = rows_per_block(limit, angles, ncols, scan.itemsize)
             total = last - first + 1
-            block = min(block, total)
-            log(f"memory limit {limit} MiB: blocks of {block} rows")
-            if block == 1 and rows_per_block(limit, angles, ncols, scan.itemsize) == 1:
+            nworkers, block = plan(limit, angles, ncols, scan.itemsize, total, pipeline.cores(), gpu)
+            if block == 1 and nworkers == 0 and plan(limit, angles, ncols, scan.itemsize, 1, 1)[1] == 1:
                 log(f"warning: {limit} MiB may be too little even for one row at a time")
+            block = min(block, total)
+            log(f"memory limit {limit} MiB: blocks of {block} rows"
+                + (f", {nworkers} worker processes" if nworkers else ""))
             writer = outputs.VolumeWriter(args.output, params["output_format"], first, total, ncols, centre)
             progress = Progress(total, "rows")
             progress.last = -1e9
             log(f"progress 0/{total} rows")
             done, preview = 0, None
+            pool = workers.Pool(nworkers) if nworkers else None
             try:
                 for start in range(first, last + 1, block):
                     stop = min(start + block, last + 1)
                     t = time.monotonic()
                     proj, flat, dark = scan.read_rows(start, stop)
                     seconds["read"] += time.monotonic() - t
-                    for i in range(stop - start):
-                        t = time.monotonic()
-                        trans = pipeline.correct(proj[:, i, :], flat[i], dark[i], ring)
-                        seconds["correct"] += time.monotonic() - t
-                        image = slice_of(trans, centre)
+                    tasks = ((np.ascontiguousarray(proj[:, i, :]), flat[i], dark[i], ring, centre, theta_rad,
+                              algorithm, filt, iterations) for i in range(stop - start))
+                    if pool:
+                        results = pool.map_ordered(workers.row_task, tasks)
+                    else:
+                        results = (in_process_row(*task) for task in tasks)
+                    for i, (image, corr_s, rec_s) in enumerate(results):
+                        seconds["correct"] += corr_s
+                        seconds["reconstruct"] += rec_s
                         t = time.monotonic()
                         writer.write(start + i, image)
                         seconds["write"] += time.monotonic() - t
@@ -342,8 +386,10 @@ def run(args):
                             preview = image
                         done += 1
                         progress(done)
-                    del proj, flat, dark
+                    del proj, flat, dark, tasks, results
             finally:
+                if pool:
+                    pool.close()
                 t = time.monotonic()
                 writer.close()
                 seconds["write"] += time.monotonic() - t
@@ -352,12 +398,16 @@ def run(args):
             written.append(outputs.write_preview(args.output, preview))
             seconds["write"] += time.monotonic() - t
             summary.update({"centre": round(centre, 3), "centre_method": method, "preview": "preview.png",
-                            "volume": writer.volume, "memory_mib": limit, "rows_per_block": block})
+                            "volume": writer.volume, "memory_mib": limit, "rows_per_block": block,
+                            "workers": nworkers})
             log(f"wrote {total} slices to {os.path.join(args.output, writer.volume)}")
 
     seconds["total"] = time.monotonic() - started
     summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    if summary.get("workers"):
+        # The largest worker's peak (each worker is one of these).
+        summary["worker_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     summary["versions"] = versions()
     summary["outputs"] = written + ["summary.json"]
     outputs.write_summary(args.output, summary)

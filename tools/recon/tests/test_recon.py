@@ -26,7 +26,8 @@ TOOTH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "d
 sys.path.insert(0, os.path.dirname(HERE))
 
 from daas_recon import simulate  # noqa: E402
-from daas_recon.__main__ import candidates, rows_per_block  # noqa: E402
+from daas_recon.__main__ import candidates, plan  # noqa: E402
+from daas_recon.pipeline import cores  # noqa: E402
 
 
 def run(tmp, params, data, *extra):
@@ -47,7 +48,7 @@ def data(tmp_path_factory):
     (root / "tooth").mkdir()
     shutil.copy(TOOTH, root / "tooth" / "tooth.h5")
     (root / "sim").mkdir()
-    simulate.simulate(str(root / "sim" / "scan.h5"), size=192, angles=180, rows=8, centre=99.5, noise=0.01, stripes=2)
+    simulate.simulate(str(root / "sim" / "scan.h5"), size=192, angles=180, rows=16, centre=99.5, noise=0.01, stripes=2)
     (root / "truncated").mkdir()
     blob = open(TOOTH, "rb").read()
     (root / "truncated" / "scan.h5").write_bytes(blob[: len(blob) // 2])
@@ -171,19 +172,26 @@ def test_blockwise_volume_equals_one_block(data, tmp_path):
     code, lines, blocks = run(tmp_path, {"dataset": "sim", "output_format": "hdf5"}, data, "--memory-mib", "1")
     assert code == 0, lines
     a, b = (json.loads((o / "summary.json").read_text()) for o in (one, blocks))
-    assert (a["rows_per_block"], b["rows_per_block"]) == (8, 1)
+    assert (a["rows_per_block"], b["rows_per_block"]) == (16, 1)
+    # With room, the rows go to worker processes (one per core); at 1 MiB, none.
+    assert (a["workers"], b["workers"]) == ((cores() if cores() > 1 else 0), 0)
     assert abs(a["centre"] - known) <= 0.5 and a["centre"] == b["centre"]
     with h5py.File(blocks / "volume.h5") as f:
         volume = f["/exchange/data"][()]
-    stack = np.stack([tifffile.imread(one / "volume" / f"slice_{r:05d}.tif") for r in range(8)])
-    assert volume.shape == stack.shape == (8, 192, 192)
+    stack = np.stack([tifffile.imread(one / "volume" / f"slice_{r:05d}.tif") for r in range(16)])
+    assert volume.shape == stack.shape == (16, 192, 192)
     np.testing.assert_array_equal(volume, stack)
 
 
-def test_rows_per_block_follows_the_limit():
-    # 1000 angles x 2048 columns of uint16: 4 MiB per row.
-    small, large = rows_per_block(1024, 1000, 2048, 2), rows_per_block(4096, 1000, 2048, 2)
-    assert 1 <= small < large
+def test_plan_follows_the_limit():
+    # 1000 angles x 2048 columns of uint16: 3.9 MiB per row.
+    w_small, small = plan(1024, 1000, 2048, 2, 2048, 1)
+    w_large, large = plan(4096, 1000, 2048, 2, 2048, 1)
+    assert (w_small, w_large) == (0, 0) and 1 <= small < large
     assert large - small == pytest.approx(3072 / 3.9, rel=0.05)
+    # Workers when there is room for them, and only for enough slices.
+    assert plan(8192, 1000, 2048, 2, 2048, 4)[0] == 4
+    assert plan(8192, 1000, 2048, 2, 8, 4)[0] == 0
+    assert plan(8192, 1000, 2048, 2, 2048, 4, gpu=True)[0] == 0
     assert candidates({"sweep_from": 286, "sweep_to": 306, "sweep_step": 2}) == list(range(286, 307, 2))
     assert candidates({"sweep_from": 1, "sweep_to": 2, "sweep_step": 0.25}) == [1, 1.25, 1.5, 1.75, 2]

@@ -301,6 +301,8 @@ def run(args):
             "filter": filt if algorithm != "sirt" else None,
             "ring_removal": ring,
             "device": device,
+            # With the defaults filled in: what the portal prefills to run it again.
+            "parameters": params,
         }
         written = []
 

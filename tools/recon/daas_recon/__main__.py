@@ -148,7 +148,7 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False):
+def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False, max_workers=None):
     """How to stay under limit_mib: returns (workers, rows per block).
 
     A block holds the raw projections of its rows (angles * columns * itemsize each).
@@ -160,7 +160,7 @@ def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False):
     there are at least `workers.MIN_SLICES` slices, one per core, as many as fit: each
     costs `workers.WORKER_MIB` plus one slice's working memory, and two tasks in flight
     (a raw sinogram and a slice each). Rows per block is at least 1 (then the limit may be
-    exceeded: the caller says so).
+    exceeded: the caller says so). max_workers (--workers) caps the workers; 0: none.
     """
     mib = 1024 * 1024
     per_slice = angles * (columns * 1.3) * 40 + columns * columns * 16
@@ -168,7 +168,7 @@ def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False):
     budget = limit_mib * mib - rss_mib() * mib - 96 * mib
     use = 0
     if not gpu and cores > 1 and slices >= workers.MIN_SLICES:
-        for w in range(cores, 1, -1):
+        for w in range(min(cores, cores if max_workers is None else max_workers), 1, -1):
             need = w * (workers.WORKER_MIB * mib + per_slice) + 2 * w * (per_row + columns * columns * 4)
             if budget - need >= per_row:
                 use = w
@@ -314,7 +314,7 @@ def run(args):
             log(f"centre sweep: {len(centres)} candidates from {centres[0]:g} to {centres[-1]:g} on row {middle}")
             trans = sinogram_of(middle)
             limit = args.memory_mib if args.memory_mib is not None else memory_limit_mib()
-            nworkers, _ = plan(limit, angles, ncols, scan.itemsize, len(centres), pipeline.cores(), gpu)
+            nworkers, _ = plan(limit, angles, ncols, scan.itemsize, len(centres), pipeline.cores(), gpu, args.workers)
             progress = Progress(len(centres), "centres")
             progress.last = -1e9
             log(f"progress 0/{len(centres)} centres")
@@ -354,7 +354,7 @@ def run(args):
 
             limit = args.memory_mib if args.memory_mib is not None else memory_limit_mib()
             total = last - first + 1
-            nworkers, block = plan(limit, angles, ncols, scan.itemsize, total, pipeline.cores(), gpu)
+            nworkers, block = plan(limit, angles, ncols, scan.itemsize, total, pipeline.cores(), gpu, args.workers)
             if block == 1 and nworkers == 0 and plan(limit, angles, ncols, scan.itemsize, 1, 1)[1] == 1:
                 log(f"warning: {limit} MiB may be too little even for one row at a time")
             block = min(block, total)
@@ -426,6 +426,8 @@ def parser():
                    help="folder for the volume, previews and summary.json; default $HOME/jobs/$DAAS_SESSION_ID")
     p.add_argument("--memory-mib", type=int, default=None,
                    help="bound on the process's memory; default $DAAS_MEMORY_MIB, else half the available memory")
+    p.add_argument("--workers", type=int, default=None,
+                   help="at most this many worker processes on the CPU (default: one per core, as memory allows; 0: none)")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                    help="auto: the GPU when ASTRA finds one, else the CPU (the default); gpu: fail without one")
     return p

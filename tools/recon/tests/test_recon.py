@@ -193,5 +193,7 @@ def test_plan_follows_the_limit():
     assert plan(8192, 1000, 2048, 2, 2048, 4)[0] == 4
     assert plan(8192, 1000, 2048, 2, 8, 4)[0] == 0
     assert plan(8192, 1000, 2048, 2, 2048, 4, gpu=True)[0] == 0
+    assert plan(8192, 1000, 2048, 2, 2048, 4, max_workers=0)[0] == 0
+    assert plan(8192, 1000, 2048, 2, 2048, 4, max_workers=3)[0] == 3
     assert candidates({"sweep_from": 286, "sweep_to": 306, "sweep_step": 2}) == list(range(286, 307, 2))
     assert candidates({"sweep_from": 1, "sweep_to": 2, "sweep_step": 0.25}) == [1, 1.25, 1.5, 1.75, 2]

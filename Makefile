@@ -7,7 +7,7 @@ TEST_DEV_DIR := .daas/test
 # The fault drills' own PostgreSQL (drills stop it and fill disks: never the tests' or yours).
 DRILLS_DEV_DIR := .daas/drills
 
-.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies drills
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies bench-recon drills
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,13 +26,14 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
 	status=0; $(CARGO) nextest run --workspace --no-fail-fast || status=$$?; \
 	(cd tests/e2e && npm test) || status=$$?; \
+	.daas/venv/bin/python -m pytest -q tools/recon || status=$$?; \
 	if [ -n "$${CI:-}" ]; then $(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db --stop || true; fi; \
 	exit $$status
 
 e2e: build ## only the browser end-to-end tests (screenshots in target/screenshots/)
 	cd tests/e2e && npm test
 
-bench: bench-launch bench-proxies ## run every benchmark
+bench: bench-launch bench-proxies bench-recon ## run every benchmark
 
 bench-launch: build ## launch and stop N trivial sessions through the API (N=$$BENCH_SESSIONS, default 50)
 	@set -euo pipefail; \
@@ -43,6 +44,9 @@ bench-proxies: build ## desktop relay vs websockify, notebook proxy vs configura
 	@set -euo pipefail; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
 	$(CARGO) run --quiet --release --example bench_proxies
+
+bench-recon: deps ## reconstruction: s per 2048-px slice vs scikit-image iradon, peak memory of a volume 4x its limit
+	.daas/venv/bin/python tools/recon/bench.py
 
 drills: build ## run the fault drills (long; not in make test)
 	@set -uo pipefail; \

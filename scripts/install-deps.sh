@@ -42,17 +42,18 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
 fi
 
-# One virtualenv for every Python tool daas uses, from the pinned requirements.txt;
-# reinstalled only when requirements.txt changes.
+# One virtualenv for every Python tool daas uses, from the pinned requirements.txt and the
+# file it includes (tools/recon/requirements.txt); reinstalled only when their text changes.
 venv=.daas/venv
 if [ ! -x "$venv/bin/python" ]; then
   echo "creating $venv"
   python3 -m venv "$venv"
 fi
-if ! cmp -s requirements.txt "$venv/.requirements.txt"; then
+requirements="$(cat requirements.txt tools/recon/requirements.txt)"
+if [ "$requirements" != "$(cat "$venv/.requirements.txt" 2>/dev/null)" ]; then
   echo "installing the Python requirements into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
-  cp requirements.txt "$venv/.requirements.txt"
+  printf '%s\n' "$requirements" > "$venv/.requirements.txt"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -520,7 +520,7 @@ async fn check_reports_links_outside_their_experiments_folder(db: PgPool) {
 
     // Under another layout every demo link breaks it.
     let output = daas(&db, &["check", "--data-root", &root, "--experiment-storage", "{proposal}/{experiment}"]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 7 + 4);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 8 + 4);
     sqlx::query("delete from datasets where name in ('stolen', 'gone', 'borrowed', 'remote')")
         .execute(&db)
         .await

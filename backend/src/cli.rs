@@ -166,7 +166,7 @@ async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    crate::demo::fill_local_commands(&pool).await?;
+    crate::demo::refresh(&pool, &args.data_root).await?;
     if let Ok(text) = std::fs::read_to_string(db.dev_dir.join("demo-logins.txt")) {
         println!("Demo accounts (username password), also in {}:", db.dev_dir.join("demo-logins.txt").display());
         for line in text.lines() {

@@ -1,8 +1,11 @@
 //! Demo data that looks like a facility, loaded by `daas dev` into an empty database:
 //! alice (PI of 20180101 on BL11), bob (another proposal only), sam (BL11 scientist),
-//! admin; the three images; flavours small / medium / gpu; quotas per role. Dataset files
-//! are written in each experiment's storage folder below the data root, so that sizes are
-//! real and sessions can mount them.
+//! admin; the three images; flavours small / medium / gpu; quotas per role. Each dataset
+//! is a real Data Exchange HDF5 scan (`demo/`, built into the binary), written in its
+//! experiment's storage folder below the data root, so that sessions mount them and the
+//! reconstruction job reconstructs them: S0011's `tooth` was measured at the APS 2-BM
+//! beamline (TomoPy's test data, BSD-3-Clause); the others are a simulated phantom with a
+//! known centre of rotation (131.5 px).
 
 use std::path::Path;
 
@@ -42,24 +45,46 @@ const PROPOSALS: &str = r#"{"proposals": [
    "experiments": [{"code": "S0301", "start": "2020-04-20T08:00:00Z", "end": "2020-04-22T08:00:00Z"}]}
 ]}"#;
 
-/// (experiment, dataset name, metadata); the files go in the experiment's storage folder.
-fn datasets() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+/// The demo's scans (`demo/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// A tooth, APS 2-BM: 181 projections of 2 rows x 640 px; centre near 296.
+    Tooth,
+    /// algotom's simulated face phantom: 256 projections of 8 rows x 256 px; centre 131.5.
+    Phantom,
+}
+
+impl Scan {
+    /// The file's name in its dataset folder, and its bytes.
+    fn file(self) -> (&'static str, &'static [u8]) {
+        match self {
+            Scan::Tooth => ("tooth.h5", include_bytes!("../../demo/tomography/tooth.h5")),
+            Scan::Phantom => ("scan.h5", include_bytes!("../../demo/phantom/phantom.h5")),
+        }
+    }
+}
+
+/// (experiment, dataset name, metadata, scan); the files go in the experiment's storage folder.
+fn datasets() -> Vec<(&'static str, &'static str, serde_json::Value, Scan)> {
+    let phantom = |sample: &str| {
+        json!({"sample": sample, "simulated": true, "projections": 256, "rows": 8, "columns": 256,
+               "centre_px": 131.5, "format": "Data Exchange HDF5"})
+    };
     vec![
         (
             "S0011",
-            "tomo_scan_0001",
-            json!({"sample": "Ti-6Al-4V coupon A", "energy_kev": 30.0, "detector": "PCO.edge 5.5", "projections": 1800}),
+            "tooth",
+            json!({"sample": "tooth", "beamline": "APS 2-BM", "projections": 181, "rows": 2, "columns": 640,
+                   "format": "Data Exchange HDF5", "licence": "BSD-3-Clause (TomoPy)"}),
+            Scan::Tooth,
         ),
-        (
-            "S0011",
-            "tomo_scan_0002",
-            json!({"sample": "Ti-6Al-4V coupon A", "energy_kev": 30.0, "detector": "PCO.edge 5.5", "projections": 1800, "load_n": 250}),
-        ),
-        ("S0012", "flat_and_dark", json!({"kind": "calibration", "detector": "PCO.edge 5.5"})),
-        ("S0012", "tomo_scan_0010", json!({"sample": "Ti-6Al-4V coupon B", "energy_kev": 35.0, "projections": 3600})),
-        ("S0013", "tomo_scan_0020", json!({"sample": "coupon B, 10k cycles", "energy_kev": 35.0})),
-        ("S0014", "tomo_scan_0031", json!({"sample": "coupon C", "energy_kev": 40.0, "binning": 2})),
-        ("S0201", "xrd_operando_01", json!({"sample": "NMC811 pouch cell", "energy_kev": 60.0})),
+        ("S0011", "tomo_scan_0001", phantom("phantom (stands for coupon A)"), Scan::Phantom),
+        ("S0011", "tomo_scan_0002", phantom("phantom (stands for coupon A under 250 N)"), Scan::Phantom),
+        ("S0012", "flat_and_dark", phantom("phantom (stands for a calibration)"), Scan::Phantom),
+        ("S0012", "tomo_scan_0010", phantom("phantom (stands for coupon B)"), Scan::Phantom),
+        ("S0013", "tomo_scan_0020", phantom("phantom (stands for coupon B, 10k cycles)"), Scan::Phantom),
+        ("S0014", "tomo_scan_0031", phantom("phantom (stands for coupon C)"), Scan::Phantom),
+        ("S0201", "xrd_operando_01", phantom("phantom (stands for an NMC811 pouch cell)"), Scan::Phantom),
     ]
 }
 
@@ -112,7 +137,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
         .execute(&mut *tx)
         .await?;
 
-    for (experiment, name, metadata) in datasets() {
+    for (experiment, name, metadata, scan) in datasets() {
         let (beamline, proposal): (String, String) = sqlx::query_as(
             "select e.beamline, p.identifier from experiments e join proposals p on p.id = e.proposal_id
              where e.code = $1",
@@ -122,7 +147,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
         .await?;
         let folder = storage.folder(&beamline, &proposal, experiment).map_err(anyhow::Error::msg)?;
         let location = folder.join(name).to_str().context("a UTF-8 path")?.to_owned();
-        let size = write_dataset(&data_root.join(&location))?;
+        let size = write_dataset(&data_root.join(&location), scan)?;
         sqlx::query(
             "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
              select e.id, $2, $3, $4, $5, (select id from users where username = 'sam')
@@ -137,20 +162,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
         .await?;
     }
 
-    let schema = json!({
-        "type": "object",
-        "required": ["dataset", "algorithm"],
-        "properties": {
-            "dataset": {"type": "string", "description": "Dataset to reconstruct"},
-            "algorithm": {"type": "string", "enum": ["fbp", "gridrec", "sirt"], "default": "fbp"},
-            "center": {"type": "number", "description": "Rotation centre in pixels; estimated when absent"},
-            "iterations": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
-        },
-        // Iterations apply to the iterative algorithm only (the form hides them otherwise).
-        "if": {"properties": {"algorithm": {"const": "sirt"}}},
-        "then": {"properties": {"iterations": {"minimum": 1}}},
-        "additionalProperties": false
-    });
+    let schema = recon_schema();
     for (name, kind, reference, protocol, cpu, mem, gpus, description, schema, command) in [
         (
             "Xfce desktop",
@@ -184,7 +196,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
             8000,
             32768,
             1,
-            "GPU reconstruction of a tomography scan (filtered back-projection or iterative).",
+            RECON_DESCRIPTION,
             Some(schema.clone()),
             recon_command(),
         ),
@@ -256,9 +268,21 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
     Ok(Some(DemoLogins(logins)))
 }
 
-/// Gives the demo images their local runtime commands where they have none (a development
-/// database loaded before the local runtime existed), so `daas dev` can launch them.
-pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
+/// What the demo's reconstruction image says of itself.
+const RECON_DESCRIPTION: &str = "Reconstructs a Data Exchange HDF5 scan with algotom: flat/dark correction, ring \
+     removal, the centre of rotation (Vo's method, or a sweep of preview slices), FBP or DFI on the CPU; FBP and \
+     SIRT on a GPU with the ASTRA Toolbox where the image has it.";
+
+/// The reconstruction job's parameters (`tools/recon/schema.json`, which the program checks too).
+fn recon_schema() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../tools/recon/schema.json")).expect("tools/recon/schema.json is JSON")
+}
+
+/// Brings a development database loaded by an older daas up to date (`daas dev` runs it at
+/// each start): the demo images get their local runtime commands where they have none, the
+/// demo reconstruction image this daas's parameters and description, and the demo datasets
+/// their real scans (the fake files of old are removed; S0011 gains `tooth`).
+pub async fn refresh(db: &PgPool, data_root: &Path) -> anyhow::Result<()> {
     for (name, command) in [
         ("Xfce desktop", desktop_command()),
         ("JupyterLab", notebook_command()),
@@ -269,6 +293,67 @@ pub async fn fill_local_commands(db: &PgPool) -> anyhow::Result<()> {
             .bind(command)
             .execute(db)
             .await?;
+    }
+    sqlx::query(
+        "update images set parameter_schema = $1, description = $2
+         where name = 'Tomography reconstruction' and reference = 'registry.facility.example/daas/tomo-recon:1.0'
+           and parameter_schema is distinct from $1",
+    )
+    .bind(recon_schema())
+    .bind(RECON_DESCRIPTION)
+    .execute(db)
+    .await?;
+    // Only in a database that has the demo's proposals (not a facility's own).
+    let sam: Option<uuid::Uuid> =
+        sqlx::query_scalar("select id from users where username = 'sam'").fetch_optional(db).await?;
+    for (experiment, name, metadata, scan) in datasets() {
+        let folder: Option<String> = sqlx::query_scalar(
+            "select d.location from datasets d join experiments e on e.id = d.experiment_id where e.code = $1 and d.name = $2",
+        )
+        .bind(experiment)
+        .bind(name)
+        .fetch_optional(db)
+        .await?;
+        match folder {
+            Some(location) => {
+                let dir = data_root.join(&location);
+                for old in ["projections.h5", "flats.h5", "darks.h5"] {
+                    let _ = std::fs::remove_file(dir.join(old));
+                }
+                let size = write_dataset(&dir, scan)?;
+                sqlx::query("update datasets set size_bytes = $2, metadata = $3 where location = $1")
+                    .bind(&location)
+                    .bind(size)
+                    .bind(metadata)
+                    .execute(db)
+                    .await?;
+            }
+            None if scan == Scan::Tooth && sam.is_some() => {
+                let sibling: Option<String> = sqlx::query_scalar(
+                    "select d.location from datasets d join experiments e on e.id = d.experiment_id
+                     where e.code = $1 order by d.name limit 1",
+                )
+                .bind(experiment)
+                .fetch_optional(db)
+                .await?;
+                let Some(sibling) = sibling else { continue };
+                let location = Path::new(&sibling).with_file_name(name).to_str().context("a UTF-8 path")?.to_owned();
+                let size = write_dataset(&data_root.join(&location), scan)?;
+                sqlx::query(
+                    "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
+                     select e.id, $2, $3, $4, $5, $6 from experiments e where e.code = $1",
+                )
+                .bind(experiment)
+                .bind(name)
+                .bind(&location)
+                .bind(size)
+                .bind(metadata)
+                .bind(sam)
+                .execute(db)
+                .await?;
+            }
+            None => {}
+        }
     }
     Ok(())
 }
@@ -316,18 +401,13 @@ pub fn recon_command() -> serde_json::Value {
                     "--data", "/data", "--output", "{output}"]})
 }
 
-/// Writes a small dataset folder (a few HDF5-named files with stand-in content) and
-/// returns its size in bytes. Existing files are kept.
-fn write_dataset(dir: &Path) -> anyhow::Result<i64> {
+/// Writes a dataset folder holding `scan` (kept if it is there) and returns its size in bytes.
+fn write_dataset(dir: &Path, scan: Scan) -> anyhow::Result<i64> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut size = 0;
-    for (file, kib) in [("projections.h5", 192), ("flats.h5", 32), ("darks.h5", 16)] {
-        let path = dir.join(file);
-        if !path.exists() {
-            let bytes: Vec<u8> = (0..kib * 1024).map(|i| (i * 31 % 251) as u8).collect();
-            std::fs::write(&path, bytes)?;
-        }
-        size += std::fs::metadata(&path)?.len() as i64;
+    let (file, bytes) = scan.file();
+    let path = dir.join(file);
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(bytes.len() as u64) {
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(size)
+    Ok(bytes.len() as i64)
 }

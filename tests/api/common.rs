@@ -34,6 +34,8 @@ pub struct Response {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    /// The body as it came (for answers that are not text).
+    pub bytes: Vec<u8>,
 }
 
 /// Which runtime a test app runs sessions on.
@@ -139,7 +141,7 @@ impl TestApp {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Response { status, headers, body, text }
+        Response { status, headers, body, text, bytes: bytes.to_vec() }
     }
 
     /// Opens a server-sent events stream (optionally resuming after `last_event_id`).

@@ -70,7 +70,7 @@ async fn a_scientist_links_data_only_on_their_beamline(db: PgPool) {
     assert_eq!((r.status.as_u16(), r.body["size_bytes"].as_i64()), (201, Some(0)), "{}", r.text);
 
     let count: i64 = sqlx::query_scalar("select count(*) from datasets").fetch_one(&app.db).await.unwrap();
-    assert_eq!(count, 7 + 2);
+    assert_eq!(count, 8 + 2);
 
     // Unlinking follows the same rule.
     let id =
@@ -124,7 +124,7 @@ async fn paths_escaping_the_data_root_are_refused(db: PgPool) {
         assert_eq!((r.status.as_u16(), r.body["error"]["field"].as_str()), (400, Some("metadata")), "{}", r.text);
     }
     let count: i64 = sqlx::query_scalar("select count(*) from datasets").fetch_one(&app.db).await.unwrap();
-    assert_eq!(count, 7, "a refused link was written");
+    assert_eq!(count, 8, "a refused link was written");
 }
 
 /// The attack of issue 11: sam (BL11) linked a folder of BL04's proposal into his own
@@ -138,11 +138,8 @@ async fn another_proposals_data_cannot_be_linked(db: PgPool) {
     assert!(root.join(theirs).is_dir(), "the demo wrote BL04's data in its experiment's folder");
     std::os::unix::fs::symlink(root.join(theirs), root.join("BL11/20180101/S0011/borrowed")).unwrap();
     std::fs::create_dir_all(root.join("BL11/20180101/S0011/scan_0009")).unwrap();
-    std::os::unix::fs::symlink(
-        root.join(theirs).join("projections.h5"),
-        root.join("BL11/20180101/S0011/scan_0009/d.h5"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(root.join(theirs).join("scan.h5"), root.join("BL11/20180101/S0011/scan_0009/d.h5"))
+        .unwrap();
     for (location, why) in [
         (theirs, "must lie in the experiment's storage folder BL11/20180101/S0011/"),
         ("BL11/20180101/S0012/tomo_scan_0010", "must lie in the experiment's storage folder"),
@@ -166,7 +163,7 @@ async fn another_proposals_data_cannot_be_linked(db: PgPool) {
     let r = app.request(Method::POST, uri, Some(&sam), Some(json!({"location": theirs}))).await;
     assert_eq!(r.status, 404, "{}", r.text);
     let count: i64 = sqlx::query_scalar("select count(*) from datasets").fetch_one(&app.db).await.unwrap();
-    assert_eq!(count, 7, "a refused link was written");
+    assert_eq!(count, 8, "a refused link was written");
 }
 
 /// `DAAS_EXPERIMENT_STORAGE` sets the layout; the demo data follows it.
@@ -199,19 +196,19 @@ async fn datasets_are_searched_by_metadata_within_what_the_caller_sees(db: PgPoo
         r.body["items"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect()
     };
     let metadata = |m: serde_json::Value| format!("/api/v1/datasets?metadata={}", urlencode(&m.to_string()));
-    let r = app.get_as("sam", &metadata(json!({"sample": "Ti-6Al-4V coupon A"}))).await;
+    let r = app.get_as("sam", &metadata(json!({"beamline": "APS 2-BM", "rows": 2}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(names(&r), ["tomo_scan_0001", "tomo_scan_0002"]);
-    assert_eq!(
-        names(&app.get_as("sam", &metadata(json!({"energy_kev": 35.0}))).await),
-        ["flat_and_dark", "tomo_scan_0010", "tomo_scan_0020"][1..]
-    );
-    assert_eq!(names(&app.get_as("sam", &metadata(json!({"load_n": 250}))).await), ["tomo_scan_0002"]);
+    assert_eq!(names(&r), ["tooth"]);
+    let simulated = names(&app.get_as("sam", &metadata(json!({"simulated": true, "centre_px": 131.5}))).await);
+    assert_eq!(simulated.len(), 6, "{simulated:?}");
+    assert!(!simulated.contains(&"tooth".to_owned()) && !simulated.contains(&"xrd_operando_01".to_owned()));
+    let sample = json!({"sample": "phantom (stands for coupon A under 250 N)"});
+    assert_eq!(names(&app.get_as("sam", &metadata(sample)).await), ["tomo_scan_0002"]);
     assert_eq!(
         names(&app.get_as("sam", "/api/v1/datasets?experiment=S0012").await),
         ["flat_and_dark", "tomo_scan_0010"]
     );
-    assert_eq!(app.get_as("sam", "/api/v1/datasets?beamline=BL11").await.body["total"], 6);
+    assert_eq!(app.get_as("sam", "/api/v1/datasets?beamline=BL11").await.body["total"], 7);
     // sam (BL11) does not see BL04's data; admin and its PI do.
     assert_eq!(app.get_as("sam", "/api/v1/datasets?proposal=I-20191502").await.body["total"], 0);
     assert_eq!(names(&app.get_as("admin", "/api/v1/datasets?proposal=I-20191502").await), ["xrd_operando_01"]);

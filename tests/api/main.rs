@@ -22,6 +22,7 @@ mod notebook;
 mod oidc;
 mod pages;
 mod proposals;
+mod recon;
 mod reconciler;
 mod reserved_identifiers;
 mod session_pages;

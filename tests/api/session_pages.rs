@@ -49,7 +49,7 @@ async fn the_launch_dialog_offers_what_the_role_may_use_and_the_quota_left(db: P
         "{}",
         job.text
     );
-    assert!(job.text.contains(r#"name="param.iterations" type="number" step="1" value="50""#));
+    assert!(job.text.contains(r#"name="param.iterations" type="number" step="1" value="100""#), "{}", job.text);
     assert!(job.text.contains("S0011: ") && job.text.contains("gpu: 8 CPUs · 32 GiB memory · 1 GPU (nvidia-a100)"));
     // Not alice's proposal: 404.
     assert_eq!(

@@ -343,11 +343,18 @@ async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
     assert_eq!(job.body["exit_code"], 0, "{}", job.text);
     let logs = app.get(&format!("/api/v1/jobs/{id}/logs"), Some(&alice)).await;
     assert_eq!(logs.status, 200);
-    assert!(logs.text.contains("reconstructing tomo_scan_0001 with fbp"), "{}", logs.text);
-    assert!(logs.text.contains("wrote 128 x 128 slice"), "{}", logs.text);
+    assert!(
+        logs.text.contains("/data/tomo_scan_0001/scan.h5: 256 projections of 8 rows x 256 columns"),
+        "{}",
+        logs.text
+    );
+    assert!(logs.text.contains("progress 8/8 rows"), "{}", logs.text);
+    assert!(!logs.text.contains("warning"), "{}", logs.text);
     let summary = app.data_path().join(format!("_runtime/homes/alice/jobs/{id}/summary.json"));
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
-    assert_eq!(summary["shape"], json!([128, 128]));
+    assert_eq!(summary["shape"], json!({"angles": 256, "rows": 8, "columns": 256}));
+    // The phantom was simulated about 131.5.
+    assert!((summary["centre"].as_f64().unwrap() - 131.5).abs() <= 0.5, "{summary}");
 
     // A dataset whose files are gone: the job fails with its exit code and its words.
     std::fs::remove_dir_all(app.data_path().join("BL11/20180101/S0011/tomo_scan_0002")).unwrap();
@@ -357,7 +364,7 @@ async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
     let failed = wait_state(&app, &alice, &id, 60, |s| matches!(s["state"].as_str(), Some("stopped" | "failed"))).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     let reason = failed["failure_reason"].as_str().unwrap();
-    assert!(reason.contains("exited with code 2") && reason.contains("is not mounted"), "{reason}");
+    assert_eq!(reason, "Tomography reconstruction failed: /data/tomo_scan_0002: no such dataset folder (exit code 2)");
     assert_eq!(app.get(&format!("/api/v1/jobs/{id}"), Some(&alice)).await.body["exit_code"], 2);
 }
 
@@ -552,7 +559,7 @@ async fn the_sandbox_shows_the_experiment_data_read_only_and_nothing_else(db: Pg
     };
     let uid: i32 =
         sqlx::query_scalar("select host_uid from users where username = 'alice'").fetch_one(&app.db).await.unwrap();
-    let expected = format!("data: tomo_scan_0001 tomo_scan_0002\nhomes: alice\ntmp:{tmp}\nuid: {uid}\n");
+    let expected = format!("data: tomo_scan_0001 tomo_scan_0002 tooth\nhomes: alice\ntmp:{tmp}\nuid: {uid}\n");
     assert!(logs.starts_with(&expected), "{logs}");
     let pids: u32 = logs.lines().find_map(|l| l.strip_prefix("pids: ")).unwrap().parse().unwrap();
     assert!(pids < 10, "the sandbox sees {pids} processes: {logs}");

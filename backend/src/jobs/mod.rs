@@ -2,4 +2,6 @@
 //! parameters, exit code and log.
 
 pub mod db;
+pub mod outputs;
 pub mod routes;
+pub mod views;

@@ -298,6 +298,12 @@ impl LocalRuntime {
                 "--unshare-cgroup-try",
                 "--dev",
                 "/dev",
+                // POSIX shared memory and semaphores (Python's multiprocessing, joblib) for
+                // the session's uid; private, and charged to the session's memory.
+                "--perms",
+                "1777",
+                "--tmpfs",
+                "/dev/shm",
                 "--proc",
                 "/proc",
                 "--perms",
@@ -978,6 +984,10 @@ async fn probe(handle: &LocalHandle) -> bool {
 impl Runtime for LocalRuntime {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn homes(&self) -> Option<&Path> {
+        Some(&self.config.homes_dir)
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle> {

@@ -164,4 +164,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn list(&self) -> RuntimeResult<Vec<Found>>;
     /// The last `lines` lines of its output.
     async fn logs(&self, session_id: Uuid, handle: &Handle, lines: usize) -> RuntimeResult<String>;
+    /// The folder holding users' homes where daas itself can read them (a job's outputs are
+    /// `<home>/jobs/<id>`, `job_output`); `None` where homes live out of daas's reach (a
+    /// Kubernetes volume).
+    fn homes(&self) -> Option<&std::path::Path> {
+        None
+    }
 }

@@ -570,6 +570,17 @@ pub async fn set_progress(conn: &mut PgConnection, id: Uuid, message: &str) -> s
     Ok(updated.rows_affected() == 1)
 }
 
+/// Sets how far a running job is (`120/2048 rows`); false when it no longer runs.
+pub async fn set_job_progress(conn: &mut PgConnection, id: Uuid, text: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query("update sessions set progress = $2 where id = $1 and state = $3 and kind = 'job'")
+        .bind(id)
+        .bind(text)
+        .bind(SessionState::Running)
+        .execute(conn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Sets where a session still starting answers; false when it no longer is starting.
 pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, endpoint: &str) -> sqlx::Result<bool> {
     let updated =

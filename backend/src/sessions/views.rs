@@ -22,6 +22,7 @@ use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::catalogue::db as catalogue;
 use crate::error::AppError;
+use crate::jobs::views::JobView;
 use crate::proposals::db as proposals;
 use crate::state::AppState;
 use crate::web::page::{render, see_other, Ctx, FormError, PageResult, PageUser};
@@ -90,18 +91,17 @@ struct LaunchPage {
     flavour: Option<Uuid>,
 }
 
-#[derive(Deserialize)]
-struct LaunchQuery {
-    image: Option<Uuid>,
-}
-
+/// The Launch dialog; `?image=` chooses the image, and the form's own fields in the query
+/// (`experiment`, `flavour`, `param.NAME`) fill it in (a job page's "Reconstruct the volume
+/// with centre X" links here).
 async fn launch_page(
     state: AppState,
     PageUser { user, ctx }: PageUser,
     Path(id): Path<String>,
-    Query(q): Query<LaunchQuery>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> PageResult {
-    render(&launch_form(&state, &user, ctx, &id, q.image, None).await?)
+    let image = query.iter().find(|(k, _)| k == "image").and_then(|(_, v)| Uuid::parse_str(v).ok());
+    render(&launch_form(&state, &user, ctx, &id, image, None, &query).await?)
 }
 
 /// The Launch dialog: images to choose from; once one is chosen, the rest of the form.
@@ -111,7 +111,8 @@ async fn launch_form(
     ctx: Ctx,
     identifier: &str,
     image_id: Option<Uuid>,
-    refused: Option<(FormError, &[(String, String)])>,
+    error: Option<FormError>,
+    typed: &[(String, String)],
 ) -> Result<LaunchPage, crate::web::page::PageError> {
     let proposal = proposals::find_visible(&state.db, user, identifier).await?.ok_or(AppError::NotFound)?;
     let rows = catalogue::images(&state.db, user.role).await?;
@@ -149,11 +150,7 @@ async fn launch_form(
         })
         .collect();
     let mut fields = chosen.and_then(|i| i.parameter_schema.as_ref()).map(schema_fields).unwrap_or_default();
-    // A refused form comes back as typed.
-    let (error, typed) = match refused {
-        Some((error, typed)) => (Some(error), typed),
-        None => (None, &[][..]),
-    };
+    // A refused form comes back as typed; a link may fill it in.
     let typed_value = |name: &str| typed.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     for field in &mut fields {
         if let Some(value) = typed_value(&format!("param.{}", field.name)) {
@@ -356,7 +353,7 @@ async fn launch_from_page(
                 Some(name) => format!("param.{name}"),
                 None => f,
             });
-            let page = launch_form(&state, &user, ctx, &identifier, image, Some((error, &form))).await?;
+            let page = launch_form(&state, &user, ctx, &identifier, image, Some(error), &form).await?;
             let mut response = render(&page)?;
             *response.status_mut() = status;
             Ok(response)
@@ -513,6 +510,7 @@ struct SessionPage {
     /// A job's parameters, `(name, value as JSON)`, in the schema's order of the stored object.
     parameters: Vec<(String, String)>,
     events: Vec<EventLine>,
+    job: Option<JobView>,
 }
 
 /// The part of the session page that follows the session (`data-follow`).
@@ -522,6 +520,7 @@ struct SessionLive {
     ctx: Ctx,
     c: Card,
     events: Vec<EventLine>,
+    job: Option<JobView>,
 }
 
 async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
@@ -536,17 +535,28 @@ async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
 async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     let events = events(&state, id).await?;
-    let parameters = match db::job_parameters(&state.db, id).await? {
+    let stored = db::job_parameters(&state.db, id).await?;
+    let job = job_view(&state, &s, stored.as_ref()).await;
+    let parameters = match stored {
         Some(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
         _ => Vec::new(),
     };
-    render(&SessionPage { ctx, c: card(s, &user).with_extension(&state).await?, parameters, events })
+    render(&SessionPage { ctx, c: card(s, &user).with_extension(&state).await?, parameters, events, job })
 }
 
 async fn session_live(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
+    let job = job_view(&state, &s, db::job_parameters(&state.db, id).await?.as_ref()).await;
     let c = card(s, &user).with_extension(&state).await?;
-    render(&SessionLive { ctx, c, events: events(&state, id).await? })
+    render(&SessionLive { ctx, c, events: events(&state, id).await?, job })
+}
+
+/// A job's part of its page (`crate::jobs::views`); `None` for desktops and notebooks.
+async fn job_view(state: &AppState, s: &Session, parameters: Option<&Value>) -> Option<JobView> {
+    match s.kind.as_str() {
+        "job" => Some(crate::jobs::views::view(state, s, parameters).await),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]

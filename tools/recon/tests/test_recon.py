@@ -15,16 +15,16 @@ import sys
 import h5py
 import numpy as np
 import pytest
-import scipy.ndimage as ndi
 import tifffile
-from skimage.registration import phase_cross_correlation
-from skimage.transform import iradon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECON = os.path.join(os.path.dirname(HERE), "recon.py")
 TOOTH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "demo", "tomography", "tooth.h5")
 sys.path.insert(0, os.path.dirname(HERE))
 
+sys.path.insert(0, HERE)
+
+import reference as ref  # noqa: E402
 from daas_recon import simulate  # noqa: E402
 from daas_recon.__main__ import candidates, plan  # noqa: E402
 from daas_recon.pipeline import cores  # noqa: E402
@@ -65,12 +65,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tooth_corrected():
     """-log of the flat/dark-corrected tooth projections (angles, rows, columns), and theta (deg)."""
-    with h5py.File(TOOTH) as f:
-        proj = f["/exchange/data"][()].astype(np.float64)
-        flat = f["/exchange/data_white"][()].mean(axis=0)
-        dark = f["/exchange/data_dark"][()].mean(axis=0)
-        theta = f["/exchange/theta"][()]
-    return -np.log(np.clip((proj - dark) / (flat - dark), 1e-6, None)), theta
+    return ref.corrected(TOOTH)
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +78,7 @@ def test_automatic_centre_agrees_with_phase_correlation(tooth_auto, tooth_correc
     assert code == 0, lines
     summary = json.loads((out / "summary.json").read_text())
     assert summary["centre_method"] == "vo" and summary["device"] == "cpu"
-    # Independent: the 0-degree projection against the mirrored one nearest 180 degrees;
-    # their shift is 2 * centre - (columns - 1).
-    proj, theta = tooth_corrected
-    opposite = int(np.argmin(np.abs(theta - 180.0)))
-    shift, _, _ = phase_cross_correlation(proj[0], proj[opposite][:, ::-1], upsample_factor=20)
-    reference = (proj.shape[2] - 1 + shift[1]) / 2
+    reference = ref.centre_by_phase_correlation(*tooth_corrected)
     assert abs(summary["centre"] - reference) < 2, (summary["centre"], reference)
     assert 286 < summary["centre"] < 306  # TomoPy's documentation: near 296
 
@@ -111,14 +101,10 @@ def test_slice_matches_iradon(tooth_auto, tooth_corrected):
     summary = json.loads((out / "summary.json").read_text())
     proj, theta = tooth_corrected
     ncol = proj.shape[2]
-    # iradon puts the axis at column ncol // 2: move the sinogram there first.
-    sino = ndi.shift(proj[:, 0, :], (0, ncol // 2 - summary["centre"]), mode="nearest")
-    reference = iradon(sino.T, theta=theta, filter_name="ramp", circle=True)
+    reference = ref.iradon_slice(proj, theta, summary["centre"])
     ours = tifffile.imread(out / "volume" / "slice_00000.tif")
     assert ours.shape == reference.shape == (ncol, ncol)
-    yy, xx = np.mgrid[:ncol, :ncol]
-    inside = (xx - ncol / 2) ** 2 + (yy - ncol / 2) ** 2 < (0.45 * ncol) ** 2
-    assert np.corrcoef(ours[inside], reference[inside])[0, 1] > 0.9
+    assert ref.correlation(ours, reference) > 0.9
 
 
 def test_sweep_gives_one_labelled_preview_per_centre(data, tmp_path):

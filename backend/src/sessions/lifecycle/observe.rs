@@ -21,6 +21,9 @@ pub enum Step {
     Wait,
     /// A new progress message while it starts.
     Progress(String),
+    /// A running job printed how far it is (`done/total unit`); `event`: a tenth more is
+    /// done (or all), worth an event in its history.
+    JobProgress { text: String, event: bool },
     /// It answers at `endpoint`: `running`.
     Run { endpoint: String },
     /// It did not answer within the startup timeout: `failed`, quoting its last output.
@@ -53,7 +56,18 @@ pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_time
         Observed::Exited { exit_code, message } => Step::End(Ending {
             from: SessionState::UNDER_WAY,
             to: SessionState::Failed,
-            message: format!("{} {message}", live.image),
+            message: match (live.kind, said_error(&message)) {
+                // A job that says why it failed (`error: ...`, its last such line): that is
+                // the reason a person reads; the rest of its output is in its log.
+                (Kind::Job, Some(error)) => {
+                    format!(
+                        "{} failed: {error} (exit code {})",
+                        live.image,
+                        exit_code.map_or("?".into(), |c| c.to_string())
+                    )
+                }
+                _ => format!("{} {message}", live.image),
+            },
             exit_code: Some(exit_code),
         }),
         Observed::Failed { reason } => Step::End(failed(reason)),
@@ -63,6 +77,38 @@ pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_time
     }
 }
 
+/// The last `error: ...` line a program printed, without its prefix.
+fn said_error(output: &str) -> Option<&str> {
+    output.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).map(str::trim).filter(|e| !e.is_empty())
+}
+
+/// How far a job is, from the last `progress <done>/<total> <unit>` line of its output (the
+/// convention of daas's jobs, e.g. `progress 120/2048 rows`): `(done, total, unit)`.
+pub fn job_progress(output: &str) -> Option<(u64, u64, &str)> {
+    output.lines().rev().find_map(|line| {
+        let (counts, unit) = line.trim().strip_prefix("progress ")?.split_once(' ')?;
+        let (done, total) = counts.split_once('/')?;
+        let (done, total) = (done.parse().ok()?, total.parse().ok()?);
+        (done <= total && total > 0 && !unit.trim().is_empty()).then_some((done, total, unit.trim()))
+    })
+}
+
+/// The step for a running job's output: its progress when it moved since `live.progress`.
+pub fn job_step(live: &Live, output: &str) -> Step {
+    let Some((done, total, unit)) = job_progress(output) else { return Step::Wait };
+    let text = format!("{done}/{total} {unit}");
+    if live.progress.as_deref() == Some(text.as_str()) {
+        return Step::Wait;
+    }
+    let tenth = |done: u64, total: u64| done * 10 / total;
+    let before = live.progress.as_deref().map(|p| format!("progress {p}"));
+    let event = match before.as_deref().and_then(job_progress) {
+        Some((d, t, u)) if t == total && u == unit => tenth(d, t) != tenth(done, total),
+        _ => true,
+    };
+    Step::JobProgress { text, event }
+}
+
 fn failed(message: String) -> Ending {
     Ending { from: SessionState::UNDER_WAY, to: SessionState::Failed, message, exit_code: None }
 }
@@ -70,7 +116,11 @@ fn failed(message: String) -> Ending {
 /// Observes a session that has a handle, decides its step and carries it out.
 pub async fn observe(state: &AppState, live: &Live, handle: &Handle) -> anyhow::Result<()> {
     let observed = state.runtime.observe(live.id, handle).await?;
-    let step = decide(live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
+    let mut step = decide(live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
+    if step == Step::Wait && live.kind == Kind::Job && live.state == SessionState::Running {
+        let output = state.runtime.logs(live.id, handle, 20).await.unwrap_or_default();
+        step = job_step(live, &output);
+    }
     apply(state, live, handle, step).await
 }
 
@@ -83,6 +133,13 @@ async fn apply(state: &AppState, live: &Live, handle: &Handle, step: Step) -> an
             let mut tx = state.db.begin().await?;
             if db::set_progress(&mut tx, id, &message).await? {
                 events::add(&mut tx, id, SessionState::Starting, &message).await?;
+            }
+            tx.commit().await?;
+        }
+        Step::JobProgress { text, event } => {
+            let mut tx = state.db.begin().await?;
+            if db::set_job_progress(&mut tx, id, &text).await? && event {
+                events::add(&mut tx, id, SessionState::Running, &format!("progress {text}")).await?;
             }
             tx.commit().await?;
         }
@@ -204,5 +261,57 @@ mod tests {
         );
         let Step::End(gone) = decide(&s, Observed::Gone, now, TIMEOUT) else { panic!() };
         assert!(gone.message.starts_with("its processes are gone"), "{}", gone.message);
+    }
+
+    #[test]
+    fn a_running_jobs_progress_lines_move_its_bar_and_each_tenth_is_an_event() {
+        let mut job = Live {
+            image: "Tomography reconstruction".into(),
+            progress: None,
+            ..live(Kind::Job, SessionState::Running)
+        };
+        assert_eq!(job_progress("reading\nprogress 0/2048 rows\nprogress 120/2048 rows\n"), Some((120, 2048, "rows")));
+        assert_eq!(job_progress("progress 3/2 rows\nprogress x/2 rows\nno progress here"), None);
+        let step = |job: &Live, output: &str| job_step(job, output);
+        assert_eq!(
+            step(&job, "progress 120/2048 rows"),
+            Step::JobProgress { text: "120/2048 rows".into(), event: true }
+        );
+        job.progress = Some("120/2048 rows".into());
+        assert_eq!(step(&job, "progress 120/2048 rows"), Step::Wait, "no change");
+        assert_eq!(
+            step(&job, "progress 150/2048 rows"),
+            Step::JobProgress { text: "150/2048 rows".into(), event: false }
+        );
+        assert_eq!(
+            step(&job, "progress 210/2048 rows"),
+            Step::JobProgress { text: "210/2048 rows".into(), event: true }
+        );
+        assert_eq!(step(&job, "progress 3/11 centres"), Step::JobProgress { text: "3/11 centres".into(), event: true });
+        assert_eq!(step(&job, "just a log line"), Step::Wait);
+    }
+
+    #[test]
+    fn a_job_that_says_why_it_failed_fails_with_that_reason() {
+        let job = Live { image: "Tomography reconstruction".into(), ..live(Kind::Job, SessionState::Running) };
+        let output =
+            "exited with code 2; its last output:\n21:04:05 reading\nerror: /data/x/scan.h5: missing /exchange/theta";
+        let Step::End(ending) = decide(&job, exited(Some(2), output), OffsetDateTime::now_utc(), TIMEOUT) else {
+            panic!()
+        };
+        assert_eq!(
+            ending.message,
+            "Tomography reconstruction failed: /data/x/scan.h5: missing /exchange/theta (exit code 2)"
+        );
+        // Without such a line, the output is quoted as before.
+        let Step::End(ending) = decide(&job, exited(Some(1), "exited with code 1"), OffsetDateTime::now_utc(), TIMEOUT)
+        else {
+            panic!()
+        };
+        assert_eq!(ending.message, "Tomography reconstruction exited with code 1");
+    }
+
+    fn exited(exit_code: Option<i32>, message: &str) -> Observed {
+        Observed::Exited { exit_code, message: message.into() }
     }
 }

@@ -35,6 +35,8 @@ async fn the_tooth_is_reconstructed_with_its_centre_found_and_its_outputs_are_it
     let log = app.get(&format!("/api/v1/jobs/{id}/logs"), Some(&alice)).await.text;
     assert_eq!((done["state"].as_str(), done["exit_code"].as_i64()), (Some("stopped"), Some(0)), "{done}\n{log}");
     assert!(log.contains("progress 2/2 rows"), "{log}");
+    // Sized to the flavour (small: 4 GiB), not to the machine.
+    assert!(log.contains("memory limit 2048 MiB"), "{log}");
 
     // The outputs, listed with their sizes and read through the API.
     let listed = app.get(&format!("/api/v1/jobs/{id}/outputs"), Some(&alice)).await;

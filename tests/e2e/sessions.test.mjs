@@ -237,3 +237,52 @@ test("a refused launch keeps its fields, and My sessions follows a stop", async 
   await shot(page, "14-01-my-sessions-followed-a-stop");
   assert.deepEqual(page.errors, [], "no console errors");
 });
+
+// Issue 15, acceptance 1 and 2: alice reconstructs the tooth from the Launch dialog with
+// the centre found automatically and sees its slice and centre on the job's page; a centre
+// sweep shows one labelled preview per candidate, and picking one reconstructs with it.
+test("alice reconstructs the tooth, sweeps the centre and reconstructs with the one she picks", async () => {
+  const page = await strictPage(browser, daas.url);
+  await login(page, "alice");
+  const openJobForm = async () => {
+    await page.goto(`${daas.url}/proposals/20180101/launch`);
+    await page.getByRole("link", { name: "Tomography reconstruction (job)" }).click();
+    await page.selectOption("#param-dataset", "tooth");
+  };
+  const started = Date.now();
+  await openJobForm();
+  await shot(page, "15-01-launch-the-tooth");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
+  await page.locator("#job-summary", { hasText: "Centre of rotation" }).waitFor({ timeout: 120_000 });
+  const preview = page.locator("#previews img").first();
+  await preview.waitFor();
+  await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await preview.elementHandle());
+  const summary = await page.locator("#job-summary").textContent();
+  const centre = Number(summary.match(/Centre of rotation ([\d.]+) px/)[1]);
+  assert.ok(centre > 286 && centre < 306, summary);
+  assert.ok(Date.now() - started < 120_000, "the slice took more than two minutes");
+  await shot(page, "15-02-the-tooth-reconstructed");
+
+  // A sweep from 286 to 306 in steps of 2: eleven labelled previews.
+  await openJobForm();
+  await page.selectOption("#param-centre", "sweep");
+  await page.fill("#param-sweep_from", "286");
+  await page.fill("#param-sweep_to", "306");
+  await page.fill("#param-sweep_step", "2");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
+  const figures = page.locator("#previews figure");
+  await page.locator("#previews figcaption", { hasText: "centre 306" }).waitFor({ timeout: 120_000 });
+  assert.equal(await figures.count(), 11);
+  await shot(page, "15-03-centre-sweep-gallery");
+  await page.getByRole("link", { name: "Reconstruct the volume with centre 296" }).click();
+  await page.waitForURL(/\/launch\?/);
+  assert.equal(await page.inputValue("#param-centre"), "given");
+  assert.equal(await page.inputValue("#param-centre_value"), "296");
+  assert.equal(await page.inputValue("#param-dataset"), "tooth");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.locator("#job-summary", { hasText: "Centre of rotation 296.00 px (as given)" }).waitFor({ timeout: 120_000 });
+  await shot(page, "15-04-reconstructed-with-the-picked-centre");
+  assert.deepEqual(page.errors, [], "no console errors");
+});

@@ -581,6 +581,9 @@ impl LocalRuntime {
             .env("LOGNAME", &spec.owner)
             .env("LANG", "C.UTF-8")
             .env("DAAS_SESSION_ID", id.to_string())
+            // The memory the session may hold (its flavour's), for programs that size their
+            // work to it (the reconstruction job); the sandbox hides its cgroup.
+            .env("DAAS_MEMORY_MIB", spec.resources.memory_mib.to_string())
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().context("cannot share the session's log")?))

@@ -10,7 +10,8 @@ stdout is the job's log, line by line and flushed: plain sentences, `progress D/
 Exit codes: 0 done; 2 the input or the parameters cannot be used; 1 anything else.
 
 Memory: the projections are read in blocks of rows sized so that the whole process stays
-under `--memory-mib` (default: $DAAS_MEMORY_MIB, else half of the memory available to it);
+under `--memory-mib` (default: half of the memory available to it: the session's memory
+as daas gives it in $DAAS_MEMORY_MIB, the cgroup's limit, what the machine has free);
 each slice is written as soon as it is made, so the volume is never held.
 """
 
@@ -84,15 +85,16 @@ def load_parameters(path):
 
 
 def memory_limit_mib():
-    """The default memory bound: $DAAS_MEMORY_MIB, else half of what is available.
+    """The default memory bound (MiB): half of what is available.
 
-    "Available" is the smaller of MemAvailable (/proc/meminfo) and the cgroup's limit
-    (memory.max, or the v1 limit_in_bytes), so a container's limit counts.
+    "Available" is the smallest of the session's memory as daas gives it ($DAAS_MEMORY_MIB,
+    the flavour's; a sandbox may not show its cgroup), MemAvailable (/proc/meminfo) and the
+    cgroup's limit (memory.max, or the v1 limit_in_bytes), so a container's limit counts.
     """
-    env = os.environ.get("DAAS_MEMORY_MIB")
-    if env:
-        return int(env)
     candidates = []
+    env = os.environ.get("DAAS_MEMORY_MIB", "")
+    if env.isdigit() and int(env) > 0:
+        candidates.append(int(env))
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -425,7 +427,7 @@ def parser():
     p.add_argument("--output", default=None,
                    help="folder for the volume, previews and summary.json; default $HOME/jobs/$DAAS_SESSION_ID")
     p.add_argument("--memory-mib", type=int, default=None,
-                   help="bound on the process's memory; default $DAAS_MEMORY_MIB, else half the available memory")
+                   help="bound on the process's memory; default half the available memory ($DAAS_MEMORY_MIB, cgroup, free)")
     p.add_argument("--workers", type=int, default=None,
                    help="at most this many worker processes on the CPU (default: one per core, as memory allows; 0: none)")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",

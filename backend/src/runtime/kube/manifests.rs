@@ -187,6 +187,7 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
     }
     let mut env = vec![
         json!({"name": "DAAS_SESSION_ID", "value": spec.session_id.to_string()}),
+        json!({"name": "DAAS_MEMORY_MIB", "value": spec.resources.memory_mib.to_string()}),
         json!({"name": "DAAS_PROPOSAL", "value": spec.proposal}),
         json!({"name": "DAAS_EXPERIMENT", "value": spec.experiment}),
         json!({"name": "HOME", "value": HOME}),

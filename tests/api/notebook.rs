@@ -133,6 +133,15 @@ async fn ws(addr: &str, host: &str, path: &str, cookie: &str, headers: &[(&str, 
     }
 }
 
+/// Seconds since the session's last noted activity.
+async fn idle_seconds(db: &PgPool, id: &str) -> f64 {
+    sqlx::query_scalar("select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid")
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A kernel's channels over the proxied WebSocket, as the session's own page opens them.
@@ -250,13 +259,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
     assert_eq!(run(&addr, &host, &channels, &cookie, "1+1").await, "2");
     let mut idle = f64::MAX;
     for _ in 0..50 {
-        idle = sqlx::query_scalar(
-            "select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid",
-        )
-        .bind(&id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+        idle = idle_seconds(&app.db, &id).await;
         if idle < 60.0 {
             break;
         }
@@ -518,15 +521,7 @@ async fn item_14_a_forgotten_tab_is_not_activity_and_a_kernel_at_work_without_a_
     let host = format!("{id}.sessions.localhost:8080");
     let portal = app.browser("alice").await;
     let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
-    let idle_for = || async {
-        sqlx::query_scalar::<_, f64>(
-            "select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid",
-        )
-        .bind(&id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-    };
+    let idle_for = || idle_seconds(&app.db, &id);
     let an_hour_ago = || async {
         sqlx::query("update sessions set last_activity_at = now() - interval '1 hour' where id = $1::uuid")
             .bind(&id)

@@ -282,7 +282,18 @@ test("alice reconstructs the tooth, sweeps the centre and reconstructs with the 
   assert.equal(await page.inputValue("#param-centre_value"), "296");
   assert.equal(await page.inputValue("#param-dataset"), "tooth");
   await page.getByRole("button", { name: "Submit job" }).click();
-  await page.locator("#job-summary", { hasText: "Centre of rotation 296.00 px (as given)" }).waitFor({ timeout: 120_000 });
+  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/).catch(async (e) => {
+    await shot(page, "15-04-refused");
+    throw new Error(`the filled-in launch was refused: ${await page.locator("#form-error").textContent().catch(() => "?")}; ${e}`);
+  });
+  const badge = page.locator("#live > p > .badge.state");
+  await badge.filter({ hasText: /finished|failed|stopped/ }).waitFor({ timeout: 150_000 }).catch(async (e) => {
+    await shot(page, "15-04-not-finished");
+    throw new Error(`the job with centre 296 did not end: ${await badge.textContent()}; ${e}`);
+  });
+  const failure = await page.locator("#live .error").textContent().catch(() => "");
+  assert.equal(await badge.textContent(), "finished", failure);
+  await page.locator("#job-summary", { hasText: "Centre of rotation 296.00 px (as given)" }).waitFor();
   await shot(page, "15-04-reconstructed-with-the-picked-centre");
   assert.deepEqual(page.errors, [], "no console errors");
 });

@@ -35,11 +35,20 @@ async fn beamline_sessions_page(
     Path(beamline): Path<String>,
     Query(f): Query<SessionFilter>,
 ) -> PageResult {
-    super::check_staff(&state.db, &user, &beamline).await?;
-    // The beamline is the scope; a beamline filter typed into the URL changes nothing.
-    let f = SessionFilter { beamline: String::new(), ..f };
-    let list = session_list(&state.db, Some(&beamline), f, None, None).await?;
+    let list = staff_list(&state, &user, &beamline, f).await?;
     render(&BeamlineSessionsPage { ctx, beamline, list })
+}
+
+/// The beamline's sessions as filtered, for its staff (404 for anyone else). The beamline is
+/// the scope: a beamline filter typed into the URL changes nothing.
+async fn staff_list(
+    state: &AppState,
+    user: &crate::auth::identity::CurrentUser,
+    beamline: &str,
+    f: SessionFilter,
+) -> Result<SessionList, crate::web::page::PageError> {
+    super::check_staff(&state.db, user, beamline).await?;
+    session_list(&state.db, Some(beamline), SessionFilter { beamline: String::new(), ..f }, None, None).await
 }
 
 /// The list alone, as the page redraws it when a session in it changes.
@@ -49,9 +58,7 @@ async fn beamline_session_table(
     Path(beamline): Path<String>,
     Query(f): Query<SessionFilter>,
 ) -> PageResult {
-    super::check_staff(&state.db, &user, &beamline).await?;
-    let f = SessionFilter { beamline: String::new(), ..f };
-    render(&SessionTable { ctx, list: session_list(&state.db, Some(&beamline), f, None, None).await? })
+    render(&SessionTable { ctx, list: staff_list(&state, &user, &beamline, f).await? })
 }
 
 async fn stop_beamline_sessions(

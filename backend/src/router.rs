@@ -95,10 +95,18 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
+/// Writes axum's wildcard segments (`{*path}`, a path of several segments) as OpenAPI's
+/// plain templates (`{path}`), so the document's paths name their parameters.
+fn openapi_templates(openapi: &mut utoipa::openapi::OpenApi) {
+    let paths = std::mem::take(&mut openapi.paths.paths);
+    openapi.paths.paths = paths.into_iter().map(|(path, item)| (path.replace("{*", "{"), item)).collect();
+}
+
 /// The whole application, served with the state of the background tasks already started
 /// (`crate::background::start`). Tests call this; `daas serve` serves it.
 pub fn app(state: AppState, background: &crate::background::Background) -> Router {
-    let (api, openapi) = api().split_for_parts();
+    let (api, mut openapi) = api().split_for_parts();
+    openapi_templates(&mut openapi);
     let openapi_json = openapi.to_pretty_json().expect("the OpenAPI document serialises");
     let request_id = HeaderName::from_static("x-request-id");
     let frontend = state.config.web.frontend_dir.clone();

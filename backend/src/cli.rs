@@ -158,6 +158,18 @@ fn read_password() -> anyhow::Result<String> {
 async fn dev(db: &DbArgs, mut args: ServeArgs) -> anyhow::Result<()> {
     // The demo accounts log in with passwords.
     args.web.local_login = true;
+    // On another port than the default, the browser's origin is that port's: left at their
+    // defaults, the public URL and the notebooks' domain follow `--listen` (else every form
+    // would be refused as coming from another site).
+    if args.listen.port() != 8080 {
+        let port = args.listen.port();
+        if args.web.public_url.as_str() == "http://localhost:8080/" {
+            args.web.public_url = format!("http://localhost:{port}").parse()?;
+        }
+        if args.web.sessions_domain == "sessions.localhost:8080" {
+            args.web.sessions_domain = format!("sessions.localhost:{port}");
+        }
+    }
     let pool = migrated_pool(db).await?;
     if let Some(logins) = crate::demo::load_into(&pool, &args.data_root, &args.experiment_storage).await? {
         let text: String = logins.0.iter().map(|(u, p)| format!("{u} {p}\n")).collect();

@@ -143,6 +143,12 @@ test("every admin page fits a 1366-px and an 800-px window", async () => {
         return Math.max(document.documentElement.scrollWidth - document.documentElement.clientWidth, ...tables);
       });
       if (overflow > 1) wide.push(`${name} at ${width} px: ${Math.round(overflow)} px too wide`);
+      // Every number in a field shows whole ("131072", not "1310").
+      const cut = await admin.evaluate(() =>
+        [...document.querySelectorAll("main input[type=number]")]
+          .filter((i) => i.value && i.scrollWidth > i.clientWidth)
+          .map((i) => `${i.id}=${i.value}`));
+      if (cut.length) wide.push(`${name} at ${width} px: cut off ${cut.join(", ")}`);
       await shot(admin, `14-08-admin-${name}-${width}`);
     }
   }

@@ -32,7 +32,7 @@ pub struct JobView {
 pub struct Progress {
     pub done: u64,
     pub total: u64,
-    /// "120 of 2048 rows · about 3 min left"
+    /// "120 of 2048 rows · about 3 min to go"
     pub text: String,
 }
 
@@ -90,7 +90,7 @@ pub async fn view(state: &AppState, session: &Session, parameters: Option<&Value
     job
 }
 
-/// "120 of 2048 rows · about 3 min left", from the stored progress and the time since the
+/// "120 of 2048 rows · about 3 min to go", from the stored progress and the time since the
 /// job started (the rate so far).
 pub fn progress(session: &Session, now: OffsetDateTime) -> Option<Progress> {
     if session.state.has_ended() {
@@ -103,9 +103,9 @@ pub fn progress(session: &Session, now: OffsetDateTime) -> Option<Progress> {
         let spent = (now - started).as_seconds_f64().max(0.0);
         let left = spent * (total - done) as f64 / done as f64;
         text.push_str(&match left {
-            s if s < 60.0 => " · less than a minute left".to_string(),
-            s if s < 3600.0 => format!(" · about {} min left", (s / 60.0).round() as u64),
-            s => format!(" · about {:.1} h left", s / 3600.0),
+            s if s < 60.0 => " · less than a minute to go".to_string(),
+            s if s < 3600.0 => format!(" · about {} min to go", (s / 60.0).round() as u64),
+            s => format!(" · about {:.1} h to go", s / 3600.0),
         });
     }
     Some(Progress { done, total, text })

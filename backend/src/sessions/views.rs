@@ -348,11 +348,15 @@ async fn launch_from_page(
         Err(err @ (AppError::Invalid { .. } | AppError::Conflict(_) | AppError::Forbidden(_))) => {
             let status = err.status();
             let mut error = FormError::of(err)?;
-            // The API's names of the fields are the form's, but for the parameters.
+            // The API's names of the fields are the form's, but for the parameters (which
+            // the form names by their own names).
             error.field = error.field.filter(|f| f != "form").map(|f| match f.strip_prefix("parameters.") {
                 Some(name) => format!("param.{name}"),
                 None => f,
             });
+            if let Some(message) = error.message.strip_prefix("parameters.") {
+                error.message = message.to_owned();
+            }
             let page = launch_form(&state, &user, ctx, &identifier, image, Some(error), &form).await?;
             let mut response = render(&page)?;
             *response.status_mut() = status;
@@ -414,8 +418,8 @@ impl Card {
 pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
     let ended = s.state.has_ended();
     let time_left = match s.seconds_left {
-        Some(secs) if secs >= 3600 => format!("{} h {} min left", secs / 3600, secs % 3600 / 60),
-        Some(secs) => format!("{} min left", secs / 60),
+        Some(secs) if secs >= 3600 => format!("stops in {} h {} min", secs / 3600, secs % 3600 / 60),
+        Some(secs) => format!("stops in {} min", secs / 60),
         None => String::new(),
     };
     let label = s.label();

@@ -53,6 +53,10 @@ requirements="$(cat requirements.txt tools/recon/requirements.txt)"
 if [ "$requirements" != "$(cat "$venv/.requirements.txt" 2>/dev/null)" ]; then
   echo "installing the Python requirements into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+  # Compile algotom's numba back-projector once, into the venv's cache: sessions see the
+  # venv read-only, so a job would otherwise compile it anew each time (seconds to a
+  # minute on a loaded machine).
+  "$venv/bin/python" -c "import numpy as np, algotom.rec.reconstruction as r; r.fbp_reconstruction(np.ones((8, 16), np.float32), 8.0, gpu=False)"
   printf '%s\n' "$requirements" > "$venv/.requirements.txt"
 fi
 

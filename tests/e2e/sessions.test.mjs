@@ -249,11 +249,29 @@ test("alice reconstructs the tooth, sweeps the centre and reconstructs with the 
     await page.getByRole("link", { name: "Tomography reconstruction (job)" }).click();
     await page.selectOption("#param-dataset", "tooth");
   };
+  // A job counts against alice's quota (two sessions) until its process has ended, a moment
+  // after its results show: the next launch waits for that.
+  const badge = page.locator("#live > p > .badge.state");
+  const ended = async (what) => {
+    await badge.filter({ hasText: /finished|failed|stopped/ }).waitFor({ timeout: 150_000 }).catch(async (e) => {
+      await shot(page, "15-not-finished");
+      throw new Error(`${what} did not end: ${await badge.textContent()}; ${e}`);
+    });
+    const failure = await page.locator("#live .error").textContent().catch(() => "");
+    assert.equal(await badge.textContent(), "finished", `${what}: ${failure}`);
+  };
+  const submitted = async (what) => {
+    await page.getByRole("button", { name: "Submit job" }).click();
+    await page.waitForURL(/\/sessions\/[0-9a-f-]+$/).catch(async (e) => {
+      await shot(page, "15-refused");
+      const why = await page.locator("#form-error").textContent().catch(() => "?");
+      throw new Error(`${what} was refused: ${why}; ${e}`);
+    });
+  };
   const started = Date.now();
   await openJobForm();
   await shot(page, "15-01-launch-the-tooth");
-  await page.getByRole("button", { name: "Submit job" }).click();
-  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
+  await submitted("the tooth's reconstruction");
   await page.locator("#job-summary", { hasText: "Centre of rotation" }).waitFor({ timeout: 120_000 });
   const preview = page.locator("#previews img").first();
   await preview.waitFor();
@@ -263,6 +281,7 @@ test("alice reconstructs the tooth, sweeps the centre and reconstructs with the 
   assert.ok(centre > 286 && centre < 306, summary);
   assert.ok(Date.now() - started < 120_000, "the slice took more than two minutes");
   await shot(page, "15-02-the-tooth-reconstructed");
+  await ended("the tooth's reconstruction");
 
   // A sweep from 286 to 306 in steps of 2: eleven labelled previews.
   await openJobForm();
@@ -270,29 +289,19 @@ test("alice reconstructs the tooth, sweeps the centre and reconstructs with the 
   await page.fill("#param-sweep_from", "286");
   await page.fill("#param-sweep_to", "306");
   await page.fill("#param-sweep_step", "2");
-  await page.getByRole("button", { name: "Submit job" }).click();
-  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
+  await submitted("the sweep");
   const figures = page.locator("#previews figure");
   await page.locator("#previews figcaption", { hasText: "centre 306" }).waitFor({ timeout: 120_000 });
   assert.equal(await figures.count(), 11);
   await shot(page, "15-03-centre-sweep-gallery");
+  await ended("the sweep");
   await page.getByRole("link", { name: "Reconstruct the volume with centre 296" }).click();
   await page.waitForURL(/\/launch\?/);
   assert.equal(await page.inputValue("#param-centre"), "given");
   assert.equal(await page.inputValue("#param-centre_value"), "296");
   assert.equal(await page.inputValue("#param-dataset"), "tooth");
-  await page.getByRole("button", { name: "Submit job" }).click();
-  await page.waitForURL(/\/sessions\/[0-9a-f-]+$/).catch(async (e) => {
-    await shot(page, "15-04-refused");
-    throw new Error(`the filled-in launch was refused: ${await page.locator("#form-error").textContent().catch(() => "?")}; ${e}`);
-  });
-  const badge = page.locator("#live > p > .badge.state");
-  await badge.filter({ hasText: /finished|failed|stopped/ }).waitFor({ timeout: 150_000 }).catch(async (e) => {
-    await shot(page, "15-04-not-finished");
-    throw new Error(`the job with centre 296 did not end: ${await badge.textContent()}; ${e}`);
-  });
-  const failure = await page.locator("#live .error").textContent().catch(() => "");
-  assert.equal(await badge.textContent(), "finished", failure);
+  await submitted("the filled-in launch");
+  await ended("the job with centre 296");
   await page.locator("#job-summary", { hasText: "Centre of rotation 296.00 px (as given)" }).waitFor();
   await shot(page, "15-04-reconstructed-with-the-picked-centre");
   assert.deepEqual(page.errors, [], "no console errors");

@@ -148,18 +148,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
         let folder = storage.folder(&beamline, &proposal, experiment).map_err(anyhow::Error::msg)?;
         let location = folder.join(name).to_str().context("a UTF-8 path")?.to_owned();
         let size = write_dataset(&data_root.join(&location), scan)?;
-        sqlx::query(
-            "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
-             select e.id, $2, $3, $4, $5, (select id from users where username = 'sam')
-             from experiments e where e.code = $1",
-        )
-        .bind(experiment)
-        .bind(name)
-        .bind(&location)
-        .bind(size)
-        .bind(metadata)
-        .execute(&mut *tx)
-        .await?;
+        insert_dataset(&mut *tx, experiment, name, &location, size, metadata).await?;
     }
 
     let schema = recon_schema();
@@ -304,8 +293,8 @@ pub async fn refresh(db: &PgPool, data_root: &Path) -> anyhow::Result<()> {
     .execute(db)
     .await?;
     // Only in a database that has the demo's proposals (not a facility's own).
-    let sam: Option<uuid::Uuid> =
-        sqlx::query_scalar("select id from users where username = 'sam'").fetch_optional(db).await?;
+    let has_sam: bool =
+        sqlx::query_scalar("select exists (select 1 from users where username = 'sam')").fetch_one(db).await?;
     for (experiment, name, metadata, scan) in datasets() {
         let folder: Option<String> = sqlx::query_scalar(
             "select d.location from datasets d join experiments e on e.id = d.experiment_id where e.code = $1 and d.name = $2",
@@ -328,7 +317,7 @@ pub async fn refresh(db: &PgPool, data_root: &Path) -> anyhow::Result<()> {
                     .execute(db)
                     .await?;
             }
-            None if scan == Scan::Tooth && sam.is_some() => {
+            None if scan == Scan::Tooth && has_sam => {
                 let sibling: Option<String> = sqlx::query_scalar(
                     "select d.location from datasets d join experiments e on e.id = d.experiment_id
                      where e.code = $1 order by d.name limit 1",
@@ -339,18 +328,7 @@ pub async fn refresh(db: &PgPool, data_root: &Path) -> anyhow::Result<()> {
                 let Some(sibling) = sibling else { continue };
                 let location = Path::new(&sibling).with_file_name(name).to_str().context("a UTF-8 path")?.to_owned();
                 let size = write_dataset(&data_root.join(&location), scan)?;
-                sqlx::query(
-                    "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
-                     select e.id, $2, $3, $4, $5, $6 from experiments e where e.code = $1",
-                )
-                .bind(experiment)
-                .bind(name)
-                .bind(&location)
-                .bind(size)
-                .bind(metadata)
-                .bind(sam)
-                .execute(db)
-                .await?;
+                insert_dataset(db, experiment, name, &location, size, metadata).await?;
             }
             None => {}
         }
@@ -399,6 +377,30 @@ pub fn notebook_command() -> serde_json::Value {
 pub fn recon_command() -> serde_json::Value {
     json!({"argv": ["{venv}/bin/python", "{tools}/recon/recon.py", "--parameters", "/session/parameters.json",
                     "--data", "/data", "--output", "{output}"]})
+}
+
+/// Records a demo dataset of `experiment`, linked by sam (BL11's scientist).
+async fn insert_dataset(
+    db: impl sqlx::PgExecutor<'_>,
+    experiment: &str,
+    name: &str,
+    location: &str,
+    size: i64,
+    metadata: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into datasets (experiment_id, name, location, size_bytes, metadata, created_by)
+         select e.id, $2, $3, $4, $5, (select id from users where username = 'sam')
+         from experiments e where e.code = $1",
+    )
+    .bind(experiment)
+    .bind(name)
+    .bind(location)
+    .bind(size)
+    .bind(metadata)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Writes a dataset folder holding `scan` (kept if it is there) and returns its size in bytes.

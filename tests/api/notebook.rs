@@ -133,6 +133,19 @@ async fn ws(addr: &str, host: &str, path: &str, cookie: &str, headers: &[(&str, 
     }
 }
 
+/// A local app serving alice's running notebook, entered: `(app, address, session id,
+/// session origin's host, the origin's cookie)`.
+async fn alices_notebook(db: PgPool) -> (TestApp, String, String, String, String) {
+    let app = TestApp::local(db).await;
+    app.start_reconciler();
+    let addr = app.serve().await;
+    let id = launch(&app, "alice", "JupyterLab").await;
+    let host = format!("{id}.sessions.localhost:8080");
+    let portal = app.browser("alice").await;
+    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
+    (app, addr, id, host, cookie)
+}
+
 /// Seconds since the session's last noted activity.
 async fn idle_seconds(db: &PgPool, id: &str) -> f64 {
     sqlx::query_scalar("select extract(epoch from now() - last_activity_at)::float8 from sessions where id = $1::uuid")
@@ -302,13 +315,7 @@ async fn a_notebook_lives_on_its_own_origin_and_survives_a_restart(db: PgPool) {
 async fn item_13_files_pass_byte_for_byte_and_no_page_carries_the_token(db: PgPool) {
     use sha2::{Digest, Sha256};
 
-    let app = TestApp::local(db).await;
-    app.start_reconciler();
-    let addr = app.serve().await;
-    let id = launch(&app, "alice", "JupyterLab").await;
-    let host = format!("{id}.sessions.localhost:8080");
-    let portal = app.browser("alice").await;
-    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
+    let (app, addr, id, host, cookie) = alices_notebook(db).await;
 
     // Files of the home, which Jupyter serves under /files/ as text/html: a 12 MiB report
     // and a page in windows-1252 (not UTF-8).
@@ -484,13 +491,7 @@ async fn listing(addr: &str, host: &str, cookie: &str, uri: String) -> Vec<Strin
 /// experiment's datasets (mounted at `/data`); a user's own `data` is left alone.
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn the_datasets_are_one_click_from_the_notebooks_home(db: PgPool) {
-    let app = TestApp::local(db).await;
-    app.start_reconciler();
-    let addr = app.serve().await;
-    let id = launch(&app, "alice", "JupyterLab").await;
-    let host = format!("{id}.sessions.localhost:8080");
-    let portal = app.browser("alice").await;
-    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
+    let (app, addr, id, host, cookie) = alices_notebook(db).await;
     let listing = |path: &str| listing(&addr, &host, &cookie, format!("/sessions/{id}/api/contents/{path}"));
     assert!(listing("").await.contains(&"directory data".to_string()), "no data in the home");
     let data = listing("data").await;
@@ -514,13 +515,7 @@ async fn the_datasets_are_one_click_from_the_notebooks_home(db: PgPool) {
 /// with no tab open is, read from Jupyter's own record.
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
 async fn item_14_a_forgotten_tab_is_not_activity_and_a_kernel_at_work_without_a_tab_is(db: PgPool) {
-    let app = TestApp::local(db).await;
-    app.start_reconciler();
-    let addr = app.serve().await;
-    let id = launch(&app, "alice", "JupyterLab").await;
-    let host = format!("{id}.sessions.localhost:8080");
-    let portal = app.browser("alice").await;
-    let cookie = enter(&app, &addr, &host, &portal.cookie, &id).await;
+    let (app, addr, id, host, cookie) = alices_notebook(db).await;
     let idle_for = || idle_seconds(&app.db, &id);
     let an_hour_ago = || async {
         sqlx::query("update sessions set last_activity_at = now() - interval '1 hour' where id = $1::uuid")

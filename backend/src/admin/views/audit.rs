@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{message, when, AdminPage};
+use super::{when, AdminPage};
 use crate::admin::audit_log::{self, AuditFilter};
 use crate::state::AppState;
 use crate::web::page::{render, Ctx, FormError, PageResult};
@@ -39,7 +39,7 @@ pub(super) async fn audit_page(
     let query = f.query_string();
     let (events, total, page, error) = match audit_log::search(&state.db, &f, per_page).await {
         Ok(found) => (found.items, found.total, found.page, None),
-        Err(err) => (Vec::new(), 0, 1, Some(message(err)?)),
+        Err(err) => (Vec::new(), 0, 1, Some(FormError::of(err)?)),
     };
     let events = events
         .into_iter()

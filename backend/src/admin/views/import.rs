@@ -3,7 +3,7 @@
 use askama::Template;
 use serde::Deserialize;
 
-use super::{message, AdminPage};
+use super::AdminPage;
 use crate::admin::import::{self, ImportResult};
 use crate::audit::Actor;
 use crate::proposals::import::Format;
@@ -54,7 +54,7 @@ pub(super) async fn import_proposals(
     };
     let (result, error) = match outcome {
         Ok(result) => (Some(result), None),
-        Err(err) => (None, Some(message(err)?)),
+        Err(err) => (None, Some(FormError::of(err)?)),
     };
     let format = if csv { "csv" } else { "json" };
     render(&ImportPage { ctx, text: form.text, format: format.into(), result, error })

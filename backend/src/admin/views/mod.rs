@@ -100,11 +100,6 @@ fn json(field: &str, text: &str) -> Result<Option<serde_json::Value>, AppError> 
     }
 }
 
-/// An error a person can act on, shown by its field; anything else is an error page.
-fn message(err: AppError) -> Result<FormError, PageError> {
-    FormError::of(err)
-}
-
 /// Why a form was refused: the status of the answer and the message by the field.
 struct Refusal {
     status: StatusCode,
@@ -115,7 +110,7 @@ impl Refusal {
     /// An error a person can act on (400, 403, 409); anything else is the error page.
     fn of(err: AppError) -> Result<Self, PageError> {
         let status = err.status();
-        Ok(Refusal { status, message: message(err)? })
+        Ok(Refusal { status, message: FormError::of(err)? })
     }
 
     /// Something typed into the form does not exist.

@@ -5,7 +5,7 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{message, number, when, AdminPage};
+use super::{number, when, AdminPage};
 use crate::admin::sessions;
 use crate::audit::Actor;
 use crate::sessions::lifecycle::expiry::NewEnd;
@@ -131,7 +131,7 @@ pub async fn session_list(
     let (items, total) = match sessions::list(db, beamline, filter, 100, 0).await {
         Ok(page) => page,
         Err(err) => {
-            list.error = Some(message(err)?);
+            list.error = Some(FormError::of(err)?);
             return Ok(list);
         }
     };
@@ -247,6 +247,6 @@ pub(super) async fn extend_session(
             let done = format!("Session of {} now expires {}.", s.owner, when(s.expires_at));
             sessions_view(&state, ctx, SessionFilter::default(), None, Some(done)).await
         }
-        Err(err) => sessions_view(&state, ctx, SessionFilter::default(), Some(message(err)?), None).await,
+        Err(err) => sessions_view(&state, ctx, SessionFilter::default(), Some(FormError::of(err)?), None).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{message, AdminPage};
+use super::AdminPage;
 use crate::admin::usage::{self, UsageParams, UsageRow};
 use crate::state::AppState;
 use crate::web::page::{render, Ctx, FormError, PageResult};
@@ -39,7 +39,7 @@ pub(super) async fn usage_page(
         .finish();
     let (rows, error) = match usage::compute(&state.db, &params).await {
         Ok((_, rows)) => (rows, None),
-        Err(err) => (Vec::new(), Some(message(err)?)),
+        Err(err) => (Vec::new(), Some(FormError::of(err)?)),
     };
     render(&UsagePage { ctx, by, from, to, metric, rows, query, error })
 }

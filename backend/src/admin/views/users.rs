@@ -3,7 +3,7 @@
 use askama::Template;
 use serde::Deserialize;
 
-use super::{message, AdminPage};
+use super::AdminPage;
 use crate::admin::users::{self, UserRow};
 use crate::audit::Actor;
 use crate::auth::identity::Role;
@@ -60,7 +60,7 @@ pub(super) async fn set_role(
     };
     match users::set_role(&state.db, &me, &actor, &username, role).await {
         Ok(_) => Ok(see_other("/admin/users")),
-        Err(err) => users_view(&state, ctx, String::new(), Some(message(err)?)).await,
+        Err(err) => users_view(&state, ctx, String::new(), Some(FormError::of(err)?)).await,
     }
 }
 
@@ -81,6 +81,6 @@ pub(super) async fn set_enabled(
     let enabled = form.enabled.trim() == "true";
     match users::set_enabled(&state.db, &me, &actor, &username, enabled).await {
         Ok(_) => Ok(see_other("/admin/users")),
-        Err(err) => users_view(&state, ctx, String::new(), Some(message(err)?)).await,
+        Err(err) => users_view(&state, ctx, String::new(), Some(FormError::of(err)?)).await,
     }
 }

@@ -307,6 +307,7 @@ pub fn gpu_job() -> LaunchSpec {
             disk_gib: 50,
             node_selector: BTreeMap::from([("node-role.example.org/gpu".into(), "true".into())]),
             tolerations: vec![json!({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})],
+            slurm: Default::default(),
         },
     );
     s.parameters = Some(json!({"algorithm": "gridrec", "center": 1024.5}));

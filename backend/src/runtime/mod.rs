@@ -109,6 +109,21 @@ pub struct Resources {
     pub node_selector: BTreeMap<String, String>,
     /// Kubernetes only: tolerations as Kubernetes JSON objects.
     pub tolerations: Vec<serde_json::Value>,
+    /// Slurm only: where the flavour's jobs go.
+    #[serde(default)]
+    pub slurm: SlurmPlacement,
+}
+
+/// Where a flavour's sessions run on a Slurm cluster (`sbatch --partition`, `--account`,
+/// `--qos`, `--constraint`); unset: the cluster's defaults. The GPU type is
+/// `Resources::gpu_type` (`--gres=gpu:<type>:<n>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmPlacement {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Node features the job needs, in Slurm's syntax (`v100&ib`).
+    pub constraint: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

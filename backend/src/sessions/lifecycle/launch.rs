@@ -332,6 +332,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
             disk_gib: row.disk_gib,
             node_selector: serde_json::from_value(row.node_selector).unwrap_or_default(),
             tolerations: serde_json::from_value(row.tolerations).unwrap_or_default(),
+            slurm: Default::default(),
         },
         proposal: row.proposal,
         experiment: row.experiment,

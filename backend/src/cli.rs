@@ -22,6 +22,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::db::check_migrated(&pool).await?;
             serve(pool, args).await
         }
+        Command::SlurmNode { dir } => {
+            let code = crate::runtime::slurm::node::run(&dir).await?;
+            std::process::exit(code);
+        }
         Command::Migrate => {
             let pool = crate::db::connect(db).await?;
             crate::db::MIGRATOR.run(&pool).await.context("migration failed")?;
@@ -193,7 +197,7 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     // First: what arrives from now on waits in the socket's queue while daas adopts what runs.
     let listener = listener(args.listen).await?;
     let config = Config::from_args(&args);
-    let runtime = runtime(&args.sessions, &args.data_root).await?;
+    let runtime = runtime(&args.sessions, &args.data_root, &args.web.public_url).await?;
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;
@@ -245,9 +249,35 @@ async fn listener(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::Tc
 async fn runtime(
     args: &SessionArgs,
     data_root: &std::path::Path,
+    public_url: &url::Url,
 ) -> anyhow::Result<std::sync::Arc<dyn crate::runtime::Runtime>> {
     use crate::runtime::local::{which, Limits, LocalConfig, LocalRuntime};
+    let folders = LocalConfig {
+        sessions_dir: args.sessions_dir.clone(),
+        homes_dir: args.homes_dir.clone(),
+        data_root: data_root.to_owned(),
+        venv: args.venv.clone(),
+        tools_dir: args.tools_dir.clone(),
+        stop_grace: args.stop_grace,
+        gpu_devices: crate::runtime::local::gpu_devices(),
+    };
     match args.runtime {
+        RuntimeKind::Slurm => {
+            use crate::runtime::slurm::{SlurmConfig, SlurmRuntime};
+            let config = SlurmConfig {
+                folders,
+                callback_url: args.slurm.slurm_callback_url.clone().unwrap_or_else(|| public_url.clone()),
+                daas_path: match &args.slurm.slurm_daas_path {
+                    Some(path) => path.clone(),
+                    None => std::env::current_exe().context("cannot tell where this daas program is")?,
+                },
+                warning: args.expiry_warning,
+            };
+            let callback = config.callback_url.to_string();
+            let runtime = SlurmRuntime::new(config)?;
+            tracing::info!(callback, "slurm runtime ready");
+            Ok(std::sync::Arc::new(runtime))
+        }
         RuntimeKind::Kubernetes => {
             let runtime = crate::runtime::kube::KubeRuntime::from_args(&args.kube).await?;
             tracing::info!(namespace = %args.kube.kube_namespace, "kubernetes runtime ready");
@@ -258,16 +288,7 @@ async fn runtime(
             Ok(std::sync::Arc::new(crate::runtime::fake::FakeRuntime::default()))
         }
         RuntimeKind::Local => {
-            let config = LocalConfig {
-                sessions_dir: args.sessions_dir.clone(),
-                homes_dir: args.homes_dir.clone(),
-                data_root: data_root.to_owned(),
-                venv: args.venv.clone(),
-                tools_dir: args.tools_dir.clone(),
-                stop_grace: args.stop_grace,
-                gpu_devices: crate::runtime::local::gpu_devices(),
-            };
-            let runtime = LocalRuntime::new(config, Limits::detect())?;
+            let runtime = LocalRuntime::new(folders, Limits::detect())?;
             // Desktops and notebooks need these; without them only those launches fail.
             if which("Xvnc").is_none() {
                 tracing::warn!("no Xvnc on PATH: desktops will fail to start (run `make deps`)");

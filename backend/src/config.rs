@@ -48,6 +48,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate,
+    /// What a Slurm job of the Slurm runtime runs on its node: start the session whose
+    /// folder is DIR (its `launch.json`), relay its port and report it to daas. Not for
+    /// people to run.
+    #[command(hide = true)]
+    SlurmNode { dir: PathBuf },
     /// Zero-setup development mode: start (or reuse) the private PostgreSQL under
     /// --dev-dir, migrate, load demo data if the database is empty, and serve.
     Dev(ServeArgs),
@@ -187,16 +192,16 @@ pub struct SessionArgs {
     /// The engine that runs sessions: processes on this machine, pods, or nothing (fake).
     #[arg(long, env = "DAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
     pub runtime: RuntimeKind,
-    /// Local runtime: one folder per running session.
+    /// Local and Slurm runtimes: one folder per running session (Slurm: shared with the nodes).
     #[arg(long, env = "DAAS_SESSIONS_DIR", default_value = ".daas/sessions")]
     pub sessions_dir: PathBuf,
-    /// Local runtime: the users' homes, kept across sessions.
+    /// Local and Slurm runtimes: the users' homes, kept across sessions.
     #[arg(long, env = "DAAS_HOMES_DIR", default_value = ".daas/homes")]
     pub homes_dir: PathBuf,
-    /// Local runtime: the Python environment with JupyterLab (`{venv}` in image commands).
+    /// Local and Slurm runtimes: the Python environment with JupyterLab (`{venv}` in image commands).
     #[arg(long, env = "DAAS_VENV", default_value = ".daas/venv")]
     pub venv: PathBuf,
-    /// Local runtime: programs shipped with daas (`{tools}` in image commands).
+    /// Local and Slurm runtimes: programs shipped with daas (`{tools}` in image commands).
     #[arg(long, env = "DAAS_TOOLS_DIR", default_value = "tools")]
     pub tools_dir: PathBuf,
     /// How often the reconciler compares Postgres with what really runs.
@@ -228,6 +233,9 @@ pub struct SessionArgs {
     /// Kubernetes runtime settings (used with `--runtime kubernetes`).
     #[command(flatten)]
     pub kube: crate::runtime::kube::KubeArgs,
+    /// Slurm runtime settings (used with `--runtime slurm`).
+    #[command(flatten)]
+    pub slurm: crate::runtime::slurm::SlurmArgs,
     /// How long a stop waits for a session's processes after SIGTERM before SIGKILL.
     #[arg(long, env = "DAAS_STOP_GRACE", value_parser = humantime::parse_duration, default_value = "5s")]
     pub stop_grace: std::time::Duration,
@@ -268,6 +276,8 @@ pub enum RuntimeKind {
     Kubernetes,
     /// Nothing runs: sessions are recorded and answer nowhere (for benchmarks of daas alone).
     Fake,
+    /// Batch jobs on a Slurm cluster, each in the local runtime's sandbox on its node.
+    Slurm,
 }
 
 #[derive(Subcommand, Debug)]

@@ -115,6 +115,7 @@ async fn reconcile_session(state: &AppState, session: Live, launching_here: bool
         Due::Observe => {
             let handle = handle.expect("observed sessions have a handle");
             observe(state, &session, &handle).await?;
+            state.runtime.keep_until(session.id, &handle, session.expires_at).await?;
             if session.state == SessionState::Running {
                 expiry::check(state, &session).await?;
             }

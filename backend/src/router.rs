@@ -52,6 +52,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(crate::tokens::routes::routes())
         .merge(crate::sessions::routes::routes())
         .merge(crate::sessions::members::routes())
+        .merge(crate::sessions::node_report::routes())
         .merge(crate::jobs::routes::routes())
         .merge(crate::quotas::routes::routes())
         .merge(crate::beamlines::routes::routes())

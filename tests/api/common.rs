@@ -26,6 +26,8 @@ pub struct TestApp {
     fake: Option<Arc<FakeRuntime>>,
     /// The reconciler, once started.
     reconciler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The socket `serve` listens on, when it had to be known before the app was built.
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
     _background: daas::background::Background,
 }
 
@@ -44,6 +46,8 @@ enum Engine {
     Fake,
     /// Real sandboxed processes (`sessions::test_runtime`).
     Local,
+    /// Batch jobs on a test cluster (`cluster::Cluster`) whose `slurm.conf` this is.
+    Slurm(std::path::PathBuf),
 }
 
 impl TestApp {
@@ -63,6 +67,16 @@ impl TestApp {
         Self::build(db, |_| {}, Engine::Local).await
     }
 
+    /// The demo facility on the Slurm runtime, submitting to the test cluster `cluster`,
+    /// with settings changed by `change`.
+    pub async fn slurm(
+        db: PgPool,
+        cluster: &crate::cluster::Cluster,
+        change: impl FnOnce(&mut daas::state::Config),
+    ) -> Self {
+        Self::build(db, change, Engine::Slurm(cluster.conf.clone())).await
+    }
+
     async fn build(db: PgPool, change: impl FnOnce(&mut daas::state::Config), engine: Engine) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut config = daas::state::Config { data_root: data.path().to_owned(), ..Default::default() };
@@ -74,17 +88,35 @@ impl TestApp {
         config.sessions.startup_timeout = std::time::Duration::from_secs(90);
         change(&mut config);
         daas::demo::load_into(&db, data.path(), &config.experiment_storage).await.unwrap().expect("an empty database");
+        let mut listener = None;
         let (runtime, fake): (Arc<dyn daas::runtime::Runtime>, _) = match engine {
             Engine::Fake => {
                 let fake = Arc::new(FakeRuntime::default());
                 (fake.clone(), Some(fake))
             }
             Engine::Local => (test_runtime(data.path()), None),
+            Engine::Slurm(conf) => {
+                // The Slurm commands daas runs read it (each test is a process of its own).
+                std::env::set_var("SLURM_CONF", conf);
+                let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let callback_url = format!("http://{}/", socket.local_addr().unwrap()).parse().unwrap();
+                listener = Some(socket);
+                (slurm_runtime(data.path(), callback_url, config.sessions.warning), None)
+            }
         };
         let state = daas::AppState::new(db.clone(), config, runtime);
         let background = daas::background::start(&state, Reconciler::Leave);
         let router = daas::app(state.clone(), &background);
-        Self { db, router, state, data, fake, reconciler: Default::default(), _background: background }
+        Self {
+            db,
+            router,
+            state,
+            data,
+            fake,
+            reconciler: Default::default(),
+            listener: std::sync::Mutex::new(listener),
+            _background: background,
+        }
     }
 
     /// The notebook proxy's state (to drive its background work by hand).
@@ -105,7 +137,13 @@ impl TestApp {
     /// Serves the app on a free local port (for WebSockets, which `oneshot` cannot carry);
     /// returns `host:port`.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match self.listener.lock().unwrap().take() {
+            Some(socket) => {
+                socket.set_nonblocking(true).unwrap();
+                tokio::net::TcpListener::from_std(socket).unwrap()
+            }
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let addr = listener.local_addr().unwrap();
         let router = self.router.clone();
         tokio::spawn(async move {
@@ -299,6 +337,24 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
         gpu_devices: Vec::new(),
     };
     Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
+}
+
+/// A Slurm runtime whose shared folders live in the test's temporary folder, reporting to
+/// `callback_url`, its nodes running this build's `daas`.
+pub fn slurm_runtime(data: &Path, callback_url: url::Url, warning: Duration) -> Arc<dyn daas::runtime::Runtime> {
+    use daas::runtime::slurm::{SlurmConfig, SlurmRuntime};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let folders = daas::runtime::local::LocalConfig {
+        sessions_dir: data.join("_runtime/sessions"),
+        homes_dir: data.join("_runtime/homes"),
+        data_root: data.to_owned(),
+        venv: root.join(".daas/venv").canonicalize().unwrap_or_else(|_| root.join(".daas/venv")),
+        tools_dir: root.join("tools"),
+        stop_grace: Duration::from_secs(3),
+        gpu_devices: Vec::new(),
+    };
+    let config = SlurmConfig { folders, callback_url, daas_path: env!("CARGO_BIN_EXE_daas").into(), warning };
+    Arc::new(SlurmRuntime::new(config).unwrap())
 }
 
 /// An image whose local command is `sh -c SCRIPT` (`{socket}`, `{port}` etc. expanded by

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::id_of;
 use crate::common::TestApp;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Launches a desktop for `owner` and waits until it runs; returns its id.
 pub async fn launch(app: &TestApp, owner: &str, image: &str) -> String {
@@ -74,7 +74,7 @@ async fn read(socket: &mut Socket, pending: &mut Vec<u8>, n: usize) -> Vec<u8> {
 
 /// The RFB client side of the handshake, as noVNC does it: the relay must offer
 /// security type None only, then pass the server's init through.
-async fn handshake(socket: &mut Socket) -> (u16, u16) {
+pub(crate) async fn handshake(socket: &mut Socket) -> (u16, u16) {
     let mut pending = Vec::new();
     assert_eq!(read(socket, &mut pending, 12).await, b"RFB 003.008\n");
     socket.send(Message::binary(b"RFB 003.008\n".to_vec())).await.unwrap();

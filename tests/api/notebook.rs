@@ -19,14 +19,14 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::{add_shell_image, TestApp};
 use crate::desktop::launch;
 
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 /// A raw HTTP/1.0 request to `addr` with the given `Host` (a session origin or the portal).
-async fn http(addr: &str, method: &str, host: &str, path: &str, cookie: Option<&str>) -> Answer {
+pub(crate) async fn http(addr: &str, method: &str, host: &str, path: &str, cookie: Option<&str>) -> Answer {
     http_with(addr, method, host, path, cookie, &[]).await
 }
 
@@ -111,7 +111,7 @@ fn entered_cookie(entered: &Answer, id: &str) -> String {
 
 /// Enters a session's origin as a browser does (a ticket from the portal, spent at
 /// `/_daas/enter`); the origin's cookie.
-async fn enter(app: &TestApp, addr: &str, host: &str, portal_cookie: &str, id: &str) -> String {
+pub(crate) async fn enter(app: &TestApp, addr: &str, host: &str, portal_cookie: &str, id: &str) -> String {
     let url = ticket_url(app, portal_cookie, id).await;
     let entered = http(addr, "GET", host, &format!("{}?{}", url.path(), url.query().unwrap()), None).await;
     entered_cookie(&entered, id)

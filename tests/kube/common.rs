@@ -278,6 +278,7 @@ fn spec(n: u8, kind: Kind, image: &str, resources: Resources) -> LaunchSpec {
         secret: "test-secret-not-real".into(),
         base_url: format!("/sessions/{}/", id(n)),
         parameters: None,
+        expires_at: None,
     }
 }
 

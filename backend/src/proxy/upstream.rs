@@ -1,6 +1,9 @@
-//! How the proxies reach a session. An endpoint is `host:port` (a Kubernetes service)
-//! or `unix:PATH` (the local runtime: a socket in the session's folder, its only way in,
-//! since the session has a network namespace of its own).
+//! How the proxies reach a session. An endpoint is `host:port` (a Kubernetes service),
+//! `unix:PATH` (the local runtime: a socket in the session's folder, its only way in,
+//! since the session has a network namespace of its own), or `relay:KEY@host:port` (the
+//! Slurm runtime: the relay of the session's node program, which lets a connection through
+//! to the session's socket only after the line `KEY`, the session's relay key, so that
+//! nobody else on the cluster's network reaches the session's server).
 //!
 //! [`Connector`] is the notebook proxy's pooled client's connector: a URI's authority
 //! names the endpoint ([`authority`]), so each session gets connections of its own.
@@ -22,25 +25,32 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
-/// Opens a connection to an endpoint (`host:port` or `unix:PATH`).
+/// Opens a connection to an endpoint (`host:port`, `unix:PATH` or `relay:KEY@host:port`).
 pub async fn connect(endpoint: &str) -> io::Result<Stream> {
-    match endpoint.strip_prefix("unix:") {
-        Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-        None => {
-            let stream = TcpStream::connect(endpoint).await?;
-            // Keystrokes and kernel messages are small and want to go at once.
-            stream.set_nodelay(true)?;
-            Ok(Stream::Tcp(stream))
-        }
+    if let Some(path) = endpoint.strip_prefix("unix:") {
+        return Ok(Stream::Unix(UnixStream::connect(path).await?));
     }
+    let (key, address) = match endpoint.strip_prefix("relay:").and_then(|r| r.split_once('@')) {
+        Some((key, address)) => (Some(key), address),
+        None => (None, endpoint),
+    };
+    let mut stream = TcpStream::connect(address).await?;
+    // Keystrokes and kernel messages are small and want to go at once.
+    stream.set_nodelay(true)?;
+    if let Some(key) = key {
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(format!("{key}\n").as_bytes()).await?;
+    }
+    Ok(Stream::Tcp(stream))
 }
 
-/// The authority of a URI that [`Connector`] connects to `endpoint`: TCP endpoints as they
-/// are, socket paths hex-encoded under `.sock` (a path is not a host name).
+/// The authority of a URI that [`Connector`] connects to `endpoint`: plain TCP endpoints as
+/// they are, others (a socket path, a relay with its key) hex-encoded under `.sock`.
 pub fn authority(endpoint: &str) -> String {
-    match endpoint.strip_prefix("unix:") {
-        Some(path) => format!("{}.sock", hex::encode(path)),
-        None => endpoint.to_owned(),
+    if endpoint.starts_with("unix:") || endpoint.starts_with("relay:") {
+        format!("{}.sock", hex::encode(endpoint))
+    } else {
+        endpoint.to_owned()
     }
 }
 
@@ -48,10 +58,7 @@ pub fn authority(endpoint: &str) -> String {
 fn endpoint_of(uri: &Uri) -> io::Result<String> {
     let authority = uri.authority().ok_or_else(|| io::Error::other("a URI without an authority"))?.as_str();
     match authority.strip_suffix(".sock") {
-        Some(hex) => {
-            let path = hex::decode(hex).map_err(io::Error::other)?;
-            Ok(format!("unix:{}", String::from_utf8(path).map_err(io::Error::other)?))
-        }
+        Some(hex) => String::from_utf8(hex::decode(hex).map_err(io::Error::other)?).map_err(io::Error::other),
         None => Ok(authority.to_owned()),
     }
 }
@@ -136,7 +143,12 @@ mod tests {
 
     #[test]
     fn authorities_name_their_endpoints() {
-        for endpoint in ["127.0.0.1:8888", "svc.ns.svc:8888", "unix:/srv/daas/sessions/x/run/server.sock"] {
+        for endpoint in [
+            "127.0.0.1:8888",
+            "svc.ns.svc:8888",
+            "unix:/srv/daas/sessions/x/run/server.sock",
+            "relay:k3y@10.0.0.7:41234",
+        ] {
             let uri: Uri = format!("http://{}/lab?x=1", authority(endpoint)).parse().unwrap();
             assert_eq!(endpoint_of(&uri).unwrap(), endpoint);
         }

@@ -69,6 +69,9 @@ pub enum Limits {
     /// No writable cgroup: the address space is limited with `ulimit -v` per process and
     /// processes with `ulimit -u` per uid; CPU time is shared by niceness only.
     Rlimits,
+    /// A batch system started the session and enforces the flavour's limits itself (the
+    /// Slurm runtime's node program: Slurm's cgroups, `--cpus-per-task`, `--mem`).
+    Scheduler,
 }
 
 impl Limits {
@@ -107,6 +110,7 @@ impl Limits {
                 cpu.strip_prefix("/sys/fs/cgroup/cpu").unwrap_or(cpu).display()
             ),
             Limits::Rlimits => "rlimits (address space per process, processes per uid; CPU not capped)".into(),
+            Limits::Scheduler => "the batch system's (Slurm's cgroups)".into(),
         }
     }
 }
@@ -505,9 +509,10 @@ impl LocalRuntime {
     }
 
     /// Writes the session's folder, the handle first, then starts the wrapper and waits for
-    /// its record of its process. On an error nothing of the session runs; the caller
-    /// removes what was written.
-    async fn start(&self, spec: &LaunchSpec) -> anyhow::Result<LocalHandle> {
+    /// its record of its process; returns the handle and the wrapper, which the caller
+    /// reaps. On an error nothing of the session runs; the caller removes what was written.
+    /// (The Slurm runtime's node program starts its session with this too.)
+    pub async fn start(&self, spec: &LaunchSpec) -> anyhow::Result<(LocalHandle, tokio::process::Child)> {
         let id = spec.session_id;
         let dir = self.dir(id);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -546,10 +551,9 @@ impl LocalRuntime {
         let (argv, env) = self.command_of(spec)?;
         self.make_cgroups(spec, &planned.cgroups)?;
         // Without cgroups, rlimits stand in for them.
-        let (memory_kib, processes) = if planned.cgroups.is_empty() {
-            ((i64::from(spec.resources.memory_mib) * 1024).to_string(), MAX_PROCESSES.to_string())
-        } else {
-            (String::new(), String::new())
+        let (memory_kib, processes) = match self.limits {
+            Limits::Rlimits => ((i64::from(spec.resources.memory_mib) * 1024).to_string(), MAX_PROCESSES.to_string()),
+            _ => (String::new(), String::new()),
         };
         // Only daas reads the output: it may show the server's URL with its token.
         use std::os::unix::fs::OpenOptionsExt;
@@ -627,11 +631,7 @@ impl LocalRuntime {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
-        // Reap it when it ends while daas runs (after a restart, init does).
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        Ok(handle)
+        Ok((handle, child))
     }
 
     /// The session's cgroup folders (none with rlimits), before they are made.
@@ -640,7 +640,7 @@ impl LocalRuntime {
         match &self.limits {
             Limits::CgroupV2(root) => vec![root.join(&id)],
             Limits::CgroupV1 { cpu, memory, pids } => vec![cpu.join(&id), memory.join(&id), pids.join(&id)],
-            Limits::Rlimits => Vec::new(),
+            Limits::Rlimits | Limits::Scheduler => Vec::new(),
         }
     }
 
@@ -660,7 +660,7 @@ impl LocalRuntime {
                 vec![("memory.limit_in_bytes", memory)],
                 vec![("pids.max", MAX_PROCESSES.to_string())],
             ],
-            Limits::Rlimits => Vec::new(),
+            Limits::Rlimits | Limits::Scheduler => Vec::new(),
         };
         for (dir, settings) in dirs.iter().zip(settings) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
@@ -806,11 +806,11 @@ fn handle_in(dir: &Path) -> Option<LocalHandle> {
 }
 
 /// Writes a file daas makes, the error naming it.
-fn write(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))
@@ -868,7 +868,7 @@ fn group_is_ours(handle: &LocalHandle) -> bool {
 }
 
 /// Processes (not zombies) left in the session's process group (none when it never ran).
-fn session_processes(handle: &LocalHandle) -> Vec<i32> {
+pub(crate) fn session_processes(handle: &LocalHandle) -> Vec<i32> {
     if handle.pid > 1 && group_is_ours(handle) {
         group_members(handle.pid)
     } else {
@@ -906,7 +906,7 @@ fn group_members(pgid: i32) -> Vec<i32> {
 
 /// Signals a session's process group; never init's group, nor daas's own, whatever a
 /// handle from the database says (`kill(-1)` would take every process of the machine).
-fn signal_group(pgid: i32, signal: rustix::process::Signal) {
+pub(crate) fn signal_group(pgid: i32, signal: rustix::process::Signal) {
     if pgid <= 1 || pgid == rustix::process::getpgrp().as_raw_nonzero().get() {
         tracing::error!(pgid, "refusing to signal this process group: not a session's");
         return;
@@ -928,6 +928,25 @@ fn oom_killed(handle: &LocalHandle) -> bool {
     })
 }
 
+/// How a session's end reads, from the exit code its wrapper recorded (`None`: none was),
+/// whether the kernel killed it for memory, and its output. A signal's cause is outside the
+/// session's output (which then often shows the server's own reaction to the signal,
+/// reading like the cause): only an exit of its own quotes it.
+pub(crate) fn exit_message(code: Option<i32>, oom: bool, log: &Path) -> String {
+    match code {
+        Some(c) if c > 128 && oom => {
+            format!("was killed for using more memory than its flavour allows (signal {})", c - 128)
+        }
+        Some(c) if c > 128 => format!("was killed by {}", signal_name(c - 128)),
+        Some(c) => match tail(log, 10) {
+            last if last.is_empty() => format!("exited with code {c}"),
+            last => format!("exited with code {c}; its last output:\n{last}"),
+        },
+        None if oom => "was killed for using more memory than its flavour allows".into(),
+        None => "was killed outside daas (no exit code recorded)".into(),
+    }
+}
+
 /// `SIGKILL` for 9 and the like (signal(7)); `signal N` for the others.
 fn signal_name(signal: i32) -> String {
     match signal {
@@ -942,7 +961,7 @@ fn signal_name(signal: i32) -> String {
 }
 
 /// The last `lines` lines of a file, lossily decoded.
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(bytes) = std::fs::read(path) else { return String::new() };
     let start = bytes.len().saturating_sub(64 * 1024);
     let text = String::from_utf8_lossy(&bytes[start..]);
@@ -958,9 +977,18 @@ fn handle_of(value: &Handle) -> anyhow::Result<LocalHandle> {
 async fn probe(handle: &LocalHandle) -> bool {
     let Some(socket) = &handle.socket else { return handle.kind == Kind::Job };
     let connect = tokio::net::UnixStream::connect(socket);
-    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else { return false };
+    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else { return false };
+    answers(handle.kind, &handle.base_url, stream).await
+}
+
+/// Does the server on the other end of `stream` answer the way a session of `kind` should
+/// (a desktop: an RFB greeting; a notebook: any HTTP answer under its base URL)?
+pub(crate) async fn answers<S>(kind: Kind, base_url: &str, mut stream: S) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = [0u8; 12];
-    match handle.kind {
+    match kind {
         // An RFB server speaks first: "RFB 003.008\n".
         Kind::Desktop => {
             matches!(tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await, Ok(Ok(_)))
@@ -969,7 +997,7 @@ async fn probe(handle: &LocalHandle) -> bool {
         // Any HTTP answer under the base URL means the server is up. Read the whole answer,
         // so the server does not log a broken pipe.
         Kind::Notebook => {
-            let request = format!("GET {}api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", handle.base_url);
+            let request = format!("GET {base_url}api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
             if stream.write_all(request.as_bytes()).await.is_err() {
                 return false;
             }
@@ -1007,7 +1035,13 @@ impl Runtime for LocalRuntime {
             bail!("the flavour asks for {} GPU(s) and this machine has none", spec.resources.gpus);
         }
         match self.start(spec).await {
-            Ok(handle) => Ok(Handle(serde_json::to_value(handle)?)),
+            Ok((handle, mut child)) => {
+                // Reap it when it ends while daas runs (after a restart, init does).
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                Ok(Handle(serde_json::to_value(handle)?))
+            }
             Err(err) => {
                 // Nothing of it runs (a failed start kills what it started): a full disk
                 // leaves no half-made folder behind.
@@ -1027,21 +1061,7 @@ impl Runtime for LocalRuntime {
             if code.is_none() && !dir.exists() && session_processes(&handle).is_empty() {
                 return Ok(Observed::Gone);
             }
-            // A signal's cause is outside the session's output (which then often shows the
-            // server's own reaction to the signal, reading like the cause): only an exit
-            // of its own quotes it.
-            let message = match code {
-                Some(c) if c > 128 && oom_killed(&handle) => {
-                    format!("was killed for using more memory than its flavour allows (signal {})", c - 128)
-                }
-                Some(c) if c > 128 => format!("was killed by {}", signal_name(c - 128)),
-                Some(c) => match tail(&self.log_path(session_id), 10) {
-                    last if last.is_empty() => format!("exited with code {c}"),
-                    last => format!("exited with code {c}; its last output:\n{last}"),
-                },
-                None if oom_killed(&handle) => "was killed for using more memory than its flavour allows".into(),
-                None => "was killed outside daas (no exit code recorded)".into(),
-            };
+            let message = exit_message(code, oom_killed(&handle), &self.log_path(session_id));
             return Ok(Observed::Exited { exit_code: code, message });
         }
         // Probe until it first answers; after that the process being alive is enough (a
@@ -1148,6 +1168,7 @@ mod tests {
             secret: "s".into(),
             base_url: "/".into(),
             parameters: None,
+            expires_at: None,
         }
     }
 

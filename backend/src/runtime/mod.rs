@@ -10,6 +10,7 @@
 pub mod fake;
 pub mod kube;
 pub mod local;
+pub mod slurm;
 pub mod vnc;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,9 @@ pub struct LaunchSpec {
     pub base_url: String,
     /// Job parameters, validated against the image's schema.
     pub parameters: Option<serde_json::Value>,
+    /// When the session's lifetime ends (a batch system's time limit is set past it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,14 +148,31 @@ pub struct Handle(pub serde_json::Value);
 pub enum Observed {
     /// Not ready yet; the message says what is happening ("pulling image").
     Pending { message: String },
+    /// Waiting in a batch system's queue for its resources; the message says why ("waiting
+    /// for resources"). Not yet started: the startup timeout counts from when it leaves.
+    Queued { message: String },
     /// Ready: the proxy reaches it at `endpoint` (`host:port`).
     Running { endpoint: String },
     /// Ended by itself (a job finished, a process exited).
     Exited { exit_code: Option<i32>, message: String },
     /// Cannot succeed; the reason is for the user ("no node with a free GPU").
     Failed { reason: String },
+    /// Ended by the batch system at its time limit (which daas sets past the session's
+    /// lifetime, so this is a lifetime end daas did not make itself, e.g. while it was down).
+    Expired { message: String },
     /// Nothing of it exists any more.
     Gone,
+}
+
+/// What a session's node tells daas (the Slurm runtime's callback,
+/// `POST /api/v1/runtime/sessions/{id}/report`, authenticated by the session's node secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NodeReport {
+    /// The session's relay listens at `host:port` (bound by the node itself, port 0).
+    Listening { host: String, port: u16 },
+    /// The batch system warned that the session reaches its time limit in `seconds`.
+    TimeLimit { seconds: u64 },
 }
 
 /// A session the runtime really runs, as found by its labels.
@@ -184,5 +205,21 @@ pub trait Runtime: Send + Sync + 'static {
     /// Kubernetes volume).
     fn homes(&self) -> Option<&std::path::Path> {
         None
+    }
+    /// Takes a report from a session's node, checking `secret`; `Ok(false)` when it is not
+    /// authentic or this runtime takes none (only the Slurm runtime does).
+    async fn report(&self, _session_id: Uuid, _secret: &str, _report: &NodeReport) -> RuntimeResult<bool> {
+        Ok(false)
+    }
+    /// Makes sure the runtime lets the session run until `expires_at` (its lifetime, maybe
+    /// extended since the launch): the Slurm runtime raises a job's time limit. Called for
+    /// every observed session each reconcile pass; a no-op for the others.
+    async fn keep_until(
+        &self,
+        _session_id: Uuid,
+        _handle: &Handle,
+        _expires_at: time::OffsetDateTime,
+    ) -> RuntimeResult<()> {
+        Ok(())
     }
 }

@@ -570,6 +570,19 @@ pub async fn set_progress(conn: &mut PgConnection, id: Uuid, message: &str) -> s
     Ok(updated.rows_affected() == 1)
 }
 
+/// Sets the progress of a session still in a batch system's queue, and moves the start of
+/// its start to now: the startup timeout counts from when it leaves the queue. False when it
+/// is no longer starting.
+pub async fn set_queued(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query("update sessions set progress = $2, start_began_at = now() where id = $1 and state = $3")
+        .bind(id)
+        .bind(message)
+        .bind(SessionState::Starting)
+        .execute(conn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Sets how far a running job is (`120/2048 rows`); false when it no longer runs.
 pub async fn set_job_progress(conn: &mut PgConnection, id: Uuid, text: &str) -> sqlx::Result<bool> {
     let updated = sqlx::query("update sessions set progress = $2 where id = $1 and state = $3 and kind = 'job'")

@@ -5,5 +5,6 @@ pub mod db;
 pub mod events;
 pub mod lifecycle;
 pub mod members;
+pub mod node_report;
 pub mod routes;
 pub mod views;

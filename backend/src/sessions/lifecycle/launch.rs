@@ -314,6 +314,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
         return Ok(None);
     };
     let uid = host_uid(state, id).await?;
+    let expires_at = db::live(&state.db, id).await?.map(|l| l.expires_at);
     let datasets = db::datasets_of_experiment(&state.db, row.experiment_id).await?;
     let kind = Kind::parse(&row.kind).context("unknown kind")?;
     let folder = state.config.experiment_storage.folder(&row.beamline, &row.proposal, &row.experiment);
@@ -341,6 +342,7 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
         secret: row.secret.unwrap_or_default(),
         base_url: base_url(id),
         parameters: row.parameters,
+        expires_at,
     }))
 }
 

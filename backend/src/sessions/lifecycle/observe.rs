@@ -21,6 +21,9 @@ pub enum Step {
     Wait,
     /// A new progress message while it starts.
     Progress(String),
+    /// Still in a batch system's queue: its start has not begun (`message`, an event when
+    /// `new`).
+    Queued { message: String, new: bool },
     /// A running job printed how far it is (`done/total unit`); `event`: a tenth more is
     /// done (or all), worth an event in its history.
     JobProgress { text: String, event: bool },
@@ -45,6 +48,17 @@ pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_time
             Step::Progress(message)
         }
         Observed::Pending { .. } => Step::Wait,
+        Observed::Queued { message } if starting => {
+            let new = live.progress.as_deref() != Some(message.as_str());
+            Step::Queued { message, new }
+        }
+        Observed::Queued { .. } => Step::Wait,
+        Observed::Expired { message } => Step::End(Ending {
+            from: SessionState::UNDER_WAY,
+            to: SessionState::Stopped,
+            message: format!("Stopped: {message}"),
+            exit_code: None,
+        }),
         Observed::Running { endpoint } if starting => Step::Run { endpoint },
         Observed::Running { .. } => Step::Wait,
         Observed::Exited { exit_code: Some(0), .. } if live.kind == Kind::Job => Step::End(Ending {
@@ -132,6 +146,13 @@ async fn apply(state: &AppState, live: &Live, handle: &Handle, step: Step) -> an
         Step::Progress(message) => {
             let mut tx = state.db.begin().await?;
             if db::set_progress(&mut tx, id, &message).await? {
+                events::add(&mut tx, id, SessionState::Starting, &message).await?;
+            }
+            tx.commit().await?;
+        }
+        Step::Queued { message, new } => {
+            let mut tx = state.db.begin().await?;
+            if db::set_queued(&mut tx, id, &message).await? && new {
                 events::add(&mut tx, id, SessionState::Starting, &message).await?;
             }
             tx.commit().await?;
@@ -245,6 +266,27 @@ mod tests {
             panic!()
         };
         assert_eq!((killed.to, killed.exit_code), (SessionState::Failed, Some(None)));
+    }
+
+    #[test]
+    fn a_session_in_a_batch_queue_waits_there_with_its_reason_and_is_never_timed_out() {
+        let late = OffsetDateTime::now_utc() + TIMEOUT * 10;
+        let s = live(Kind::Notebook, SessionState::Starting);
+        let queued = |m: &str| Observed::Queued { message: m.into() };
+        assert_eq!(
+            decide(&s, queued("waiting for resources"), late, TIMEOUT),
+            Step::Queued { message: "waiting for resources".into(), new: true }
+        );
+        let s = Live { progress: Some("waiting for resources".into()), ..s };
+        assert_eq!(
+            decide(&s, queued("waiting for resources"), late, TIMEOUT),
+            Step::Queued { message: "waiting for resources".into(), new: false }
+        );
+        // Ended by the batch system at its time limit: a lifetime's end, not a failure.
+        let running = live(Kind::Desktop, SessionState::Running);
+        let expired = Observed::Expired { message: "reached its time limit in Slurm".into() };
+        let Step::End(e) = decide(&running, expired, late, TIMEOUT) else { panic!() };
+        assert_eq!((e.to, e.message.as_str()), (SessionState::Stopped, "Stopped: reached its time limit in Slurm"));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::TestApp;
+use daas::runtime::SlurmPlacement;
+
+use crate::common::{add_trivial_image, launch_body, wait_state, TestApp};
 
 /// A session row as the launch code would leave it (times as RFC 3339 text).
 pub async fn insert_session(
@@ -552,6 +554,124 @@ async fn flavours_are_validated(db: PgPool) {
     assert_eq!(r.body["tolerations"][0]["operator"], "Exists");
     let flavours = app.get_as("alice", "/api/v1/flavours").await;
     assert!(flavours.text.contains("\"l4\""));
+}
+
+/// `flavour_body(name)` with the Slurm settings in `slurm` (an object) added.
+fn slurm_flavour_body(name: &str, slurm: Value) -> Value {
+    let mut body = flavour_body(name);
+    body.as_object_mut().unwrap().extend(slurm.as_object().unwrap().clone());
+    body
+}
+
+/// The admin's list of flavours, for comparing before and after.
+async fn admin_flavours(app: &TestApp, admin: &str) -> Value {
+    let r = app.request(Method::GET, "/api/v1/admin/flavours", Some(admin), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn flavours_keep_their_slurm_placement_and_refuse_one_not_in_slurms_syntax(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let admin = app.token("admin").await;
+    let typed = json!({"slurm_partition": " gpu ", "slurm_account": "beamline-ops", "slurm_qos": "normal.2",
+                       "slurm_constraint": "[rack1|rack2]&(v100*2|a100):4"});
+    let r =
+        app.request(Method::POST, "/api/v1/admin/flavours", Some(&admin), Some(slurm_flavour_body("l4", typed))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let stored = json!({"slurm_partition": "gpu", "slurm_account": "beamline-ops", "slurm_qos": "normal.2",
+                        "slurm_constraint": "[rack1|rack2]&(v100*2|a100):4"});
+    let slurm_of = |f: &Value| {
+        json!({"slurm_partition": f["slurm_partition"], "slurm_account": f["slurm_account"],
+               "slurm_qos": f["slurm_qos"], "slurm_constraint": f["slurm_constraint"]})
+    };
+    assert_eq!(slurm_of(&r.body), stored, "the answer to the create");
+    let listed = admin_flavours(&app, &admin).await;
+    let l4 = listed.as_array().unwrap().iter().find(|f| f["id"] == id.as_str()).unwrap();
+    assert_eq!(slurm_of(l4), stored, "read back");
+
+    // Bad values, on a create and on an update: a 400 naming the field, nothing written.
+    let before = (admin_flavours(&app, &admin).await, audit_count(&app.db).await);
+    for (field, value) in [
+        ("slurm_partition", "gpu;reboot".to_string()),
+        ("slurm_partition", "p".repeat(101)),
+        ("slurm_account", "beamline ops".to_string()),
+        ("slurm_qos", "$(id)".to_string()),
+        ("slurm_constraint", "v100&`id`".to_string()),
+        ("slurm_constraint", "v100,ib".to_string()),
+    ] {
+        for (method, uri, name) in [
+            (Method::POST, "/api/v1/admin/flavours".to_string(), "l4-new"),
+            (Method::PUT, format!("/api/v1/admin/flavours/{id}"), "l4"),
+        ] {
+            let body = slurm_flavour_body(name, json!({ field: value }));
+            let r = app.request(method.clone(), &uri, Some(&admin), Some(body)).await;
+            assert_eq!(
+                (r.status.as_u16(), r.body["error"]["field"].as_str()),
+                (400, Some(field)),
+                "{method} {field} = {value:?}: {}",
+                r.text
+            );
+        }
+    }
+    assert_eq!((admin_flavours(&app, &admin).await, audit_count(&app.db).await), before);
+    // The table holds the same line for whatever writes past the API.
+    for (column, value) in [("slurm_qos", "a b"), ("slurm_constraint", "v100;id"), ("slurm_account", "")] {
+        let sql = format!("update flavours set {column} = $1 where name = 'l4'");
+        let refused = sqlx::query(&sql).bind(value).execute(&app.db).await;
+        assert!(refused.is_err(), "the database took {column} = {value:?}");
+    }
+
+    // Blank or left out: no setting (the cluster's default).
+    let body = slurm_flavour_body("l4", json!({"slurm_partition": "  ", "slurm_qos": ""}));
+    let r = app.request(Method::PUT, &format!("/api/v1/admin/flavours/{id}"), Some(&admin), Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let none = json!({"slurm_partition": null, "slurm_account": null, "slurm_qos": null, "slurm_constraint": null});
+    assert_eq!(slurm_of(&r.body), none);
+
+    // The OpenAPI document describes them, on what is sent and what comes back.
+    let doc = app.get("/api/v1/openapi.json", None).await.body;
+    for schema in ["FlavourInput", "AdminFlavour"] {
+        for field in ["slurm_partition", "slurm_account", "slurm_qos", "slurm_constraint"] {
+            let property = &doc["components"]["schemas"][schema]["properties"][field];
+            assert!(
+                property["description"].as_str().is_some_and(|d| d.contains("Slurm")),
+                "{schema}.{field}: {property}"
+            );
+        }
+    }
+}
+
+/// What an admin sets for Slurm reaches the runtime with the launch of a session on the
+/// flavour.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_launch_carries_its_flavours_slurm_placement(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let admin = app.token("admin").await;
+    let flavour = json!({"name": "slurm-short", "cpu_millis": 1000, "memory_mib": 1024,
+                         "slurm_partition": "short", "slurm_account": "s0011", "slurm_qos": "interactive",
+                         "slurm_constraint": "ib&[rack1|rack2]"});
+    let r = app.request(Method::POST, "/api/v1/admin/flavours", Some(&admin), Some(flavour)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    add_trivial_image(&app.db, "Trivial", 0).await;
+    let alice = app.token("alice").await;
+    let body = launch_body(&app, "Trivial", "slurm-short", "S0011").await;
+    let r = app.request(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    wait_state(&app, &alice, &id, 10, |s: &Value| s["state"] == "running").await;
+    let launched = app.fake().launched();
+    let spec = launched.iter().find(|s| s.session_id.to_string() == id).expect("the session was never launched");
+    assert_eq!(
+        spec.resources.slurm,
+        SlurmPlacement {
+            partition: Some("short".into()),
+            account: Some("s0011".into()),
+            qos: Some("interactive".into()),
+            constraint: Some("ib&[rack1|rack2]".into()),
+        }
+    );
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]

@@ -279,7 +279,16 @@ async fn flavour_forms_add_edit_disable_and_delete(db: PgPool) {
             ("allowed_roles", "scientist".to_string()),
             ("allowed_roles", "admin".to_string()),
             ("enabled", "true".to_string()),
+            ("slurm_partition", "gpu".to_string()),
+            ("slurm_account", " beamline-ops ".to_string()),
+            ("slurm_qos", "".to_string()),
+            ("slurm_constraint", "v100&ib".to_string()),
         ]
+    };
+    let with = |mut form: Vec<(&'static str, String)>, name: &'static str, value: &str| {
+        form.retain(|(k, _)| *k != name);
+        form.push((name, value.to_string()));
+        form
     };
     let tolerations = r#"[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]"#;
 
@@ -290,6 +299,16 @@ async fn flavour_forms_add_edit_disable_and_delete(db: PgPool) {
         (l4("0", tolerations), "cpu millis: must be more than 0", "0"),
         (l4("4000", "[{\"key\": \"gpu\", \"operator\": \"Sometimes\"}]"), "tolerations: item 0", "Sometimes"),
         (l4("4000", "not json"), "tolerations: is not JSON", "not json"),
+        (
+            with(l4("4000", tolerations), "slurm_partition", "gpu;x"),
+            "slurm partition: &#39;;&#39; is not allowed",
+            "gpu;x",
+        ),
+        (
+            with(l4("4000", tolerations), "slurm_constraint", "v100 ib"),
+            "slurm constraint: &#39; &#39; is not allowed",
+            "v100 ib",
+        ),
     ] {
         let r = post("/admin/flavours".into(), form).await;
         assert_eq!(r.status, 400, "{}", r.text);
@@ -309,6 +328,22 @@ async fn flavour_forms_add_edit_disable_and_delete(db: PgPool) {
     assert_eq!((cpu, roles.as_slice()), (4000, ["scientist".to_string(), "admin".to_string()].as_slice()));
     assert_eq!(toleration[0]["operator"], "Exists");
     assert_eq!(audit_actions_after(&app.db, before.1).await, ["flavour.create"]);
+    let slurm: (Option<String>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "select slurm_partition, slurm_account, slurm_qos, slurm_constraint from flavours where name = 'l4'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(slurm, (Some("gpu".into()), Some("beamline-ops".into()), None, Some("v100&ib".into())));
+    let page = app.browse(Method::GET, "/admin/flavours", Some(&admin.cookie), None, &[]).await;
+    assert!(
+        page.text.contains(
+            "partition <code>gpu</code><br>account <code>beamline-ops</code><br>constraint <code>v100&#38;ib</code>"
+        ),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("cluster defaults"), "the flavours without Slurm settings: {}", page.text);
     // The same name again: a 409 on the page.
     let r = post("/admin/flavours".into(), l4("4000", tolerations)).await;
     assert_eq!(r.status, 409, "{}", r.text);
@@ -318,6 +353,7 @@ async fn flavour_forms_add_edit_disable_and_delete(db: PgPool) {
     let page = app.browse(Method::GET, &format!("/admin/flavours?edit={id}"), Some(&admin.cookie), None, &[]).await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains(&format!("action=\"/admin/flavours/{id}\"")) && page.text.contains("value=\"4000\""));
+    assert!(page.text.contains("name=\"slurm_constraint\" value=\"v100&#38;ib\""), "{}", page.text);
     let last = last_audit_id(&app.db).await;
     let mut changed = l4("6000", tolerations);
     changed[3] = ("gpus", "2".into());

@@ -1,5 +1,6 @@
 //! Flavours: the sizes sessions run at (CPU, memory, GPUs), with the Kubernetes node
-//! selector and tolerations that place them, and the roles that may use them.
+//! selector and tolerations or the Slurm partition, account, QOS and constraint that place
+//! them, and the roles that may use them.
 
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -99,6 +100,31 @@ fn check_tolerations(tolerations: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A Slurm partition, account or QOS name: letters, digits, `_`, `.` and `-`.
+fn is_slurm_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_.-".contains(c)
+}
+
+/// A Slurm constraint's characters: feature names and the operators between them
+/// (`&`, `|`, `[]`, `()`, `*` counts, `:` node counts); nothing a shell reads specially.
+fn is_slurm_constraint_char(c: char) -> bool {
+    is_slurm_name_char(c) || "&|:*()[]".contains(c)
+}
+
+/// An optional Slurm setting, trimmed (blank: `None`), of at most 100 characters each
+/// `allowed`; `what` says which characters those are, for the message.
+fn check_slurm(field: &str, value: Option<String>, allowed: fn(char) -> bool, what: &str) -> Result<Option<String>> {
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if let Some(bad) = value.chars().find(|&c| !allowed(c)) {
+        return Err(AppError::invalid(field, format!("{bad:?} is not allowed: only {what}")));
+    }
+    // Every allowed character is ASCII, so bytes are characters.
+    if value.len() > 100 {
+        return Err(AppError::invalid(field, "must be at most 100 characters"));
+    }
+    Ok(Some(value))
+}
+
 fn check(mut f: FlavourInput) -> Result<FlavourInput> {
     f.name = check_name("name", &f.name)?;
     check_positive("cpu_millis", f.cpu_millis)?;
@@ -114,6 +140,16 @@ fn check(mut f: FlavourInput) -> Result<FlavourInput> {
     }
     check_node_selector(&f.node_selector).map_err(|m| AppError::invalid("node_selector", m))?;
     check_tolerations(&f.tolerations).map_err(|m| AppError::invalid("tolerations", m))?;
+    let name = "letters, digits, '_', '.' and '-' (a Slurm name)";
+    f.slurm_partition = check_slurm("slurm_partition", f.slurm_partition.take(), is_slurm_name_char, name)?;
+    f.slurm_account = check_slurm("slurm_account", f.slurm_account.take(), is_slurm_name_char, name)?;
+    f.slurm_qos = check_slurm("slurm_qos", f.slurm_qos.take(), is_slurm_name_char, name)?;
+    f.slurm_constraint = check_slurm(
+        "slurm_constraint",
+        f.slurm_constraint.take(),
+        is_slurm_constraint_char,
+        "letters, digits, '_', '.', '-' and Slurm's operators '&', '|', ':', '*', '(', ')', '[', ']'",
+    )?;
     f.allowed_roles = check_roles("allowed_roles", std::mem::take(&mut f.allowed_roles))?;
     Ok(f)
 }
@@ -230,6 +266,19 @@ pub async fn delete(db: &sqlx::PgPool, actor: &Actor, id: Uuid) -> Result<()> {
 }
 
 impl AdminFlavour {
+    /// The Slurm settings it has, as `(what, value)`: for its row on the flavours page.
+    pub fn slurm_placement(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("partition", &self.slurm_partition),
+            ("account", &self.slurm_account),
+            ("QOS", &self.slurm_qos),
+            ("constraint", &self.slurm_constraint),
+        ]
+        .into_iter()
+        .filter_map(|(what, value)| Some((what, value.as_deref()?)))
+        .collect()
+    }
+
     /// The flavour as input again, to change one setting and save the rest unchanged.
     pub fn to_input(&self) -> FlavourInput {
         FlavourInput {
@@ -241,6 +290,10 @@ impl AdminFlavour {
             disk_gib: self.disk_gib,
             node_selector: self.node_selector.clone(),
             tolerations: self.tolerations.clone(),
+            slurm_partition: self.slurm_partition.clone(),
+            slurm_account: self.slurm_account.clone(),
+            slurm_qos: self.slurm_qos.clone(),
+            slurm_constraint: self.slurm_constraint.clone(),
             allowed_roles: self.allowed_roles.clone(),
             enabled: self.enabled,
         }
@@ -267,5 +320,27 @@ mod tests {
         assert!(check_tolerations(&json!([{"operator": "Equal", "value": "v"}])).is_err());
         assert!(check_tolerations(&json!([{"key": "k", "effect": "Sometimes"}])).is_err());
         assert!(check_tolerations(&json!([{"key": "k", "colour": "red"}])).is_err());
+    }
+
+    #[test]
+    fn slurm_settings_are_trimmed_and_hold_no_shell_characters() {
+        let name = |v: &str| check_slurm("slurm_qos", Some(v.into()), is_slurm_name_char, "names");
+        let constraint =
+            |v: &str| check_slurm("slurm_constraint", Some(v.into()), is_slurm_constraint_char, "features");
+        assert_eq!(name(" gpu.long-2_x ").unwrap().as_deref(), Some("gpu.long-2_x"));
+        assert_eq!(name("  ").unwrap(), None);
+        assert_eq!(check_slurm("slurm_qos", None, is_slurm_name_char, "names").unwrap(), None);
+        assert_eq!(
+            constraint("[rack1|rack2]&(v100*2|a100):4").unwrap().as_deref(),
+            Some("[rack1|rack2]&(v100*2|a100):4")
+        );
+        for bad in ["gpu&ib", "a b", "a;b", "$(id)", "a,b", "é"] {
+            assert!(name(bad).is_err(), "{bad:?} passed as a name");
+        }
+        for bad in ["a b", "a;b", "$(id)", "`id`", "a'b", "a\"b", "a>b", "a\nb"] {
+            assert!(constraint(bad).is_err(), "{bad:?} passed as a constraint");
+        }
+        assert!(name(&"p".repeat(100)).is_ok());
+        assert!(name(&"p".repeat(101)).is_err());
     }
 }

@@ -686,6 +686,10 @@ pub struct SpecRow {
     pub disk_gib: i32,
     pub node_selector: serde_json::Value,
     pub tolerations: serde_json::Value,
+    pub slurm_partition: Option<String>,
+    pub slurm_account: Option<String>,
+    pub slurm_qos: Option<String>,
+    pub slurm_constraint: Option<String>,
     pub proposal: String,
     pub experiment: String,
     pub beamline: String,
@@ -697,6 +701,7 @@ pub async fn spec(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Spec
     sqlx::query_as(
         "select s.kind, s.state, s.secret, s.cpu_millis, s.memory_mib, s.gpus, u.username as owner, i.name as image,
                 i.reference, i.local_command, f.gpu_type, f.disk_gib, f.node_selector, f.tolerations,
+                f.slurm_partition, f.slurm_account, f.slurm_qos, f.slurm_constraint,
                 p.identifier as proposal, e.code as experiment, e.beamline, s.experiment_id, j.parameters
          from sessions s join users u on u.id = s.owner_id join images i on i.id = s.image_id
          join flavours f on f.id = s.flavour_id join experiments e on e.id = s.experiment_id

@@ -17,7 +17,8 @@ use crate::sessions::lifecycle::SessionState;
 fn select() -> QueryBuilder<'static, Postgres> {
     let mut q = QueryBuilder::new(
         "select f.id, f.name, f.cpu_millis, f.memory_mib, f.gpus, f.gpu_type, f.disk_gib,
-            f.node_selector, f.tolerations, f.allowed_roles, f.enabled,
+            f.node_selector, f.tolerations, f.slurm_partition, f.slurm_account, f.slurm_qos,
+            f.slurm_constraint, f.allowed_roles, f.enabled,
             (select count(*) from sessions s where s.flavour_id = f.id and s.state = any(",
     );
     q.push_bind(SessionState::ACTIVE);
@@ -41,10 +42,11 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<AdminFlavour>> {
     select().push(" order by f.gpus, f.cpu_millis, f.memory_mib, f.name").build_query_as().fetch_all(db).await
 }
 
-/// The columns an admin sets, in the order `bind_settings` binds them ($1 to $10).
+/// The columns an admin sets, in the order `bind_settings` binds them ($1 to $14).
 macro_rules! settings {
     () => {
-        "name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations, allowed_roles, enabled"
+        "name, cpu_millis, memory_mib, gpus, gpu_type, disk_gib, node_selector, tolerations, \
+         slurm_partition, slurm_account, slurm_qos, slurm_constraint, allowed_roles, enabled"
     };
 }
 
@@ -57,6 +59,10 @@ fn bind_settings<'q>(q: Query<'q, Postgres, PgArguments>, f: &'q FlavourInput) -
         .bind(f.disk_gib)
         .bind(&f.node_selector)
         .bind(&f.tolerations)
+        .bind(&f.slurm_partition)
+        .bind(&f.slurm_account)
+        .bind(&f.slurm_qos)
+        .bind(&f.slurm_constraint)
         .bind(&f.allowed_roles)
         .bind(f.enabled)
 }
@@ -66,7 +72,7 @@ pub async fn insert(tx: &mut PgConnection, f: &FlavourInput) -> sqlx::Result<Uui
     let sql = concat!(
         "insert into flavours (",
         settings!(),
-        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id"
+        ") values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) returning id"
     );
     bind_settings(sqlx::query(sql), f).fetch_one(tx).await?.try_get("id")
 }
@@ -78,8 +84,11 @@ pub async fn lock_enabled(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
 
 /// Stores a flavour's checked settings; fails on `flavours_name_key` when the name is taken.
 pub async fn update(tx: &mut PgConnection, id: Uuid, f: &FlavourInput) -> sqlx::Result<()> {
-    let sql =
-        concat!("update flavours set (", settings!(), ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) where id = $11");
+    let sql = concat!(
+        "update flavours set (",
+        settings!(),
+        ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) where id = $15"
+    );
     bind_settings(sqlx::query(sql), f).bind(id).execute(tx).await?;
     Ok(())
 }
@@ -100,6 +109,14 @@ pub struct AdminFlavour {
     /// Kubernetes tolerations of its pods.
     #[schema(value_type = Vec<Object>)]
     pub tolerations: Value,
+    /// Slurm only: the partition its jobs go to (`sbatch --partition`); null: the cluster's default.
+    pub slurm_partition: Option<String>,
+    /// Slurm only: the account its jobs are charged to (`--account`).
+    pub slurm_account: Option<String>,
+    /// Slurm only: the quality of service of its jobs (`--qos`).
+    pub slurm_qos: Option<String>,
+    /// Slurm only: the node features its jobs need, in Slurm's syntax (`--constraint`, e.g. `v100&ib`).
+    pub slurm_constraint: Option<String>,
     pub allowed_roles: Vec<String>,
     pub enabled: bool,
     /// Sessions of it not yet stopped.
@@ -129,6 +146,16 @@ pub struct FlavourInput {
     #[serde(default = "super::empty_array")]
     #[schema(value_type = Vec<Object>)]
     pub tolerations: Value,
+    /// Slurm only: the partition (`sbatch --partition`), a Slurm name (letters, digits,
+    /// `_.-`, at most 100 characters); trimmed, blank or absent: the cluster's default.
+    pub slurm_partition: Option<String>,
+    /// Slurm only: the account charged (`--account`), a Slurm name like the partition.
+    pub slurm_account: Option<String>,
+    /// Slurm only: the quality of service (`--qos`), a Slurm name like the partition.
+    pub slurm_qos: Option<String>,
+    /// Slurm only: node features in Slurm's syntax (`--constraint`, e.g. `v100&ib`,
+    /// `[rack1|rack2]`): letters, digits and `_.-&|:*()[]`, at most 100 characters.
+    pub slurm_constraint: Option<String>,
     #[serde(default = "super::all_roles")]
     pub allowed_roles: Vec<String>,
     #[serde(default = "super::yes")]

@@ -36,6 +36,14 @@ pub struct FlavourForm {
     pub node_selector: String,
     #[serde(default)]
     pub tolerations: String,
+    #[serde(default)]
+    pub slurm_partition: String,
+    #[serde(default)]
+    pub slurm_account: String,
+    #[serde(default)]
+    pub slurm_qos: String,
+    #[serde(default)]
+    pub slurm_constraint: String,
     /// The roles ticked; none ticked means no role may use it.
     #[serde(default, rename = "allowed_roles")]
     pub roles: Vec<String>,
@@ -57,6 +65,10 @@ impl FlavourForm {
             disk_gib: "0".into(),
             node_selector: "{}".into(),
             tolerations: "[]".into(),
+            slurm_partition: String::new(),
+            slurm_account: String::new(),
+            slurm_qos: String::new(),
+            slurm_constraint: String::new(),
             roles: all_roles(),
             enabled: true,
         }
@@ -73,6 +85,10 @@ impl FlavourForm {
             disk_gib: f.disk_gib.to_string(),
             node_selector: f.node_selector.to_string(),
             tolerations: f.tolerations.to_string(),
+            slurm_partition: f.slurm_partition.clone().unwrap_or_default(),
+            slurm_account: f.slurm_account.clone().unwrap_or_default(),
+            slurm_qos: f.slurm_qos.clone().unwrap_or_default(),
+            slurm_constraint: f.slurm_constraint.clone().unwrap_or_default(),
             roles: f.allowed_roles.clone(),
             enabled: f.enabled,
         }
@@ -91,6 +107,11 @@ impl FlavourForm {
             disk_gib: number("disk_gib", &self.disk_gib)?,
             node_selector: json("node_selector", &self.node_selector)?.unwrap_or_else(|| serde_json::json!({})),
             tolerations: json("tolerations", &self.tolerations)?.unwrap_or_else(|| serde_json::json!([])),
+            // Blank is no setting: the check trims and drops it.
+            slurm_partition: Some(self.slurm_partition.clone()),
+            slurm_account: Some(self.slurm_account.clone()),
+            slurm_qos: Some(self.slurm_qos.clone()),
+            slurm_constraint: Some(self.slurm_constraint.clone()),
             allowed_roles: self.roles.clone(),
             enabled: self.enabled,
         })

@@ -25,7 +25,7 @@ use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
 use crate::quotas;
-use crate::runtime::{DatasetMount, ImageSpec, Kind, LaunchSpec, Resources};
+use crate::runtime::{DatasetMount, ImageSpec, Kind, LaunchSpec, Resources, SlurmPlacement};
 use crate::sessions::db::{self, NewSession};
 use crate::sessions::events;
 use crate::state::AppState;
@@ -333,7 +333,12 @@ async fn load_spec(state: &AppState, id: Uuid) -> anyhow::Result<Option<LaunchSp
             disk_gib: row.disk_gib,
             node_selector: serde_json::from_value(row.node_selector).unwrap_or_default(),
             tolerations: serde_json::from_value(row.tolerations).unwrap_or_default(),
-            slurm: Default::default(),
+            slurm: SlurmPlacement {
+                partition: row.slurm_partition,
+                account: row.slurm_account,
+                qos: row.slurm_qos,
+                constraint: row.slurm_constraint,
+            },
         },
         proposal: row.proposal,
         experiment: row.experiment,

@@ -32,6 +32,12 @@ done
 # listens on a TCP port inside its network namespace.
 command -v xauth >/dev/null || apt_packages+=(xauth)
 command -v socat >/dev/null || apt_packages+=(socat)
+# The Slurm runtime's commands (sbatch, squeue, scancel, scontrol) and the daemons of the
+# one-node cluster its tests start (slurmctld, slurmd, munge); the packages' own services
+# are not used (the tests start private daemons).
+for need in sbatch:slurm-client slurmctld:slurmctld slurmd:slurmd munged:munge; do
+  command -v "${need%%:*}" >/dev/null || [ -x "/usr/sbin/${need%%:*}" ] || apt_packages+=("${need#*:}")
+done
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 

@@ -68,13 +68,17 @@ impl TestApp {
     }
 
     /// The demo facility on the Slurm runtime, submitting to the test cluster `cluster`,
-    /// with settings changed by `change`.
+    /// with settings changed by `change`, served on the address its nodes report to (`serve`
+    /// serves it on another too).
     pub async fn slurm(
         db: PgPool,
         cluster: &crate::cluster::Cluster,
         change: impl FnOnce(&mut daas::state::Config),
     ) -> Self {
-        Self::build(db, change, Engine::Slurm(cluster.conf.clone())).await
+        let app = Self::build(db, change, Engine::Slurm(cluster.conf.clone())).await;
+        // On the socket its nodes report to.
+        app.serve().await;
+        app
     }
 
     async fn build(db: PgPool, change: impl FnOnce(&mut daas::state::Config), engine: Engine) -> Self {
@@ -137,7 +141,8 @@ impl TestApp {
     /// Serves the app on a free local port (for WebSockets, which `oneshot` cannot carry);
     /// returns `host:port`.
     pub async fn serve(&self) -> String {
-        let listener = match self.listener.lock().unwrap().take() {
+        let socket = self.listener.lock().unwrap().take();
+        let listener = match socket {
             Some(socket) => {
                 socket.set_nonblocking(true).unwrap();
                 tokio::net::TcpListener::from_std(socket).unwrap()

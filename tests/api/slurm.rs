@@ -14,13 +14,15 @@ use uuid::Uuid;
 use crate::cluster::Cluster;
 use crate::common::{add_shell_image, add_trivial_image, id_of, wait_state, TestApp};
 
-/// Launches `image` for `user` on the `small` flavour through the API; the session's id.
+/// Launches `image` for `user` on the `small` flavour through the API, on alice's
+/// experiment S0011 (bob's S0201); the session's id.
 async fn launch(app: &TestApp, user: &str, image: &str) -> String {
     let token = app.token(user).await;
+    let experiment = if user == "bob" { "S0201" } else { "S0011" };
     let body = json!({
         "image": id_of(&app.db, "images", "name", image).await,
         "flavour": id_of(&app.db, "flavours", "name", "small").await,
-        "experiment": id_of(&app.db, "experiments", "code", "S0011").await,
+        "experiment": id_of(&app.db, "experiments", "code", experiment).await,
     });
     let kind: String =
         sqlx::query_scalar("select kind from images where name = $1").bind(image).fetch_one(&app.db).await.unwrap();
@@ -147,6 +149,18 @@ async fn acceptance_2_a_desktop_greets_through_the_relay_and_a_job_keeps_its_exi
     let wrong = format!("{}\n", "x".repeat(key.len()));
     assert_eq!(greeting(wrong).await, None, "the relay passed a connection without the key");
 
+    // A session is a hostile tenant on its node too: a job of another user finds neither
+    // the desktop's relay (it has no network) nor its folder's secrets.
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let launch_json = app.data_path().join(format!("_runtime/sessions/{desktop}/launch.json"));
+    let probe = format!(
+        "(exec 3<>/dev/tcp/{host}/{port}) 2>/dev/null && echo REACHED-THE-RELAY || echo no-relay; \
+         cat {} 2>/dev/null && echo READ-THE-SECRETS || echo no-secrets",
+        launch_json.display()
+    );
+    add_shell_image(&app.db, "Prober", "job", &format!("exec bash -c '{probe}'")).await;
+    let prober = launch(&app, "bob", "Prober").await;
+
     // The job's exit code and its reason, and its whole log, are kept.
     let ended = wait_state(&app, &alice, &job, 120, |s| s["state"] == "failed" || s["state"] == "stopped").await;
     assert_eq!(ended["state"], "failed", "{ended}");
@@ -157,6 +171,13 @@ async fn acceptance_2_a_desktop_greets_through_the_relay_and_a_job_keeps_its_exi
     let logs = app.get(&format!("/api/v1/jobs/{job}/logs"), Some(&alice)).await;
     assert!(logs.text.contains("reading the scan"), "{}", logs.text);
     assert_eq!(cluster.job(job_of(&app.db, &job).await).map(|j| j.0), Some("FAILED".into()));
+
+    let bob = app.token("bob").await;
+    let probed = wait_state(&app, &bob, &prober, 120, |s| s["state"] == "failed" || s["state"] == "stopped").await;
+    assert_eq!(probed["state"], "stopped", "{probed}");
+    let said = app.get(&format!("/api/v1/jobs/{prober}/logs"), Some(&bob)).await.text;
+    assert!(said.contains("no-relay") && said.contains("no-secrets"), "{said}");
+    assert!(!said.contains("REACHED") && !said.contains("READ-THE"), "{said}");
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -172,6 +193,8 @@ async fn acceptance_3_a_launch_on_a_full_node_waits_with_slurms_reason_and_can_b
         c.job(blocker.parse().unwrap()).is_some_and(|j| j.0 == "RUNNING")
     });
     add_trivial_image(&app.db, "Quick notebook", 0).await;
+    // The flavour's partition is where its job goes (the node is in both).
+    sqlx::query("update flavours set slurm_partition = 'small' where name = 'small'").execute(&app.db).await.unwrap();
     let id = launch(&app, "alice", "Quick notebook").await;
     let waiting = wait_state(&app, &alice, &id, 60, |s| {
         s["progress"].as_str().is_some_and(|p| p.contains("waiting for resources"))
@@ -180,6 +203,8 @@ async fn acceptance_3_a_launch_on_a_full_node_waits_with_slurms_reason_and_can_b
     assert_eq!(waiting["state"], "starting");
     let job = job_of(&app.db, &id).await;
     assert_eq!(cluster.job(job), Some(("PENDING".into(), "Resources".into())));
+    let partition = cluster.run("squeue", &["--noheader", "--format=%P", "--jobs", &job.to_string()]);
+    assert_eq!(partition.trim(), "small");
     tokio::time::sleep(Duration::from_secs(6)).await;
     let still = state(&app, &alice, &id).await;
     assert_eq!(still["state"], "starting", "timed out in the queue: {still}");
@@ -203,9 +228,27 @@ fn database_url(db: &PgPool) -> String {
     url.to_string()
 }
 
+/// A `daas serve` process, killed (SIGKILL) when dropped, so that a failing test leaves
+/// none behind.
+struct Daas(std::process::Child);
+
+impl Daas {
+    /// `kill -9`.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daas {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `daas serve --runtime slurm` as a process of its own, on `addr`, over the test app's
 /// database and folders.
-fn daas_serve(app: &TestApp, cluster: &Cluster, db_url: &str, addr: &str) -> std::process::Child {
+fn daas_serve(app: &TestApp, cluster: &Cluster, db_url: &str, addr: &str) -> Daas {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let data = app.data_path();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(cluster.path().join("log/daas.out")).unwrap();
@@ -228,14 +271,13 @@ fn daas_serve(app: &TestApp, cluster: &Cluster, db_url: &str, addr: &str) -> std
         .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
         .stderr(std::process::Stdio::from(log))
         .spawn()
+        .map(Daas)
         .unwrap()
 }
 
 async fn wait_healthy(addr: &str) {
     let start = Instant::now();
-    while reqwest::get(format!("http://{addr}/healthz")).await.map(|r| r.status().is_success()).unwrap_or(false)
-        == false
-    {
+    while !reqwest::get(format!("http://{addr}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
         assert!(start.elapsed() < Duration::from_secs(60), "daas did not start");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -265,8 +307,10 @@ async fn acceptance_4_a_daas_killed_with_sigkill_adopts_its_jobs_and_a_controlle
         "flavour": id_of(&app.db, "flavours", "name", "small").await,
         "experiment": id_of(&app.db, "experiments", "code", "S0011").await,
     });
-    for user in ["alice", "alice", "bob"] {
-        let token = app.token(user).await;
+    sqlx::query("update quotas set max_sessions = 3 where role = 'user'").execute(&app.db).await.unwrap();
+    let token = app.token("alice").await;
+    for _ in 0..3 {
+        let token = token.clone();
         let r = client
             .post(format!("http://{addr}/api/v1/sessions"))
             .bearer_auth(token)
@@ -275,7 +319,7 @@ async fn acceptance_4_a_daas_killed_with_sigkill_adopts_its_jobs_and_a_controlle
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201);
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     let all_running = |s: &[(String, String)]| s.len() == 3 && s.iter().all(|(state, _)| state == "running");
     let start = Instant::now();
@@ -285,12 +329,15 @@ async fn acceptance_4_a_daas_killed_with_sigkill_adopts_its_jobs_and_a_controlle
     }
     let before = sessions(&app.db).await;
 
-    // SIGKILL: nothing of daas runs on; its sessions do.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    // SIGKILL: nothing of daas runs on; its sessions do. Meanwhile a job with daas's
+    // comment and no session appears (an orphan).
+    first.kill();
+    let orphan = format!("--comment=daas.io/session-id={}", Uuid::new_v4());
+    let orphan = cluster.run("sbatch", &["--parsable", &orphan, "--wrap", "sleep 600"]).trim().parse::<u64>().unwrap();
     let mut second = daas_serve(&app, &cluster, &db_url, &addr);
     wait_healthy(&addr).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster
+        .wait_until(Duration::from_secs(30), "the orphan's end", |c| c.job(orphan).is_some_and(|j| j.0 == "CANCELLED"));
     assert_eq!(sessions(&app.db).await, before, "adopted as they were");
     let mut jobs: Vec<String> = before.iter().map(|(_, job)| job.clone()).collect();
     jobs.sort();
@@ -314,8 +361,7 @@ async fn acceptance_4_a_daas_killed_with_sigkill_adopts_its_jobs_and_a_controlle
     // Each still answers through the proxy of the daas that adopted it.
     let (state_of_first, _) = &before[0];
     assert_eq!(state_of_first, "running");
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
     for id in sqlx::query_scalar::<_, Uuid>("select id from sessions").fetch_all(&app.db).await.unwrap() {
         let handle = daas::runtime::Handle(
             sqlx::query_scalar("select runtime_handle from sessions where id = $1")

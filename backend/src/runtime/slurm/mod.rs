@@ -607,8 +607,8 @@ mod tests {
             "resources": {"cpu_millis": 1500, "memory_mib": 4096, "gpus": 2, "gpu_type": "v100", "disk_gib": 0,
                           "node_selector": {}, "tolerations": [],
                           "slurm": {"partition": "maxgpu", "account": "bl11", "qos": null, "constraint": "v100&ib"}},
-            "proposal": "p", "experiment": "e", "experiment_folder": "f", "datasets": [], "secret": "s",
-            "base_url": "/", "parameters": null,
+            "proposal": "p", "experiment": "e", "experiment_folder": "f", "datasets": [],
+            "secret": "Jupyter-token-7f3a", "base_url": "/", "parameters": null,
         }))
         .unwrap();
         spec.expires_at = Some(time::OffsetDateTime::now_utc() + time::Duration::minutes(60));

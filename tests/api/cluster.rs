@@ -148,6 +148,8 @@ impl Cluster {
         })
     }
 
+    /// Waits (blocking the thread: not while the app under test must run on it) until
+    /// `done`.
     pub fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
         let start = Instant::now();
         while !done(self) {

@@ -95,6 +95,56 @@ async fn acceptance_1_a_notebook_is_a_slurm_job_that_answers_through_the_proxy_u
     assert_eq!(lab.status, 200, "{}", lab.head);
     assert!(lab.body.contains("JupyterLab"), "{}", lab.body);
 
+    // Only the node, with the session's node secret, reports where the session listens.
+    let report = |auth: Option<String>, body: Value| {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("/api/v1/runtime/sessions/{id}/report"))
+            .header("content-type", "application/json");
+        let request = match auth {
+            Some(auth) => request.header("authorization", auth),
+            None => request,
+        };
+        app.raw(request.body(axum::body::Body::from(body.to_string())).unwrap())
+    };
+    let listening = json!({"event": "listening", "host": "10.9.9.9", "port": 4000});
+    assert_eq!(report(None, listening.clone()).await.status, 401);
+    assert_eq!(report(Some(format!("Bearer {secret}")), listening.clone()).await.status, 404, "the Jupyter token");
+    let node = format!("Bearer {}", launch["node_secret"].as_str().unwrap());
+    let elsewhere = json!({"event": "listening", "host": "evil host; rm", "port": 4000});
+    assert_eq!(report(Some(node.clone()), elsewhere).await.status, 400);
+    let other = Uuid::new_v4();
+    let r = app
+        .raw(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri(format!("/api/v1/runtime/sessions/{other}/report"))
+                .header("content-type", "application/json")
+                .header("authorization", &node)
+                .body(axum::body::Body::from(listening.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 404, "another session's report with this one's secret");
+
+    // An extension raises the job's time limit (at the next pass).
+    sqlx::query("update sessions set expires_at = now() + interval '48 hours' where id = $1::uuid")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    // Waited for here, not with the cluster's (blocking) wait: the reconciler runs on this
+    // test's one thread.
+    while !cluster
+        .run("squeue", &["--noheader", "--format=%l", "--jobs", &job.to_string()])
+        .trim()
+        .starts_with("2-00:0")
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "the time limit was not raised");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // DELETE cancels it: squeue lists it no more.
     let r = app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -119,8 +169,20 @@ async fn acceptance_2_a_desktop_greets_through_the_relay_and_a_job_keeps_its_exi
         "echo reading the scan; echo 'error: no beam in the flat field'; exit 3",
     )
     .await;
+    add_shell_image(&app.db, "Broken notebook", "notebook", "echo 'cannot find the kernel'; exit 7").await;
     let desktop = launch(&app, "alice", "Xfce desktop").await;
     let job = launch(&app, "alice", "Exit three").await;
+
+    // A session that dies before it reports its port fails at once with its reason, not
+    // at the startup timeout (90 s here).
+    let broken_id = launch(&app, "bob", "Broken notebook").await;
+    let bob = app.token("bob").await;
+    let started = Instant::now();
+    let broken = wait_state(&app, &bob, &broken_id, 60, |s| s["state"] != "starting").await;
+    assert_eq!(broken["state"], "failed", "{broken}");
+    assert!(started.elapsed() < Duration::from_secs(45), "it waited for the timeout");
+    let reason = events(&app, &broken_id).await.join("\n");
+    assert!(reason.contains("exited with code 7") && reason.contains("cannot find the kernel"), "{reason}");
 
     let running = wait_state(&app, &alice, &desktop, 120, |s| s["state"] != "starting").await;
     assert_eq!(running["state"], "running", "{running}\n{}", cluster.logs());
@@ -172,7 +234,6 @@ async fn acceptance_2_a_desktop_greets_through_the_relay_and_a_job_keeps_its_exi
     assert!(logs.text.contains("reading the scan"), "{}", logs.text);
     assert_eq!(cluster.job(job_of(&app.db, &job).await).map(|j| j.0), Some("FAILED".into()));
 
-    let bob = app.token("bob").await;
     let probed = wait_state(&app, &bob, &prober, 120, |s| s["state"] == "failed" || s["state"] == "stopped").await;
     assert_eq!(probed["state"], "stopped", "{probed}");
     let said = app.get(&format!("/api/v1/jobs/{prober}/logs"), Some(&bob)).await.text;

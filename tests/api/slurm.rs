@@ -183,6 +183,22 @@ async fn acceptance_2_a_desktop_greets_through_the_relay_and_a_job_keeps_its_exi
     assert!(started.elapsed() < Duration::from_secs(45), "it waited for the timeout");
     let reason = events(&app, &broken_id).await.join("\n");
     assert!(reason.contains("exited with code 7") && reason.contains("cannot find the kernel"), "{reason}");
+    // One that cannot even be started on its node says why too.
+    sqlx::query(
+        "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib)
+         values ('Pods only', 'notebook', 'example/pods-only:1', 'http', 100, 64)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let unstartable = launch(&app, "bob", "Pods only").await;
+    let failed = wait_state(&app, &bob, &unstartable, 60, |s| s["state"] != "starting").await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let reason = events(&app, &unstartable).await.join("\n");
+    assert!(
+        reason.contains("could not start on") && reason.contains("has no command for the local runtime"),
+        "{reason}"
+    );
 
     let running = wait_state(&app, &alice, &desktop, 120, |s| s["state"] != "starting").await;
     assert_eq!(running["state"], "running", "{running}\n{}", cluster.logs());

@@ -16,15 +16,27 @@ export const screenshots = path.join(root, "target/screenshots");
 /** Everything the tests run from (daas's folder, its PostgreSQL, its sessions' folders). */
 const e2eDir = path.join(root, "target/e2e");
 
+/** Ports handed out so far: a port just closed may be given again by the next `listen(0)`. */
+const given = new Set();
+
+/** A free port on loopback, never one this process handed out before (daas's port is picked
+ * before the identity provider takes one: the provider once got the same and daas could
+ * not listen). */
 export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address();
+        server.close(() => resolve(port));
+      });
+      server.on("error", reject);
     });
-    server.on("error", reject);
-  });
+    if (!given.has(port)) {
+      given.add(port);
+      return port;
+    }
+  }
 }
 
 /** The facility's identity provider, with the demo people as its accounts. */

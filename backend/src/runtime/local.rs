@@ -868,7 +868,7 @@ fn group_is_ours(handle: &LocalHandle) -> bool {
 }
 
 /// Processes (not zombies) left in the session's process group (none when it never ran).
-pub(crate) fn session_processes(handle: &LocalHandle) -> Vec<i32> {
+fn session_processes(handle: &LocalHandle) -> Vec<i32> {
     if handle.pid > 1 && group_is_ours(handle) {
         group_members(handle.pid)
     } else {

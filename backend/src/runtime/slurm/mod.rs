@@ -153,8 +153,7 @@ impl SlurmRuntime {
     /// meanwhile: callers wait for the one under way rather than run their own).
     async fn jobs(&self, max_age: Duration) -> anyhow::Result<Arc<Vec<Job>>> {
         let mut queue = self.queue.lock().await;
-        if let Some((taken, jobs)) = queue.as_ref().filter(|(taken, _)| taken.elapsed() <= max_age) {
-            let _ = taken;
+        if let Some((_, jobs)) = queue.as_ref().filter(|(taken, _)| taken.elapsed() <= max_age) {
             return Ok(jobs.clone());
         }
         let uid = rustix::process::getuid().as_raw().to_string();
@@ -415,9 +414,6 @@ impl Runtime for SlurmRuntime {
         if let Some(job) = jobs.iter().find(|j| j.session == id && queue::active(&j.state)) {
             return Ok(Handle(serde_json::to_value(handle(job.id))?));
         }
-        if spec.resources.gpus > 0 && spec.resources.slurm.partition.is_none() {
-            tracing::debug!(session.id = %id, "a GPU flavour without a partition: the cluster's default partition");
-        }
         self.ready.lock().expect("not poisoned").remove(&id);
         match self.submit(spec).await {
             Ok(job_id) => {
@@ -457,8 +453,17 @@ impl Runtime for SlurmRuntime {
             Phase::Ending => Observed::Pending { message: format!("Slurm is ending it on {nodes}") },
             Phase::Ended(Ended::Exited) => {
                 // The node program exits with its session's code; COMPLETED is 0.
-                let code = self.exit_code(session_id).or((state == "COMPLETED").then_some(0));
-                Observed::Exited { exit_code: code, message: exit_message(code, false, &self.log_path(session_id)) }
+                match self.exit_code(session_id).or((state == "COMPLETED").then_some(0)) {
+                    Some(code) => Observed::Exited {
+                        exit_code: Some(code),
+                        message: exit_message(Some(code), false, &self.log_path(session_id)),
+                    },
+                    // The session never ran: the node program failed before it (its reason
+                    // is the last of the job's output).
+                    None => Observed::Failed {
+                        reason: format!("could not start on {nodes}: {}", tail(&self.log_path(session_id), 3).trim()),
+                    },
+                }
             }
             Phase::Ended(Ended::TimeLimit) => {
                 Observed::Expired { message: "it reached its time limit in Slurm".into() }

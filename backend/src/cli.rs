@@ -198,6 +198,12 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
     let listener = listener(args.listen).await?;
     let config = Config::from_args(&args);
     let runtime = runtime(&args.sessions, &args.data_root, &args.web.public_url).await?;
+    if !args.web.frontend_dir.join("static").is_dir() {
+        tracing::warn!(
+            frontend_dir = %args.web.frontend_dir.display(),
+            "no static/ in the frontend folder: pages will have no CSS or JavaScript (set --frontend-dir)"
+        );
+    }
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;

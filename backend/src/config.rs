@@ -189,7 +189,8 @@ impl std::str::FromStr for Secret {
 /// Where and how sessions run.
 #[derive(Args, Debug, Clone)]
 pub struct SessionArgs {
-    /// The engine that runs sessions: processes on this machine, pods, or nothing (fake).
+    /// The engine that runs sessions: processes on this machine, pods, Slurm batch jobs, or
+    /// nothing (fake).
     #[arg(long, env = "DAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
     pub runtime: RuntimeKind,
     /// Local and Slurm runtimes: one folder per running session (Slurm: shared with the nodes).

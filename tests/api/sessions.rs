@@ -341,6 +341,7 @@ async fn a_job_runs_to_its_exit_code_and_keeps_its_log(db: PgPool) {
     assert_eq!(done["state"], "stopped", "{done}");
     let job = app.get(&format!("/api/v1/jobs/{id}"), Some(&alice)).await;
     assert_eq!(job.body["exit_code"], 0, "{}", job.text);
+    assert_eq!(job.text.matches("\"exit_code\"").count(), 1, "a key twice: {}", job.text);
     let logs = app.get(&format!("/api/v1/jobs/{id}/logs"), Some(&alice)).await;
     assert_eq!(logs.status, 200);
     assert!(

@@ -270,6 +270,15 @@ async fn acceptance_3_a_launch_on_a_full_node_waits_with_slurms_reason_and_can_b
         c.job(blocker.parse().unwrap()).is_some_and(|j| j.0 == "RUNNING")
     });
     add_trivial_image(&app.db, "Quick notebook", 0).await;
+    // An admin cannot give a flavour a partition the cluster lacks: every launch would fail.
+    let admin = app.token("admin").await;
+    let flavour = |partition: &str| json!({"name": "l4", "cpu_millis": 1000, "memory_mib": 2048, "gpus": 0, "slurm_partition": partition});
+    let refused = app.request(Method::POST, "/api/v1/admin/flavours", Some(&admin), Some(flavour("nosuch"))).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.body["error"]["field"], "slurm_partition");
+    assert!(refused.text.contains("no partition \\\"nosuch\\\" (it has: debug, small)"), "{}", refused.text);
+    let taken = app.request(Method::POST, "/api/v1/admin/flavours", Some(&admin), Some(flavour("small"))).await;
+    assert_eq!(taken.status, 201, "{}", taken.text);
     // The flavour's partition is where its job goes (the node is in both).
     sqlx::query("update flavours set slurm_partition = 'small' where name = 'small'").execute(&app.db).await.unwrap();
     let id = launch(&app, "alice", "Quick notebook").await;

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::common::{launch_body, TestApp};
+use crate::common::{launch_body, wait_state, TestApp};
 
 fn at(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
@@ -120,7 +120,9 @@ async fn item_15_users_give_their_sessions_more_time_within_the_limit_the_admin_
         let (app, uri) = (&app, format!("/api/v1/sessions/{id}/extend"));
         async move { app.request(Method::POST, &uri, Some(&token), Some(json!({"minutes": minutes}))).await }
     };
-    let before = at(&app.get(&format!("/api/v1/sessions/{id}"), Some(&alice)).await.body["expires_at"]);
+    // Running: its lifetime counts from its start, so its end moved once when it started.
+    let running = wait_state(&app, &alice, &id, 30, |s| s["state"] == "running").await;
+    let before = at(&running["expires_at"]);
 
     // The owner adds an hour: the end moves, what is left says so, the session says who.
     let r = extend(alice.clone(), 60).await;
@@ -190,4 +192,24 @@ async fn item_15_users_give_their_sessions_more_time_within_the_limit_the_admin_
             .await
             .unwrap();
     assert_eq!(audit, 3, "two by alice, one by the admin");
+}
+
+/// A session's lifetime counts from its start: the time it waited in a batch system's queue
+/// (or daas's start queue) is added to its end when it starts.
+#[sqlx::test(migrator = "daas::db::MIGRATOR")]
+async fn a_wait_in_a_queue_does_not_eat_a_sessions_lifetime(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.start_reconciler();
+    let alice = app.token("alice").await;
+    app.fake().start_as(daas::runtime::Observed::Queued { message: "Slurm: waiting for resources".into() });
+    let id = launch_desktop(&app, &alice).await;
+    let queued = wait_state(&app, &alice, &id, 30, |s| s["progress"] == "Slurm: waiting for resources").await;
+    let planned = at(&queued["expires_at"]);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let endpoint = daas::runtime::Observed::Running { endpoint: "fake:x".into() };
+    app.fake().set(id.parse().unwrap(), endpoint);
+    let running = wait_state(&app, &alice, &id, 30, |s| s["state"] == "running").await;
+    let moved = at(&running["expires_at"]) - planned;
+    // By the wait up to its last observation in the queue (passes are 300 ms apart here).
+    assert!(moved >= time::Duration::seconds(2) && moved < time::Duration::seconds(10), "moved by {moved}");
 }

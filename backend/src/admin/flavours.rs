@@ -182,13 +182,26 @@ pub async fn create_flavour(
     actor: Actor,
     Json(input): Json<FlavourInput>,
 ) -> Result<(axum::http::StatusCode, Json<AdminFlavour>)> {
-    Ok((axum::http::StatusCode::CREATED, Json(create(&state.db, &actor, input).await?)))
+    Ok((axum::http::StatusCode::CREATED, Json(create(&state, &actor, input).await?)))
+}
+
+/// Asks the runtime whether it can place the flavour's sessions where it says (the Slurm
+/// runtime: whether the cluster has its partition); a 400 naming the field when not.
+async fn placeable(state: &AppState, f: &FlavourInput) -> Result<()> {
+    let placement = crate::runtime::SlurmPlacement {
+        partition: f.slurm_partition.clone(),
+        account: f.slurm_account.clone(),
+        qos: f.slurm_qos.clone(),
+        constraint: f.slurm_constraint.clone(),
+    };
+    state.runtime.check_placement(&placement).await.map_err(|(field, message)| AppError::invalid(field, message))
 }
 
 /// Checks and stores a new flavour, with its audit event.
-pub async fn create(db: &sqlx::PgPool, actor: &Actor, input: FlavourInput) -> Result<AdminFlavour> {
+pub async fn create(state: &AppState, actor: &Actor, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
-    let mut tx = db.begin().await?;
+    placeable(state, &f).await?;
+    let mut tx = state.db.begin().await?;
     let id = db::insert(&mut tx, &f).await.on_constraint("flavours_name_key", |_| name_taken("flavour", &f.name))?;
     audit::record(
         &mut *tx,
@@ -217,13 +230,14 @@ pub async fn update_flavour(
     Path(id): Path<Uuid>,
     Json(input): Json<FlavourInput>,
 ) -> Result<Json<AdminFlavour>> {
-    Ok(Json(update(&state.db, &actor, id, input).await?))
+    Ok(Json(update(&state, &actor, id, input).await?))
 }
 
 /// Checks and stores a flavour's new settings, with its audit event.
-pub async fn update(db: &sqlx::PgPool, actor: &Actor, id: Uuid, input: FlavourInput) -> Result<AdminFlavour> {
+pub async fn update(state: &AppState, actor: &Actor, id: Uuid, input: FlavourInput) -> Result<AdminFlavour> {
     let f = check(input)?;
-    let mut tx = db.begin().await?;
+    placeable(state, &f).await?;
+    let mut tx = state.db.begin().await?;
     let was_enabled = db::lock_enabled(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     db::update(&mut tx, id, &f).await.on_constraint("flavours_name_key", |_| name_taken("flavour", &f.name))?;
     let action = match (was_enabled, f.enabled) {

@@ -13,13 +13,12 @@ pub struct JobRow {
     /// The name of the dataset named by the `dataset` parameter.
     pub input_dataset: Option<String>,
     pub output_location: Option<String>,
-    pub exit_code: Option<i32>,
 }
 
 /// The job of the session `id`.
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<JobRow> {
     sqlx::query_as(
-        "select j.parameters, d.name as input_dataset, j.output_location, j.exit_code
+        "select j.parameters, d.name as input_dataset, j.output_location
          from jobs j left join datasets d on d.id = j.input_dataset_id where j.session_id = $1",
     )
     .bind(id)

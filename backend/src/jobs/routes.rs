@@ -56,8 +56,6 @@ pub struct Job {
     pub input_dataset: Option<String>,
     /// Where the results are, in the owner's home.
     pub output_location: Option<String>,
-    /// Its exit code once it has ended.
-    pub exit_code: Option<i32>,
     /// Where to read its output.
     pub logs_url: String,
 }
@@ -75,7 +73,6 @@ async fn find_job(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Job>
         parameters: row.parameters,
         input_dataset: row.input_dataset,
         output_location: row.output_location,
-        exit_code: row.exit_code,
         logs_url: format!("/api/v1/jobs/{id}/logs"),
     })
 }

@@ -206,6 +206,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn homes(&self) -> Option<&std::path::Path> {
         None
     }
+    /// Whether this runtime can place a flavour's sessions where `placement` says (the
+    /// Slurm runtime asks the cluster whether the partition exists); `Err((field,
+    /// message))` says what is wrong. A runtime that cannot ask now lets it pass.
+    async fn check_placement(&self, _placement: &SlurmPlacement) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
     /// Takes a report from a session's node, checking `secret`; `Ok(false)` when it is not
     /// authentic or this runtime takes none (only the Slurm runtime does).
     async fn report(&self, _session_id: Uuid, _secret: &str, _report: &NodeReport) -> RuntimeResult<bool> {

@@ -594,15 +594,20 @@ pub async fn set_job_progress(conn: &mut PgConnection, id: Uuid, text: &str) -> 
     Ok(updated.rows_affected() == 1)
 }
 
-/// Sets where a session still starting answers; false when it no longer is starting.
+/// Sets where a session still starting answers; false when it no longer is starting. Its
+/// lifetime counts from its start: the time it waited in a queue (daas's start queue, a
+/// batch system's) is added to its end.
 pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, endpoint: &str) -> sqlx::Result<bool> {
-    let updated =
-        sqlx::query("update sessions set endpoint = nullif($2, ''), progress = null where id = $1 and state = $3")
-            .bind(id)
-            .bind(endpoint)
-            .bind(SessionState::Starting)
-            .execute(conn)
-            .await?;
+    let updated = sqlx::query(
+        "update sessions set endpoint = nullif($2, ''), progress = null,
+                    expires_at = expires_at + (coalesce(start_began_at, created_at) - created_at)
+             where id = $1 and state = $3",
+    )
+    .bind(id)
+    .bind(endpoint)
+    .bind(SessionState::Starting)
+    .execute(conn)
+    .await?;
     Ok(updated.rows_affected() == 1)
 }
 

@@ -164,7 +164,7 @@ pub(super) async fn create_flavour(
     Form(form): Form<FlavourForm>,
 ) -> PageResult {
     let result = match form.input() {
-        Ok(input) => flavours::create(&state.db, &actor, input).await.map(|_| ()),
+        Ok(input) => flavours::create(&state, &actor, input).await.map(|_| ()),
         Err(err) => Err(err),
     };
     match result {
@@ -182,7 +182,7 @@ pub(super) async fn update_flavour(
 ) -> PageResult {
     let form = FlavourForm { id: Some(id), ..form };
     let result = match form.input() {
-        Ok(input) => flavours::update(&state.db, &actor, id, input).await.map(|_| ()),
+        Ok(input) => flavours::update(&state, &actor, id, input).await.map(|_| ()),
         Err(err) => Err(err),
     };
     match result {
@@ -200,7 +200,7 @@ pub(super) async fn toggle_flavour(
     let flavour = flavours::find(&state.db, id).await?;
     let mut input = flavour.to_input();
     input.enabled = !flavour.enabled;
-    match flavours::update(&state.db, &actor, id, input).await {
+    match flavours::update(&state, &actor, id, input).await {
         Ok(_) => Ok(see_other("/admin/flavours")),
         Err(err) => flavours_view(&state, ctx, FlavourForm::blank(), Some(err)).await,
     }

@@ -36,7 +36,9 @@ use uuid::Uuid;
 
 use self::queue::{Ended, Job, Phase};
 use super::local::{exit_message, set_mode, tail, write, LocalConfig};
-use super::{Found, Handle, Kind, LaunchSpec, NodeReport, Observed, Runtime, RuntimeResult, SESSION_LABEL};
+use super::{
+    Found, Handle, Kind, LaunchSpec, NodeReport, Observed, Runtime, RuntimeResult, SlurmPlacement, SESSION_LABEL,
+};
 
 /// The Slurm runtime's settings (`--runtime slurm`).
 #[derive(clap::Args, Debug, Clone)]
@@ -118,7 +120,7 @@ pub struct SlurmRuntime {
 impl SlurmRuntime {
     /// Checks that the Slurm commands are there and makes daas's folders.
     pub fn new(config: SlurmConfig) -> anyhow::Result<Self> {
-        for program in ["sbatch", "squeue", "scancel", "scontrol"] {
+        for program in ["sbatch", "squeue", "scancel", "scontrol", "sinfo"] {
             super::local::which(program)
                 .with_context(|| format!("the Slurm runtime needs `{program}` (Debian: slurm-client)"))?;
         }
@@ -534,6 +536,21 @@ impl Runtime for SlurmRuntime {
 
     async fn logs(&self, session_id: Uuid, _handle: &Handle, lines: usize) -> RuntimeResult<String> {
         Ok(tail(&self.log_path(session_id), lines))
+    }
+
+    async fn check_placement(&self, placement: &SlurmPlacement) -> Result<(), (&'static str, String)> {
+        let Some(partition) = &placement.partition else { return Ok(()) };
+        let known = match slurm("sinfo", &["--noheader", "--format=%R"]).await {
+            Ok(text) => text.split_whitespace().map(str::to_owned).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "cannot list the cluster's partitions to check a flavour's");
+                return Ok(());
+            }
+        };
+        if known.iter().any(|p| p == partition) {
+            return Ok(());
+        }
+        Err(("slurm_partition", format!("the cluster has no partition {partition:?} (it has: {})", known.join(", "))))
     }
 
     async fn report(&self, session_id: Uuid, secret: &str, report: &NodeReport) -> RuntimeResult<bool> {

@@ -325,11 +325,11 @@ pub struct Browser {
 
 // Sessions for the tests: images whose commands the test writes, launch bodies, waiting.
 
-/// A local runtime whose folders live in the test's temporary folder.
-pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
-    use daas::runtime::local::{Limits, LocalConfig, LocalRuntime};
+/// The folders of a test's sessions, in its temporary folder; the repository's venv and
+/// tools.
+fn test_folders(data: &Path) -> daas::runtime::local::LocalConfig {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let config = LocalConfig {
+    daas::runtime::local::LocalConfig {
         sessions_dir: data.join("_runtime/sessions"),
         homes_dir: data.join("_runtime/homes"),
         data_root: data.to_owned(),
@@ -340,24 +340,20 @@ pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
         stop_grace: Duration::from_secs(3),
         // As on a machine without GPUs, whatever this one has.
         gpu_devices: Vec::new(),
-    };
-    Arc::new(LocalRuntime::new(config, Limits::detect()).unwrap())
+    }
+}
+
+/// A local runtime whose folders live in the test's temporary folder.
+pub fn test_runtime(data: &Path) -> Arc<dyn daas::runtime::Runtime> {
+    use daas::runtime::local::{Limits, LocalRuntime};
+    Arc::new(LocalRuntime::new(test_folders(data), Limits::detect()).unwrap())
 }
 
 /// A Slurm runtime whose shared folders live in the test's temporary folder, reporting to
 /// `callback_url`, its nodes running this build's `daas`.
 pub fn slurm_runtime(data: &Path, callback_url: url::Url, warning: Duration) -> Arc<dyn daas::runtime::Runtime> {
     use daas::runtime::slurm::{SlurmConfig, SlurmRuntime};
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let folders = daas::runtime::local::LocalConfig {
-        sessions_dir: data.join("_runtime/sessions"),
-        homes_dir: data.join("_runtime/homes"),
-        data_root: data.to_owned(),
-        venv: root.join(".daas/venv").canonicalize().unwrap_or_else(|_| root.join(".daas/venv")),
-        tools_dir: root.join("tools"),
-        stop_grace: Duration::from_secs(3),
-        gpu_devices: Vec::new(),
-    };
+    let folders = test_folders(data);
     let config = SlurmConfig { folders, callback_url, daas_path: env!("CARGO_BIN_EXE_daas").into(), warning };
     Arc::new(SlurmRuntime::new(config).unwrap())
 }

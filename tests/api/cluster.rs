@@ -38,7 +38,11 @@ impl Cluster {
         let key: Vec<u8> = (0..1024).map(|_| rand::random::<u8>()).collect();
         std::fs::write(d.join("munge/key"), key).unwrap();
         std::fs::set_permissions(d.join("munge/key"), std::fs::Permissions::from_mode(0o400)).unwrap();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+        // As slurmd and slurmctld name this machine: its host name up to the first dot.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let host = host.trim().split('.').next().unwrap().to_string();
+        let controller_port = free_port();
+        let node_port = std::iter::repeat_with(free_port).find(|p| *p != controller_port).unwrap();
         let conf = d.join("slurm.conf");
         let p = |sub: &str| d.join(sub).display().to_string();
         std::fs::write(
@@ -55,8 +59,8 @@ impl Cluster {
                  NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN\n\
                  PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP\n\
                  PartitionName=small Nodes={host} MaxTime=INFINITE State=UP\n",
-                free_port(),
-                free_port(),
+                controller_port,
+                node_port,
                 p("munge/socket"),
                 p("state"),
                 p("spool"),

@@ -58,17 +58,20 @@ pub async fn run(dir: &Path) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut warning = signal(SignalKind::user_defined1())?;
+    // When a stop's grace ends. The group is signalled only from this loop, before the
+    // wrapper (whose pid is the group's id) is reaped: its number cannot have been recycled.
+    let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
             _ = term.recv() => {
                 // As a local stop: SIGTERM to the whole group, SIGKILL after the grace.
                 signal_group(handle.pid, rustix::process::Signal::TERM);
-                let pid = handle.pid;
-                tokio::spawn(async move {
-                    tokio::time::sleep(stop_grace).await;
-                    signal_group(pid, rustix::process::Signal::KILL);
-                });
+                kill_at.get_or_insert(tokio::time::Instant::now() + stop_grace);
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                signal_group(handle.pid, rustix::process::Signal::KILL);
+                kill_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
             }
             _ = warning.recv() => {
                 let report = NodeReport::TimeLimit { seconds: launch.warning_seconds };

@@ -35,8 +35,9 @@ use uuid::Uuid;
 
 use super::{Found, Handle, Kind, LaunchSpec, Observed, Runtime, RuntimeResult, SESSION_LABEL};
 
-/// Where the local runtime keeps things and what it runs with.
-#[derive(Clone, Debug)]
+/// Where the local runtime keeps things and what it runs with (also what the Slurm runtime
+/// hands its node program in `launch.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocalConfig {
     /// One folder per session (its label, handle, process record, VNC password, exit code).
     pub sessions_dir: PathBuf,
@@ -207,6 +208,29 @@ echo "$code" > "$dir/exit-code.tmp" && mv "$dir/exit-code.tmp" "$dir/exit-code"
 exit "$code"
 "#;
 
+impl LocalConfig {
+    /// Makes the sessions' folder (with `logs/`) and the homes' folder, daas's alone
+    /// (sessions see their own folder and home only as bwrap mounts them); the same with
+    /// every path absolute.
+    pub fn prepare(self) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(self.sessions_dir.join("logs"))
+            .with_context(|| format!("cannot create {}", self.sessions_dir.display()))?;
+        std::fs::create_dir_all(&self.homes_dir)
+            .with_context(|| format!("cannot create {}", self.homes_dir.display()))?;
+        set_mode(&self.sessions_dir, 0o700)?;
+        set_mode(&self.sessions_dir.join("logs"), 0o700)?;
+        set_mode(&self.homes_dir, 0o700)?;
+        Ok(LocalConfig {
+            sessions_dir: absolute(&self.sessions_dir)?,
+            homes_dir: absolute(&self.homes_dir)?,
+            data_root: absolute(&self.data_root)?,
+            venv: absolute(&self.venv)?,
+            tools_dir: absolute(&self.tools_dir)?,
+            ..self
+        })
+    }
+}
+
 impl LocalRuntime {
     /// Checks the prerequisites (one clear error for the first one missing).
     pub fn new(config: LocalConfig, limits: Limits) -> anyhow::Result<Self> {
@@ -214,24 +238,7 @@ impl LocalRuntime {
         for program in ["bwrap", "sh", "setpriv"] {
             which(program).with_context(|| format!("the local runtime needs `{program}` (run `make deps`)"))?;
         }
-        std::fs::create_dir_all(config.sessions_dir.join("logs"))
-            .with_context(|| format!("cannot create {}", config.sessions_dir.display()))?;
-        std::fs::create_dir_all(&config.homes_dir)
-            .with_context(|| format!("cannot create {}", config.homes_dir.display()))?;
-        // daas's alone: sessions see their own folder and home only as bwrap mounts them.
-        set_mode(&config.sessions_dir, 0o700)?;
-        set_mode(&config.sessions_dir.join("logs"), 0o700)?;
-        set_mode(&config.homes_dir, 0o700)?;
-        let config = LocalConfig {
-            sessions_dir: absolute(&config.sessions_dir)?,
-            homes_dir: absolute(&config.homes_dir)?,
-            data_root: absolute(&config.data_root)?,
-            venv: absolute(&config.venv)?,
-            tools_dir: absolute(&config.tools_dir)?,
-            stop_grace: config.stop_grace,
-            gpu_devices: config.gpu_devices,
-        };
-        Ok(Self { config, limits, isolation })
+        Ok(Self { config: config.prepare()?, limits, isolation })
     }
 
     /// How this machine enforces the flavours' limits.

@@ -561,25 +561,27 @@ pub async fn start_began(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool
 
 /// Sets the progress message of a session still starting; false when it no longer is.
 pub async fn set_progress(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
-    let updated = sqlx::query("update sessions set progress = $2 where id = $1 and state = $3")
-        .bind(id)
-        .bind(message)
-        .bind(SessionState::Starting)
-        .execute(conn)
-        .await?;
-    Ok(updated.rows_affected() == 1)
+    starting_progress(conn, id, message, false).await
 }
 
 /// Sets the progress of a session still in a batch system's queue, and moves the start of
 /// its start to now: the startup timeout counts from when it leaves the queue. False when it
 /// is no longer starting.
 pub async fn set_queued(conn: &mut PgConnection, id: Uuid, message: &str) -> sqlx::Result<bool> {
-    let updated = sqlx::query("update sessions set progress = $2, start_began_at = now() where id = $1 and state = $3")
-        .bind(id)
-        .bind(message)
-        .bind(SessionState::Starting)
-        .execute(conn)
-        .await?;
+    starting_progress(conn, id, message, true).await
+}
+
+async fn starting_progress(conn: &mut PgConnection, id: Uuid, message: &str, queued: bool) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "update sessions set progress = $2, start_began_at = case when $4 then now() else start_began_at end
+         where id = $1 and state = $3",
+    )
+    .bind(id)
+    .bind(message)
+    .bind(SessionState::Starting)
+    .bind(queued)
+    .execute(conn)
+    .await?;
     Ok(updated.rows_affected() == 1)
 }
 

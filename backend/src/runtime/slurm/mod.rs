@@ -79,12 +79,8 @@ pub struct SlurmHandle {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeLaunch {
     pub spec: LaunchSpec,
-    pub sessions_dir: PathBuf,
-    pub homes_dir: PathBuf,
-    pub data_root: PathBuf,
-    pub venv: PathBuf,
-    pub tools_dir: PathBuf,
-    pub stop_grace_ms: u64,
+    /// The shared folders and the stop grace (the node finds its own GPU devices).
+    pub folders: LocalConfig,
     /// Where the node reports (`.../api/v1/runtime/sessions/{id}/report`).
     pub report_url: String,
     /// The bearer token of its reports.
@@ -124,22 +120,7 @@ impl SlurmRuntime {
             super::local::which(program)
                 .with_context(|| format!("the Slurm runtime needs `{program}` (Debian: slurm-client)"))?;
         }
-        let folders = &config.folders;
-        std::fs::create_dir_all(folders.sessions_dir.join("logs"))
-            .with_context(|| format!("cannot create {}", folders.sessions_dir.display()))?;
-        std::fs::create_dir_all(&folders.homes_dir)
-            .with_context(|| format!("cannot create {}", folders.homes_dir.display()))?;
-        set_mode(&folders.sessions_dir, 0o700)?;
-        set_mode(&folders.homes_dir, 0o700)?;
-        let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
-        let folders = LocalConfig {
-            sessions_dir: absolute(&folders.sessions_dir)?,
-            homes_dir: absolute(&folders.homes_dir)?,
-            data_root: absolute(&folders.data_root)?,
-            venv: absolute(&folders.venv)?,
-            tools_dir: absolute(&folders.tools_dir)?,
-            ..folders.clone()
-        };
+        let folders = config.folders.clone().prepare()?;
         Ok(Self { config: SlurmConfig { folders, ..config }, queue: Default::default(), ready: Default::default() })
     }
 
@@ -288,17 +269,11 @@ impl SlurmRuntime {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         set_mode(&dir, 0o700)?;
         write(&dir.join(SESSION_LABEL.replace('/', "_")), id.to_string())?;
-        let folders = &self.config.folders;
         let mut report_url = self.config.callback_url.clone();
         report_url.set_path(&format!("/api/v1/runtime/sessions/{id}/report"));
         let launch = NodeLaunch {
             spec: spec.clone(),
-            sessions_dir: folders.sessions_dir.clone(),
-            homes_dir: folders.homes_dir.clone(),
-            data_root: folders.data_root.clone(),
-            venv: folders.venv.clone(),
-            tools_dir: folders.tools_dir.clone(),
-            stop_grace_ms: folders.stop_grace.as_millis() as u64,
+            folders: self.config.folders.clone(),
             report_url: report_url.to_string(),
             node_secret: Alphanumeric.sample_string(&mut rand::rng(), 40),
             relay_key: Alphanumeric.sample_string(&mut rand::rng(), 40),
@@ -478,11 +453,12 @@ impl Runtime for SlurmRuntime {
         let jobs = self.jobs(Duration::ZERO).await?;
         let mut ids: Vec<u64> =
             jobs.iter().filter(|j| j.session == session_id && queue::active(&j.state)).map(|j| j.id).collect();
-        if let Ok(handle) = handle_of(handle) {
-            if !ids.contains(&handle.job_id) && jobs.iter().all(|j| j.id != handle.job_id) {
+        // A full handle, or a found one (`list`): its job's id is all a stop needs.
+        if let Some(job_id) = handle.0.get("job_id").and_then(serde_json::Value::as_u64) {
+            if !ids.contains(&job_id) && jobs.iter().all(|j| j.id != job_id) {
                 // Not in the listing: submitted after it, maybe.
-                if self.job_info(handle.job_id).await?.is_some_and(|(state, _, _)| queue::active(&state)) {
-                    ids.push(handle.job_id);
+                if self.job_info(job_id).await?.is_some_and(|(state, _, _)| queue::active(&state)) {
+                    ids.push(job_id);
                 }
             }
         }
@@ -522,15 +498,9 @@ impl Runtime for SlurmRuntime {
         Ok(jobs
             .iter()
             .filter(|j| queue::active(&j.state))
-            .map(|j| {
-                let kind = self.launch_of(j.session).map_or(Kind::Job, |l| l.spec.kind);
-                let handle = SlurmHandle {
-                    job_id: j.id,
-                    kind,
-                    base_url: crate::sessions::lifecycle::launch::base_url(j.session),
-                };
-                Found { session_id: j.session, handle: Handle(serde_json::to_value(handle).unwrap_or_default()) }
-            })
+            // What a stop needs (the job's id): nothing read from the session's folder on
+            // each pass.
+            .map(|j| Found { session_id: j.session, handle: Handle(serde_json::json!({ "job_id": j.id })) })
             .collect())
     }
 
@@ -619,20 +589,27 @@ mod tests {
         SlurmRuntime { config, queue: Default::default(), ready: Default::default() }
     }
 
+    /// alice's session of `kind` with `resources` (JSON) and `secret`.
+    fn spec(kind: &str, resources: serde_json::Value, secret: &str) -> LaunchSpec {
+        serde_json::from_value(serde_json::json!({
+            "session_id": Uuid::nil(), "kind": kind, "owner": "alice", "uid": 3000000,
+            "image": {"name": "x", "reference": "x", "local_command": null},
+            "resources": resources, "proposal": "p", "experiment": "e", "experiment_folder": "f",
+            "datasets": [], "secret": secret, "base_url": "/", "parameters": null,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn a_flavour_becomes_sbatch_options_and_the_script_runs_only_the_node_program() {
         let root = tempfile::tempdir().unwrap();
         let runtime = runtime(root.path());
-        let mut spec: LaunchSpec = serde_json::from_value(serde_json::json!({
-            "session_id": Uuid::nil(), "kind": "notebook", "owner": "alice", "uid": 3000000,
-            "image": {"name": "JupyterLab", "reference": "x", "local_command": null},
-            "resources": {"cpu_millis": 1500, "memory_mib": 4096, "gpus": 2, "gpu_type": "v100", "disk_gib": 0,
-                          "node_selector": {}, "tolerations": [],
-                          "slurm": {"partition": "maxgpu", "account": "bl11", "qos": null, "constraint": "v100&ib"}},
-            "proposal": "p", "experiment": "e", "experiment_folder": "f", "datasets": [],
-            "secret": "Jupyter-token-7f3a", "base_url": "/", "parameters": null,
-        }))
-        .unwrap();
+        let resources = serde_json::json!({
+            "cpu_millis": 1500, "memory_mib": 4096, "gpus": 2, "gpu_type": "v100", "disk_gib": 0,
+            "node_selector": {}, "tolerations": [],
+            "slurm": {"partition": "maxgpu", "account": "bl11", "qos": null, "constraint": "v100&ib"},
+        });
+        let mut spec = spec("notebook", resources, "Jupyter-token-7f3a");
         spec.expires_at = Some(time::OffsetDateTime::now_utc() + time::Duration::minutes(60));
         let args = runtime.sbatch_args(&spec);
         for expected in [
@@ -659,15 +636,11 @@ mod tests {
     fn only_the_node_secret_is_authentic_and_only_plain_hosts_are_taken() {
         let root = tempfile::tempdir().unwrap();
         let runtime = runtime(root.path());
-        let spec: LaunchSpec = serde_json::from_value(serde_json::json!({
-            "session_id": Uuid::nil(), "kind": "desktop", "owner": "alice", "uid": 3000000,
-            "image": {"name": "Xfce", "reference": "x", "local_command": null},
-            "resources": {"cpu_millis": 1000, "memory_mib": 1024, "gpus": 0, "gpu_type": null, "disk_gib": 0,
-                          "node_selector": {}, "tolerations": []},
-            "proposal": "p", "experiment": "e", "experiment_folder": "f", "datasets": [], "secret": "vnc",
-            "base_url": "/", "parameters": null,
-        }))
-        .unwrap();
+        let resources = serde_json::json!({
+            "cpu_millis": 1000, "memory_mib": 1024, "gpus": 0, "gpu_type": null, "disk_gib": 0,
+            "node_selector": {}, "tolerations": [],
+        });
+        let spec = spec("desktop", resources, "vnc");
         std::fs::create_dir_all(root.path().join("sessions")).unwrap();
         runtime.write_folder(&spec).unwrap();
         let launch = runtime.launch_of(Uuid::nil()).unwrap();

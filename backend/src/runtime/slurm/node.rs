@@ -31,16 +31,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<i32> {
     let launch: NodeLaunch =
         serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
             .with_context(|| format!("{} is not a launch description", path.display()))?;
-    let stop_grace = Duration::from_millis(launch.stop_grace_ms);
-    let config = LocalConfig {
-        sessions_dir: launch.sessions_dir.clone(),
-        homes_dir: launch.homes_dir.clone(),
-        data_root: launch.data_root.clone(),
-        venv: launch.venv.clone(),
-        tools_dir: launch.tools_dir.clone(),
-        stop_grace,
-        gpu_devices: gpu_devices(),
-    };
+    let stop_grace = launch.folders.stop_grace;
+    let config = LocalConfig { gpu_devices: gpu_devices(), ..launch.folders.clone() };
     let runtime = LocalRuntime::new(config, Limits::Scheduler)?;
     let (handle, mut child) = runtime.start(&launch.spec).await.context("cannot start the session")?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;

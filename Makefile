@@ -27,6 +27,7 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 	status=0; $(CARGO) nextest run --workspace --no-fail-fast || status=$$?; \
 	(cd tests/e2e && npm test) || status=$$?; \
 	.daas/venv/bin/python -m pytest -q tools/recon || status=$$?; \
+	.daas/venv/bin/python -m pytest -q tools/jupyter || status=$$?; \
 	if [ -n "$${CI:-}" ]; then $(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db --stop || true; fi; \
 	exit $$status
 

@@ -33,9 +33,25 @@ impl Actor {
         Actor {
             user_id: None,
             name: name.into(),
-            remote_addr: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+            remote_addr: remote_addr(&parts.extensions),
             request_id: parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(String::from),
         }
+    }
+}
+
+/// The browser's address as daas saw it (`None` where the server was not told).
+pub fn remote_addr(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+}
+
+/// `remote_addr` as an extractor.
+pub struct RemoteAddr(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RemoteAddr(remote_addr(&parts.extensions)))
     }
 }
 

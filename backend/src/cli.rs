@@ -204,6 +204,11 @@ async fn serve(pool: PgPool, args: ServeArgs) -> anyhow::Result<()> {
             "no static/ in the frontend folder: pages will have no CSS or JavaScript (set --frontend-dir)"
         );
     }
+    // Connections left open by an earlier daas ended with it (their relays were its own).
+    let closed = crate::sessions::access::close_left_open(&pool).await?;
+    if closed > 0 {
+        tracing::info!(connections = closed, "closed the remote-access records an earlier daas left open");
+    }
     let state = AppState::new(pool, config, runtime);
     // Adopts what runs before taking requests, then keeps Postgres and reality in step.
     crate::reconciler::reconcile_once(&state).await.context("the first reconcile pass failed")?;

@@ -1,6 +1,7 @@
-// The desktop page: noVNC connected to daas's relay, the clipboard, full screen, and who
-// is in control (kept live from the session's event stream). The relay enforces control;
-// the page only mirrors it so a viewer's keys are not even sent.
+// The desktop page: noVNC connected to daas's relay, the clipboard, full screen, who is in
+// control and who is connected, asking for control and answering such a request (kept
+// live from the session's event stream). The relay enforces control; the page only
+// mirrors it so a viewer's keys are not even sent.
 import RFB from "/static/vendor/novnc/core/rfb.js";
 
 const root = document.getElementById("desktop");
@@ -31,10 +32,12 @@ function connect() {
     rfb.focus();
     refreshControl();
   });
-  rfb.addEventListener("disconnect", (e) => {
+  rfb.addEventListener("disconnect", async (e) => {
     if (ended) return;
     if (e.detail.clean) {
-      status.textContent = "Disconnected";
+      // Closed by daas: the session ended, or this person's access did.
+      const still = await fetch(`/api/v1/sessions/${id}/control`);
+      status.textContent = still.status === 404 ? "You no longer have access to this session" : "Disconnected";
     } else if (++failures <= TRIES) {
       status.textContent = `The desktop does not answer; trying again in ${RETRY_S} s (${failures} of ${TRIES})`;
       setTimeout(connect, RETRY_S * 1000);
@@ -49,9 +52,11 @@ connect();
 clipboard.addEventListener("change", () => rfb.clipboardPasteFrom(clipboard.value));
 document.getElementById("fullscreen").addEventListener("click", () => screen.requestFullscreen());
 
-const controller = document.getElementById("controller");
-const handover = document.getElementById("handover");
-const handoverUser = document.getElementById("handover-user");
+const el = (name) => document.getElementById(name);
+const controller = el("controller");
+const handover = el("handover");
+const handoverUser = el("handover-user");
+const ROLE_WORDS = { owner: "owner", user: "may control", guest: "watching", support: "beamline support", admin: "admin" };
 
 async function refreshControl() {
   const response = await fetch(`/api/v1/sessions/${id}/control`);
@@ -59,6 +64,7 @@ async function refreshControl() {
   const control = await response.json();
   controller.textContent = control.controller + (control.you_control ? " (you)" : "");
   rfb.viewOnly = !control.you_control;
+  el("view-only").hidden = control.role !== "guest";
   handover.hidden = !control.may_hand_over;
   handoverUser.replaceChildren(...control.candidates.map((name) => {
     const option = document.createElement("option");
@@ -66,16 +72,37 @@ async function refreshControl() {
     option.selected = name === control.controller;
     return option;
   }));
+  // The owner takes control back in one press.
+  el("take-back").hidden = !(control.role === "owner" && !control.you_control);
+  const mine = control.requested_by !== null && control.requested_by === me();
+  el("request-control").hidden = !control.may_request || mine;
+  el("request-waiting").hidden = !mine;
+  const prompt = el("control-request");
+  prompt.hidden = !control.may_answer;
+  if (control.may_answer) {
+    el("control-request-text").textContent = `${control.requested_by} asks for control of the desktop.`;
+  }
+  el("connected").textContent = control.connected.length === 0 ? "nobody"
+    : control.connected.map((v) => `${v.display_name} (${ROLE_WORDS[v.role] ?? v.role})`).join(", ");
 }
 
-document.getElementById("handover-button").addEventListener("click", async () => {
-  await fetch(`/api/v1/sessions/${id}/control`, {
-    method: "PUT",
+// The caller's username, as the page was rendered for them.
+const me = () => root.dataset.user;
+
+async function send(method, path, body) {
+  await fetch(`/api/v1/sessions/${id}/${path}`, {
+    method,
     headers: { "content-type": "application/json", "x-csrf-token": csrf },
-    body: JSON.stringify({ user: handoverUser.value }),
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
   refreshControl();
-});
+}
+
+el("handover-button").addEventListener("click", () => send("PUT", "control", { user: handoverUser.value }));
+el("take-back").addEventListener("click", () => send("PUT", "control", { user: me() }));
+el("request-control").addEventListener("click", () => send("POST", "control/request"));
+el("control-accept").addEventListener("click", () => send("POST", "control/answer", { accept: true }));
+el("control-decline").addEventListener("click", () => send("POST", "control/answer", { accept: false }));
 
 const events = new EventSource(`/api/v1/sessions/${id}/events`);
 events.addEventListener("session", (e) => {

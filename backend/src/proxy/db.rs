@@ -59,11 +59,20 @@ pub async fn create_cookie(
     Ok(())
 }
 
+/// Who holds a session origin's cookie, as the notebook sees them.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Visitor {
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+}
+
 /// The user of a valid cookie of `session`, while they are an enabled, accepted member who
 /// is not a guest (Jupyter has no read-only mode).
-pub async fn cookie_user(db: impl PgExecutor<'_>, hash: &[u8], session: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "select c.user_id from session_cookies c
+pub async fn cookie_user(db: impl PgExecutor<'_>, hash: &[u8], session: Uuid) -> sqlx::Result<Option<Visitor>> {
+    sqlx::query_as(
+        "select c.user_id, u.username, u.display_name, m.role from session_cookies c
          join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
               and m.accepted_at is not null
          join users u on u.id = c.user_id and u.enabled
@@ -87,13 +96,21 @@ pub async fn notebook_route(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Res
     .await
 }
 
-/// Whether the session runs (`None`: no such session).
-pub async fn is_running(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar("select state = $2 from sessions where id = $1")
-        .bind(session)
-        .bind(SessionState::Running)
-        .fetch_optional(db)
-        .await
+/// Whether `user` may still be in the notebook: it runs, and they are an enabled, accepted
+/// member who is not a guest.
+pub async fn may_stay(db: impl PgExecutor<'_>, session: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from sessions s
+         join session_members m on m.session_id = s.id and m.user_id = $2 and m.role <> 'guest'
+              and m.accepted_at is not null
+         join users u on u.id = m.user_id and u.enabled
+         where s.id = $1 and s.state = $3)",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(SessionState::Running)
+    .fetch_one(db)
+    .await
 }
 
 /// The running notebooks.

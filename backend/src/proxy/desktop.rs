@@ -18,8 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::rfb::{self, Class, ClientStream};
+use crate::audit::RemoteAddr;
 use crate::auth::identity::CurrentUser;
 use crate::error::{AppError, Result};
+use crate::sessions::access;
 use crate::sessions::db::{find_visible, relay_target as target, RelayTarget};
 use crate::sessions::events::EVERYONE;
 use crate::sessions::lifecycle::SessionState;
@@ -104,6 +106,7 @@ async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
 async fn desktop_ws(
     state: AppState,
     user: CurrentUser,
+    RemoteAddr(from): RemoteAddr,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -133,8 +136,23 @@ async fn desktop_ws(
         }
     };
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(err) = relay(state, user, id, t, server, socket).await {
+        let role = t.role.clone().unwrap_or_else(|| "admin".into());
+        let record =
+            match access::connect(&state.db, id, (user.id, &user.username), &role, "desktop", from.as_deref()).await {
+                Ok(record) => Some(record),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot record the connection");
+                    None
+                }
+            };
+        let mut bytes = Carried::default();
+        if let Err(err) = relay(&state, &user, id, t, server, socket, &mut bytes).await {
             tracing::debug!(error = %err, "desktop connection ended");
+        }
+        if let Some(record) = record {
+            if let Err(err) = access::disconnect(&state.db, record, bytes.0, bytes.1).await {
+                tracing::warn!(error = %err, "cannot record the end of the connection");
+            }
         }
     }))
 }
@@ -173,13 +191,18 @@ impl Browser {
 /// One task per connection owns both sockets and moves whatever is ready: updates from
 /// the VNC server to the browser, the browser's messages (filtered) to the VNC server,
 /// and session changes (control, membership, stop).
+/// The bytes a connection carried: `(from the browser, to the browser)`.
+#[derive(Default)]
+struct Carried(u64, u64);
+
 async fn relay(
-    state: AppState,
-    user: CurrentUser,
+    state: &AppState,
+    user: &CurrentUser,
     id: Uuid,
     target: RelayTarget,
     mut server: Stream,
     socket: WebSocket,
+    carried: &mut Carried,
 ) -> anyhow::Result<()> {
     let mut browser = Browser { socket, pending: Vec::new() };
     // daas is the server to the browser: version 3.8, security type None only.
@@ -212,11 +235,15 @@ async fn relay(
                     if n == 0 {
                         return Ok(());
                     }
+                    carried.1 += n as u64;
                     browser.send(Bytes::copy_from_slice(&buf[..n])).await?;
                     continue;
                 }
                 bytes = browser.next() => match bytes {
-                    Some(bytes) => bytes,
+                    Some(bytes) => {
+                        carried.0 += bytes.len() as u64;
+                        bytes
+                    }
                     None => return Ok(()),
                 },
                 _ = &mut closed => return Ok(()),
@@ -228,9 +255,14 @@ async fn relay(
                     };
                     if relevant {
                         // A state, membership or control change: look again.
-                        match self::target(&state.db, &user, id).await {
+                        match self::target(&state.db, user, id).await {
                             Ok(Some(t)) if t.state == SessionState::Running => may_input = controls(&t, user.id),
-                            Ok(_) => return Ok(()),
+                            // Stopped, or no longer theirs: a clean close, so noVNC does not
+                            // try again.
+                            Ok(_) => {
+                                let _ = browser.socket.send(Message::Close(None)).await;
+                                return Ok(());
+                            }
                             Err(err) => tracing::warn!(error = %err, "cannot re-read the session"),
                         }
                     }

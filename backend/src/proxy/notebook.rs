@@ -30,10 +30,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::distr::{Alphanumeric, SampleString};
 use uuid::Uuid;
 
+use super::db::Visitor;
 use super::upstream::{self, Connector};
 use super::{db, jupyter};
 use crate::auth::tokens::hash;
 use crate::error::AppError;
+use crate::sessions::access;
 use crate::sessions::events::EVERYONE;
 use crate::sessions::lifecycle::SessionState;
 use crate::state::AppState;
@@ -43,6 +45,10 @@ use crate::web::Path;
 
 /// The cookie of a session's origin (host-only: no `Domain` attribute).
 pub const COOKIE_NAME: &str = "daas_notebook";
+/// Who is asking, for Jupyter's identity provider (`tools/jupyter/jupyter_server_config.py`):
+/// the username, and the display name percent-encoded (UTF-8).
+const USER_HEADER: &str = "x-daas-user";
+const NAME_HEADER: &str = "x-daas-name";
 /// How long a ticket may wait to be used.
 const TICKET_TTL_S: i32 = 30;
 /// How long a session origin's cookie lasts.
@@ -71,7 +77,30 @@ const RETRY_EVERY: Duration = Duration::from_secs(2);
 pub struct Proxy {
     client: Client<Connector, Body>,
     cache: Mutex<Cache>,
+    /// Each person's open WebSockets to each notebook (`(session, user)`), as one visit of
+    /// the remote-access log.
+    visits: Mutex<HashMap<(Uuid, Uuid), Visit>>,
 }
+
+/// A person in a notebook: from the first of the lab's WebSockets opening to the last
+/// closing (and `VISIT_GRACE` more, so a reloaded page stays one visit).
+#[derive(Default)]
+struct Visit {
+    /// Its remote-access record, once written.
+    record: Option<i64>,
+    open: usize,
+    bytes: Arc<Carried>,
+}
+
+/// Bytes carried from the browser and to it.
+#[derive(Default)]
+struct Carried {
+    to_session: std::sync::atomic::AtomicU64,
+    to_browser: std::sync::atomic::AtomicU64,
+}
+
+/// How long a visit stays open after its last WebSocket closed.
+const VISIT_GRACE: Duration = Duration::from_secs(5);
 
 /// The notebook proxy's state: the app's, and the proxy's own pool and cache beside it
 /// (the app's state holds no feature's internals). Derefs to the app's state.
@@ -99,7 +128,7 @@ impl std::ops::Deref for Notebooks {
 struct Cache {
     routes: HashMap<Uuid, Entry<Route>>,
     /// Cookie hash -> (session, user), for cookies known valid.
-    cookies: HashMap<Vec<u8>, Entry<(Uuid, Uuid)>>,
+    cookies: HashMap<Vec<u8>, Entry<(Uuid, Visitor)>>,
     /// When each session's activity was last noted.
     activity: HashMap<Uuid, Instant>,
     /// Sessions whose noted activity is not written yet.
@@ -159,7 +188,7 @@ struct Route {
 impl Default for Proxy {
     fn default() -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(Connector);
-        Self { client, cache: Mutex::new(Cache::default()) }
+        Self { client, cache: Mutex::new(Cache::default()), visits: Mutex::default() }
     }
 }
 
@@ -365,8 +394,8 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
     let Some(cookie) = cookie_of(&request) else {
         return Ok(notice(&state, id, StatusCode::UNAUTHORIZED, "Open this notebook from daas."));
     };
-    let user = match check_cookie(&state, id, cookie).await? {
-        Some(user) => user,
+    let visitor = match check_cookie(&state, id, cookie).await? {
+        Some(visitor) => visitor,
         None => {
             return Ok(notice(
                 &state,
@@ -383,11 +412,15 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
     if jupyter::is_user_action(&request) {
         touch(&state, id);
     }
-    tracing::debug!(session.id = %id, user.id = %user, "notebook request");
+    tracing::debug!(session.id = %id, user.id = %visitor.user_id, "notebook request");
 
-    // What Jupyter sees: daas's token, none of daas's cookies.
+    // What Jupyter sees: daas's token, who is asking (its identity provider reads it; what
+    // the browser sent under those names is dropped), none of daas's cookies.
     let headers = request.headers_mut();
     headers.insert(AUTHORIZATION, route.authorization.clone());
+    headers.insert(USER_HEADER, HeaderValue::from_str(&visitor.username).map_err(anyhow::Error::from)?);
+    let name = percent_encoding::utf8_percent_encode(&visitor.display_name, percent_encoding::NON_ALPHANUMERIC);
+    headers.insert(NAME_HEADER, HeaderValue::from_str(&name.to_string()).map_err(anyhow::Error::from)?);
     let cookies: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
@@ -408,7 +441,7 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
         .map_err(|_| AppError::invalid("path", "not a valid path"))?;
 
     if is_upgrade(&request) {
-        return websocket(state, id, &route.endpoint, request).await;
+        return websocket(state, id, visitor, &route.endpoint, request).await;
     }
     match send(&state.proxy.client, request).await {
         Ok(response) => Ok(response.map(Body::new)),
@@ -508,15 +541,15 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
 /// The user a session origin's cookie belongs to, when it is valid for this session
 /// (whatever cookie name it came under, one issued for another session is refused) and
 /// the user is still a member.
-async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Option<Uuid>, AppError> {
+async fn check_cookie(state: &Notebooks, id: Uuid, cookie: &str) -> Result<Option<Visitor>, AppError> {
     let key = hash(cookie);
     let cached = look(&mut state.proxy.cache.lock().expect("cache lock").cookies, &key, Instant::now());
     match cached {
-        Look::Fresh((session, user)) => Ok((session == id).then_some(user)),
-        Look::Stale((session, user)) => {
+        Look::Fresh((session, visitor)) => Ok((session == id).then_some(visitor)),
+        Look::Stale((session, visitor)) => {
             let state = state.clone();
             read_again(id, async move { load_cookie(&state, key, id).await });
-            Ok((session == id).then_some(user))
+            Ok((session == id).then_some(visitor))
         }
         Look::Missing => load_cookie(state, key, id).await,
     }
@@ -533,12 +566,12 @@ fn read_again<T>(id: Uuid, load: impl std::future::Future<Output = Result<T, App
 }
 
 /// Reads a cookie's user from Postgres into the cache.
-async fn load_cookie(state: &Notebooks, key: Vec<u8>, id: Uuid) -> Result<Option<Uuid>, AppError> {
+async fn load_cookie(state: &Notebooks, key: Vec<u8>, id: Uuid) -> Result<Option<Visitor>, AppError> {
     let found = db::cookie_user(&state.db, &key, id).await?;
     let mut cache = state.proxy.cache.lock().expect("cache lock");
-    match found {
-        Some(user) => {
-            cache.cookies.insert(key, Entry::new((id, user)));
+    match &found {
+        Some(visitor) => {
+            cache.cookies.insert(key, Entry::new((id, visitor.clone())));
         }
         None => {
             cache.cookies.remove(&key);
@@ -604,8 +637,15 @@ async fn write_activity(state: &Notebooks) {
 
 /// A WebSocket (Jupyter's kernel channels): the upgrade goes to Jupyter; once both sides
 /// switched protocols, bytes are copied both ways until either side or the session ends.
-async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Request) -> Result<Response, AppError> {
+async fn websocket(
+    state: Notebooks,
+    id: Uuid,
+    visitor: Visitor,
+    endpoint: &str,
+    mut request: Request,
+) -> Result<Response, AppError> {
     let client_upgrade = hyper::upgrade::on(&mut request);
+    let from = crate::audit::remote_addr(request.extensions());
     let (parts, _) = request.into_parts();
     let mut upstream_request = hyper::Request::from_parts(parts, Body::empty());
     *upstream_request.uri_mut() =
@@ -634,22 +674,29 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
     }
     tokio::spawn(async move {
         let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else { return };
-        let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
-        let (mut server_rx, mut server_tx) = tokio::io::split(TokioIo::new(server));
+        let carried = open_visit(&state, id, &visitor, from).await;
+        let (client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
+        let (server_rx, mut server_tx) = tokio::io::split(TokioIo::new(server));
         // Not activity: kernels at work are read from Jupyter (`read_jupyter`).
+        let mut client_rx = Counting { inner: client_rx, carried: carried.clone(), up: true };
+        let mut server_rx = Counting { inner: server_rx, carried, up: false };
         let up = tokio::io::copy(&mut client_rx, &mut server_tx);
         let down = tokio::io::copy(&mut server_rx, &mut client_tx);
+        // Ends when the session stops or the visitor may no longer be in it (removed,
+        // made a guest, disabled): at once, not at their next request.
         let mut notes = state.events.subscribe();
-        let stopped = async {
+        let user = visitor.user_id;
+        let sent_away = async {
             loop {
                 match notes.recv().await {
                     Ok(session) if session != id && session != EVERYONE => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     _ => {}
                 }
-                let running = db::is_running(&state.db, id).await.ok().flatten();
-                if running != Some(true) {
-                    return;
+                match db::may_stay(&state.db, id, user).await {
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(err) => tracing::warn!(error = %err, "cannot check the notebook's visitor again"),
                 }
             }
         };
@@ -657,11 +704,101 @@ async fn websocket(state: Notebooks, id: Uuid, endpoint: &str, mut request: Requ
         tokio::select! {
             _ = up => {}
             _ = down => {}
-            _ = stopped => {}
+            _ = sent_away => {}
             _ = state.events.closed() => {}
         }
+        close_visit(&state, id, user);
     });
     Ok(response.body(Body::empty()).map_err(anyhow::Error::from)?)
+}
+
+/// Counts a WebSocket's bytes into its visit as they are read.
+struct Counting<R> {
+    inner: R,
+    carried: Arc<Carried>,
+    /// From the browser (else to it).
+    up: bool,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        let counter = if self.up { &self.carried.to_session } else { &self.carried.to_browser };
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        poll
+    }
+}
+
+/// A WebSocket of `visitor` opens: the first of their visit writes its remote-access
+/// record. The counters its bytes go to.
+async fn open_visit(state: &Notebooks, id: Uuid, visitor: &Visitor, from: Option<String>) -> Arc<Carried> {
+    let key = (id, visitor.user_id);
+    let (first, carried) = {
+        let mut visits = state.proxy.visits.lock().expect("visits lock");
+        let visit = visits.entry(key).or_default();
+        visit.open += 1;
+        (visit.open == 1 && visit.record.is_none(), visit.bytes.clone())
+    };
+    if first {
+        let (user, role) = ((visitor.user_id, visitor.username.as_str()), visitor.role.as_str());
+        match access::connect(&state.db, id, user, role, "notebook", from.as_deref()).await {
+            Ok(record) => {
+                let mut visits = state.proxy.visits.lock().expect("visits lock");
+                match visits.get_mut(&key) {
+                    Some(visit) => visit.record = Some(record),
+                    // Over already (its sockets closed while the record was written).
+                    None => end_visit(state, record, &carried),
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot record the notebook visit"),
+        }
+    }
+    carried
+}
+
+/// A WebSocket of the visit closed; the visit ends `VISIT_GRACE` after its last one.
+fn close_visit(state: &Notebooks, id: Uuid, user: Uuid) {
+    let key = (id, user);
+    {
+        let mut visits = state.proxy.visits.lock().expect("visits lock");
+        let Some(visit) = visits.get_mut(&key) else { return };
+        visit.open = visit.open.saturating_sub(1);
+        if visit.open > 0 {
+            return;
+        }
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(VISIT_GRACE).await;
+        let ended = {
+            let mut visits = state.proxy.visits.lock().expect("visits lock");
+            match visits.get(&key) {
+                Some(visit) if visit.open == 0 => visits.remove(&key),
+                _ => None,
+            }
+        };
+        if let Some(Visit { record: Some(record), bytes, .. }) = ended {
+            end_visit(&state, record, &bytes);
+        }
+    });
+}
+
+/// Closes a visit's remote-access record with the bytes it carried.
+fn end_visit(state: &Notebooks, record: i64, carried: &Carried) {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (up, down) = (load(&carried.to_session), load(&carried.to_browser));
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(err) = access::disconnect(&db, record, up, down).await {
+            tracing::warn!(error = %err, "cannot record the end of a notebook visit");
+        }
+    });
 }
 
 #[cfg(test)]

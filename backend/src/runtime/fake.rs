@@ -31,6 +31,8 @@ struct State {
     launched: Vec<LaunchSpec>,
     /// Every session stopped, in order (stopping one twice counts twice).
     stopped: Vec<Uuid>,
+    /// Every secret rotation, `(session, new secret)`, in order.
+    rotated: Vec<(Uuid, String)>,
 }
 
 impl FakeRuntime {
@@ -82,6 +84,11 @@ impl FakeRuntime {
         self.state().stopped.clone()
     }
 
+    /// The secrets rotated so far, `(session, new secret)`, in order.
+    pub fn rotated(&self) -> Vec<(Uuid, String)> {
+        self.state().rotated.clone()
+    }
+
     /// Whether the session runs now.
     pub fn runs(&self, id: Uuid) -> bool {
         self.state().running.contains_key(&id)
@@ -131,5 +138,10 @@ impl Runtime for FakeRuntime {
 
     async fn logs(&self, session_id: Uuid, _: &Handle, _: usize) -> RuntimeResult<String> {
         Ok(format!("fake output of {session_id}"))
+    }
+
+    async fn rotate_secret(&self, session_id: Uuid, _: &Handle, _: super::Kind, secret: &str) -> RuntimeResult<bool> {
+        self.state().rotated.push((session_id, secret.to_owned()));
+        Ok(true)
     }
 }

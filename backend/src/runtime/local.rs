@@ -443,6 +443,7 @@ impl LocalRuntime {
                 bail!("daas's Jupyter settings are missing: no jupyter_server_config.py in {}", settings.display());
             }
             env.push(("JUPYTER_CONFIG_PATH".into(), settings.display().to_string()));
+            env.push(("DAAS_TOKEN_HASH_FILE".into(), format!("/session/{TOKEN_HASH}")));
         }
         let (script, args) = match spec.kind {
             Kind::Job => (
@@ -539,12 +540,14 @@ impl LocalRuntime {
         let home = self.home(spec, owner)?;
         self.write_etc(spec, &dir)?;
         match spec.kind {
-            Kind::Desktop => write(&share.join("vncpasswd"), super::vnc::password_file(&spec.secret))?,
+            Kind::Desktop | Kind::Notebook => {
+                let (name, contents) = secret_file(spec.kind, &spec.secret);
+                write(&share.join(name), contents)?;
+            }
             Kind::Job => write(
                 &share.join("parameters.json"),
                 serde_json::to_vec_pretty(spec.parameters.as_ref().unwrap_or(&serde_json::json!({})))?,
             )?,
-            Kind::Notebook => {}
         }
         // `share` is readable by the session's group alone, root's otherwise.
         for entry in std::fs::read_dir(&share).with_context(|| format!("cannot read {}", share.display()))? {
@@ -603,10 +606,6 @@ impl LocalRuntime {
             // a stop reaches all of it at once.
             .process_group(0)
             .kill_on_drop(false);
-        if spec.kind == Kind::Notebook {
-            // In the environment, not on the command line, where any local user could read it.
-            command.env("JUPYTER_TOKEN", &spec.secret);
-        }
         let mut child = command.spawn().context("cannot start the session's wrapper (sh)")?;
         let pid = child.id().context("the session's wrapper exited at once")? as i32;
         // Until daas reaps the child its pid cannot be recycled: signalling its group is safe.
@@ -810,6 +809,33 @@ fn handle_in(dir: &Path) -> Option<LocalHandle> {
         (handle.pid, handle.start_time) = (stat.pid, stat.start_time);
     }
     Some(handle)
+}
+
+/// Where a desktop's or notebook's secret lies in its `share` folder (`/session` inside),
+/// and what it holds: the VNC password file, or the token's hash (`super::token_hash`).
+fn secret_file(kind: Kind, secret: &str) -> (&'static str, Vec<u8>) {
+    match kind {
+        Kind::Desktop => ("vncpasswd", super::vnc::password_file(secret).to_vec()),
+        _ => (TOKEN_HASH, super::token_hash(secret).into_bytes()),
+    }
+}
+
+/// The notebook's token hash in `/session` (`DAAS_TOKEN_HASH_FILE`).
+const TOKEN_HASH: &str = "token.sha256";
+
+/// Replaces the secret of the desktop or notebook whose folder is `dir` while it runs:
+/// written beside the old file with its owner and mode, then renamed over it, so the
+/// server (TigerVNC reads its password file at each login, daas's Jupyter settings the hash
+/// at each request) never reads half a file. Shared by the local and Slurm runtimes.
+pub(crate) fn rotate_secret_in(dir: &Path, kind: Kind, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (name, contents) = secret_file(kind, secret);
+    let path = dir.join("share").join(name);
+    let old = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let next = path.with_extension("next");
+    write(&next, contents)?;
+    give(&next, Some((old.uid(), old.gid())), old.mode() & 0o7777)?;
+    std::fs::rename(&next, &path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 /// Writes a file daas makes, the error naming it.
@@ -1026,6 +1052,11 @@ impl Runtime for LocalRuntime {
 
     fn homes(&self) -> Option<&Path> {
         Some(&self.config.homes_dir)
+    }
+
+    async fn rotate_secret(&self, session_id: Uuid, _handle: &Handle, kind: Kind, secret: &str) -> RuntimeResult<bool> {
+        rotate_secret_in(&self.dir(session_id), kind, secret)?;
+        Ok(true)
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle> {

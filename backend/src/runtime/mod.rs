@@ -228,4 +228,26 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> RuntimeResult<()> {
         Ok(())
     }
+    /// Replaces the running session's secret by `secret`: the VNC password its server
+    /// checks, or what a notebook's server checks daas's token against. A member who leaves
+    /// a session could have read the old one inside it. `Ok(false)` where this runtime
+    /// cannot (the session keeps its secret until it stops).
+    async fn rotate_secret(
+        &self,
+        _session_id: Uuid,
+        _handle: &Handle,
+        _kind: Kind,
+        _secret: &str,
+    ) -> RuntimeResult<bool> {
+        Ok(false)
+    }
+}
+
+/// What a notebook's Jupyter server checks daas's token against (`/session/token.sha256`
+/// in the local runtimes' sandbox, a key of the session's Secret on Kubernetes): the
+/// token's SHA-256 in hex, never the token itself, so no code in the session (its kernels
+/// run as the same user as the server) can learn a secret that opens it from outside.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }

@@ -790,17 +790,18 @@ pub async fn invite_member(conn: &mut PgConnection, id: Uuid, user: Uuid, role: 
     .await
 }
 
-/// Removes the member (or invitee) called `username`, unless it is `owner`; their id,
-/// `None` when there is no such member.
+/// Removes the member (or invitee) called `username`, unless it is `owner`: their id and
+/// whether they had accepted (been inside), `None` when there is no such member.
 pub async fn delete_member(
     conn: &mut PgConnection,
     id: Uuid,
     username: &str,
     owner: Uuid,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
+) -> sqlx::Result<Option<(Uuid, bool)>> {
+    sqlx::query_as(
         "delete from session_members m using users u
-         where m.session_id = $1 and m.user_id = u.id and u.username = $2 and m.user_id <> $3 returning m.user_id",
+         where m.session_id = $1 and m.user_id = u.id and u.username = $2 and m.user_id <> $3
+         returning m.user_id, m.accepted_at is not null",
     )
     .bind(id)
     .bind(username)
@@ -940,4 +941,97 @@ pub async fn delete_invitation(conn: &mut PgConnection, id: Uuid, user: Uuid) ->
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Who asks for control of the desktop and waits for an answer: `(id, username)`.
+pub async fn control_request(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as(
+        "select u.id, u.username from sessions s join users u on u.id = s.control_requested_by where s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Records `user`'s request for control (replacing any other).
+pub async fn set_control_request(conn: &mut PgConnection, id: Uuid, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update sessions set control_requested_by = $2, control_requested_at = now() where id = $1")
+        .bind(id)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Settles the request for control: any request, or only `of` that member's (one who
+/// leaves, or may no longer control).
+pub async fn clear_control_request(conn: &mut PgConnection, id: Uuid, of: Option<Uuid>) -> sqlx::Result<()> {
+    sqlx::query(
+        "update sessions set control_requested_by = null, control_requested_at = null
+         where id = $1 and ($2::uuid is null or control_requested_by = $2)",
+    )
+    .bind(id)
+    .bind(of)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The enabled users with this e-mail address (case-insensitive).
+pub async fn enabled_by_email(conn: &mut PgConnection, email: &str) -> sqlx::Result<Vec<CurrentUser>> {
+    sqlx::query_as("select id, username, display_name, role from users where lower(email) = lower($1) and enabled")
+        .bind(email)
+        .fetch_all(conn)
+        .await
+}
+
+/// A session's kind, runtime and handle, when it has a secret its runtime could replace
+/// (a desktop or notebook that was started).
+pub async fn rotatable(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(String, String, serde_json::Value)>> {
+    sqlx::query_as(
+        "select kind, runtime, runtime_handle from sessions
+         where id = $1 and kind in ('desktop', 'notebook') and runtime_handle is not null and secret is not null",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the session's new secret.
+pub async fn set_secret(conn: &mut PgConnection, id: Uuid, secret: &str) -> sqlx::Result<()> {
+    sqlx::query("update sessions set secret = $2 where id = $1").bind(id).bind(secret).execute(conn).await?;
+    Ok(())
+}
+
+/// Someone the share dialog offers: a member of the session's proposal, or a scientist on
+/// the staff of its beamline (or of the experiment's), who is not in the session yet.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ShareCandidate {
+    pub username: String,
+    pub display_name: String,
+    /// `proposal member` or `beamline staff`.
+    pub relation: String,
+}
+
+/// Who may be invited to the session, by name.
+pub async fn share_candidates(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<ShareCandidate>> {
+    sqlx::query_as(
+        "with s as (select s.id, e.proposal_id, e.beamline, p.beamline as proposal_beamline
+                    from sessions s join experiments e on e.id = s.experiment_id
+                    join proposals p on p.id = e.proposal_id where s.id = $1),
+              found as (
+                select pm.user_id, 'proposal member' as relation, 0 as rank
+                from s join proposal_members pm on pm.proposal_id = s.proposal_id
+                union all
+                select b.user_id, 'beamline staff', 1
+                from s join beamline_staff b on b.beamline in (s.beamline, s.proposal_beamline)
+                join users staff on staff.id = b.user_id and staff.role = 'scientist')
+         select distinct on (u.display_name, u.username) u.username, u.display_name, f.relation
+         from found f join users u on u.id = f.user_id and u.enabled
+         where not exists (select 1 from session_members m where m.session_id = $1 and m.user_id = u.id)
+         order by u.display_name, u.username, f.rank",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
 }

@@ -31,6 +31,21 @@ pub async fn add(conn: &mut PgConnection, session_id: Uuid, state: SessionState,
     Ok(())
 }
 
+/// `add`, in the state the session is in now.
+pub async fn add_now(conn: &mut PgConnection, session_id: Uuid, message: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "with e as (insert into session_events (session_id, state, message)
+                    select id, state, $2 from sessions where id = $1 returning session_id)
+         select pg_notify($3, session_id::text) from e",
+    )
+    .bind(session_id)
+    .bind(message)
+    .bind(CHANNEL)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The process's one `LISTEN` connection, fanned out to the event streams.
 pub struct Hub {
     db: PgPool,

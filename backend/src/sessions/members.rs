@@ -4,7 +4,7 @@
 //! the desktop at a time, the owner unless the owner handed control to a `user` member.
 //! Each change is also a session event, so open relays and pages learn of it at once.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,7 +24,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_members, add_member))
         .routes(routes!(remove_member))
-        .routes(routes!(get_control, hand_over_control))
         .routes(routes!(list_invitations))
         .routes(routes!(accept_invitation))
         .routes(routes!(decline_invitation))
@@ -32,9 +31,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct AddMember {
-    /// The username of the person to add.
+    /// The username or e-mail address of the person to add.
     pub user: String,
-    /// `user` (may control when handed control), `guest` (watches) or `support`.
+    /// `user` (may control when handed control), `guest` (watches) or `support`
+    /// (beamline staff who help).
     pub role: String,
 }
 
@@ -49,7 +49,11 @@ pub async fn list_members(state: AppState, user: CurrentUser, Path(id): Path<Uui
 }
 
 /// Locks the session and checks the caller may manage its members (owner or admin).
-async fn lock_as_manager(conn: &mut PgConnection, user: &CurrentUser, id: Uuid) -> Result<(Uuid, SessionState)> {
+pub(super) async fn lock_as_manager(
+    conn: &mut PgConnection,
+    user: &CurrentUser,
+    id: Uuid,
+) -> Result<(Uuid, SessionState)> {
     let visible = db::find_visible(&mut *conn, user, id).await?.ok_or(AppError::NotFound)?;
     let (owner, state) = db::lock_owner_and_state(conn, id).await?;
     if owner != user.id && !user.is_admin() {
@@ -75,14 +79,18 @@ pub async fn add_member(
     Path(id): Path<Uuid>,
     Json(body): Json<AddMember>,
 ) -> Result<(axum::http::StatusCode, Json<Member>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(add(&state, &user, &actor, id, &body).await?)))
+}
+
+/// Invites `body.user` with `body.role`, or changes their role (the share dialog and the
+/// API): owner or admin.
+pub async fn add(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uuid, body: &AddMember) -> Result<Member> {
     if !matches!(body.role.as_str(), "user" | "guest" | "support") {
         return Err(AppError::invalid("role", "must be user, guest or support"));
     }
     let mut tx = state.db.begin().await?;
-    let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let Some(member) = crate::auth::users::enabled(&mut *tx, &body.user).await? else {
-        return Err(AppError::invalid("user", "no such user"));
-    };
+    let (owner, session_state) = lock_as_manager(&mut tx, user, id).await?;
+    let member = find_person(&mut tx, body.user.trim()).await?;
     let (member_id, username, display_name) = (member.id, member.username.clone(), member.display_name.clone());
     if member_id == owner {
         return Err(AppError::invalid("user", "the owner is a member already"));
@@ -104,8 +112,9 @@ pub async fn add_member(
     let accepted = db::invite_member(&mut tx, id, member_id, &body.role).await?;
     let status = if accepted { "accepted" } else { "invited" };
     if body.role != "user" {
-        // Only a `user` member may hold control.
+        // Only a `user` member may hold control, or ask for it.
         db::release_control(&mut tx, id, member_id).await?;
+        db::clear_control_request(&mut tx, id, Some(member_id)).await?;
     }
     let message = if accepted {
         format!("{username} is now {}", body.role)
@@ -115,7 +124,7 @@ pub async fn add_member(
     super::events::add(&mut tx, id, session_state, &message).await?;
     crate::audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "session.member.add",
         "session",
         &id.to_string(),
@@ -123,14 +132,13 @@ pub async fn add_member(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(Member { username, display_name, role: body.role, status: status.into() }),
-    ))
+    Ok(Member { username, display_name, role: body.role.clone(), status: status.into() })
 }
 
 /// Remove a member, or withdraw an invitation (the owner cannot be removed). Owner or
-/// admin only.
+/// admin only. Their open connections close at once (the relays and the notebook proxy
+/// follow the session's events), and the session's secret is replaced where the runtime
+/// can, so nothing they may have read inside the session opens it any more.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}/members/{username}", tag = "sessions",
     params(("id" = Uuid, Path, description = "The session id"), ("username" = String, Path, description = "The member")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
@@ -141,14 +149,26 @@ pub async fn remove_member(
     actor: Actor,
     Path((id, username)): Path<(Uuid, String)>,
 ) -> Result<axum::http::StatusCode> {
+    remove(&state, &user, &actor, id, &username).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Removes `username` from the session (or withdraws their invitation): owner or admin.
+pub async fn remove(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uuid, username: &str) -> Result<()> {
     let mut tx = state.db.begin().await?;
-    let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let member = db::delete_member(&mut tx, id, &username, owner).await?.ok_or(AppError::NotFound)?;
+    let (owner, session_state) = lock_as_manager(&mut tx, user, id).await?;
+    let (member, was_inside) = db::delete_member(&mut tx, id, username, owner).await?.ok_or(AppError::NotFound)?;
     db::release_control(&mut tx, id, member).await?;
-    super::events::add(&mut tx, id, session_state, &format!("{username} left")).await?;
+    db::clear_control_request(&mut tx, id, Some(member)).await?;
+    if was_inside {
+        super::events::add(&mut tx, id, session_state, &format!("{username} was removed")).await?;
+        rotate_secret(state, &mut tx, id, session_state).await?;
+    } else {
+        super::events::add(&mut tx, id, session_state, &format!("{username}'s invitation was withdrawn")).await?;
+    }
     crate::audit::record(
         &mut *tx,
-        &actor,
+        actor,
         "session.member.remove",
         "session",
         &id.to_string(),
@@ -156,78 +176,51 @@ pub async fn remove_member(
     )
     .await?;
     tx.commit().await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Control {
-    /// The username of who controls the desktop now.
-    pub controller: String,
-    /// Whether the caller controls it (their keys and pointer reach the desktop).
-    pub you_control: bool,
-    /// Whether the caller may hand control over (the owner, or an admin).
-    pub may_hand_over: bool,
-    /// Members who may be handed control (the owner and `user` members who accepted).
-    pub candidates: Vec<String>,
+/// The enabled user called `who`, or the one enabled user with that e-mail address
+/// (case-insensitive); 400 on the `user` field otherwise.
+async fn find_person(conn: &mut PgConnection, who: &str) -> Result<CurrentUser> {
+    if !who.contains('@') {
+        return crate::auth::users::enabled(&mut *conn, who)
+            .await?
+            .ok_or_else(|| AppError::invalid("user", format!("nobody is called {who}")));
+    }
+    let mut found = db::enabled_by_email(conn, who).await?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(AppError::invalid("user", format!("nobody has the e-mail address {who}"))),
+        _ => Err(AppError::invalid("user", format!("several people have the e-mail address {who}: give a username"))),
+    }
 }
 
-/// Who controls the desktop, and whether the caller may hand control over.
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/control", tag = "sessions",
-    params(("id" = Uuid, Path, description = "The session id")),
-    responses((status = 200, body = Control), (status = 404, body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn get_control(state: AppState, user: CurrentUser, Path(id): Path<Uuid>) -> Result<Json<Control>> {
-    let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let (controller_id, controller) = db::controller(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let candidates = db::control_candidates(&state.db, id).await?;
-    Ok(Json(Control {
-        controller,
-        you_control: controller_id == user.id && session.role.as_deref() != Some("guest"),
-        may_hand_over: session.role.as_deref() == Some("owner") || user.is_admin(),
-        candidates,
-    }))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct HandOver {
-    /// The username of the member who takes control: a `user` member, or the owner (taking
-    /// it back).
-    pub user: String,
-}
-
-/// Hand control of the desktop to a `user` member, or take it back (owner or admin).
-#[utoipa::path(put, path = "/api/v1/sessions/{id}/control", tag = "sessions", request_body = HandOver,
-    params(("id" = Uuid, Path, description = "The session id")),
-    responses((status = 200, body = Control), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn hand_over_control(
-    state: AppState,
-    user: CurrentUser,
-    actor: Actor,
-    Path(id): Path<Uuid>,
-    Json(body): Json<HandOver>,
-) -> Result<Json<Control>> {
-    let mut tx = state.db.begin().await?;
-    let (owner, session_state) = lock_as_manager(&mut tx, &user, id).await?;
-    let target = match db::accepted_member(&mut tx, id, &body.user).await? {
-        Some((target, role)) if role == "owner" || role == "user" => target,
-        Some(_) => return Err(AppError::invalid("user", "only the owner or a member with the role user may control")),
-        None => return Err(AppError::invalid("user", "not a member of this session")),
+/// Gives a running desktop or notebook a new secret (`Runtime::rotate_secret`) and records
+/// it, inside the caller's transaction (which holds the session's row). A runtime that
+/// cannot, or fails to, leaves the old secret in place and says so in an event: the
+/// removal stands either way, since only daas's proxy (which checks membership at every
+/// connection and request) reaches a session.
+async fn rotate_secret(state: &AppState, tx: &mut PgConnection, id: Uuid, session_state: SessionState) -> Result<()> {
+    let Some((kind, runtime, handle)) = db::rotatable(&mut *tx, id).await? else { return Ok(()) };
+    if runtime != state.runtime.name() || session_state != SessionState::Running {
+        return Ok(());
+    }
+    let Some(kind) = crate::runtime::Kind::parse(&kind) else { return Ok(()) };
+    let secret = super::lifecycle::launch::new_secret();
+    let handle = crate::runtime::Handle(handle);
+    let note = match state.runtime.rotate_secret(id, &handle, kind, &secret).await {
+        Ok(true) => {
+            db::set_secret(&mut *tx, id, &secret).await?;
+            "its secret was replaced"
+        }
+        Ok(false) => "its secret stays until it stops (this runtime cannot replace it while it runs)",
+        Err(err) => {
+            tracing::warn!(session.id = %id, error = format!("{err:#}"), "cannot replace the session's secret");
+            "its secret could not be replaced; it stays until the session stops"
+        }
     };
-    db::set_controller(&mut tx, id, (target != owner).then_some(target)).await?;
-    super::events::add(&mut tx, id, session_state, &format!("{} controls the desktop", body.user)).await?;
-    crate::audit::record(
-        &mut *tx,
-        &actor,
-        "session.control",
-        "session",
-        &id.to_string(),
-        serde_json::json!({"user": body.user}),
-    )
-    .await?;
-    tx.commit().await?;
-    get_control(state, user, Path(id)).await
+    super::events::add(tx, id, session_state, note).await?;
+    Ok(())
 }
 
 /// The caller's invitations to other people's sessions (those that have not ended).

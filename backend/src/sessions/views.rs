@@ -18,6 +18,7 @@ use super::lifecycle::launch::{self, LaunchRequest};
 use super::lifecycle::stop::{self, Scope};
 use super::lifecycle::SessionState;
 use super::members::{self, Invitation};
+use super::sharing::Sharing;
 use crate::audit::Actor;
 use crate::auth::identity::CurrentUser;
 use crate::catalogue::db as catalogue;
@@ -515,6 +516,9 @@ struct SessionPage {
     parameters: Vec<(String, String)>,
     events: Vec<EventLine>,
     job: Option<JobView>,
+    /// The share dialog and who connected (the owner and admins).
+    sharing: Option<Sharing>,
+    roles: [(&'static str, &'static str); 3],
 }
 
 /// The part of the session page that follows the session (`data-follow`).
@@ -537,15 +541,32 @@ async fn events(state: &AppState, id: Uuid) -> sqlx::Result<Vec<EventLine>> {
 }
 
 async fn session_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {
-    let s = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    let events = events(&state, id).await?;
+    session_page_with(&state, &user, ctx, id, |_| {}).await
+}
+
+/// The session page, its share dialog adjusted by `adjust` (a refused change comes back as
+/// typed).
+pub(super) async fn session_page_with(
+    state: &AppState,
+    user: &CurrentUser,
+    ctx: Ctx,
+    id: Uuid,
+    adjust: impl FnOnce(&mut Sharing),
+) -> PageResult {
+    let s = db::find_visible(&state.db, user, id).await?.ok_or(AppError::NotFound)?;
+    let mut sharing = Sharing::load(state, user, &s).await?;
+    if let Some(sharing) = &mut sharing {
+        adjust(sharing);
+    }
+    let events = events(state, id).await?;
     let stored = db::job_parameters(&state.db, id).await?;
-    let job = job_view(&state, &s, stored.as_ref()).await;
+    let job = job_view(state, &s, stored.as_ref()).await;
     let parameters = match stored {
         Some(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
         _ => Vec::new(),
     };
-    render(&SessionPage { ctx, c: card(s, &user).with_extension(&state).await?, parameters, events, job })
+    let c = card(s, user).with_extension(state).await?;
+    render(&SessionPage { ctx, c, parameters, events, job, sharing, roles: super::sharing::ROLES })
 }
 
 async fn session_live(state: AppState, PageUser { user, ctx }: PageUser, Path(id): Path<Uuid>) -> PageResult {

@@ -4,6 +4,7 @@
 //! API, so a page and a script change things the same way, audit included. Every page
 //! route is in `routes()` below, as every API route is in `admin/routes.rs`.
 
+mod access;
 mod audit;
 mod flavours;
 mod images;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users/{username}/enabled", post(users::set_enabled))
         .route("/admin/usage", get(usage::usage_page))
         .route("/admin/audit", get(audit::audit_page))
+        .route("/admin/access", get(access::access_page))
         .route("/admin/notices", get(notices::notices_page).post(notices::create_notice))
         .route("/admin/notices/{id}/delete", post(notices::delete_notice))
         .route("/admin/flavours", get(flavours::flavours_page).post(flavours::create_flavour))

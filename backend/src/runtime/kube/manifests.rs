@@ -205,11 +205,11 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
             env.push(secret_env("VNC_PASSWORD", names, "password"));
         }
         Kind::Notebook => {
-            // Jupyter reads its token from JUPYTER_TOKEN: it stays out of the pod's args.
-            env.push(secret_env("JUPYTER_TOKEN", names, "token"));
-            // daas's Jupyter settings (pages render no token), from the Secret, whatever the
-            // image holds.
+            // daas's Jupyter settings (pages render no token; the token is checked against
+            // its hash, and the token itself never enters the pod), from the Secret,
+            // whatever the image holds.
             env.push(json!({"name": "JUPYTER_CONFIG_PATH", "value": JUPYTER_CONFIG_DIR}));
+            env.push(json!({"name": "DAAS_TOKEN_HASH_FILE", "value": format!("{JUPYTER_CONFIG_DIR}/{TOKEN_HASH}")}));
             if let Some(mounts) = container["volumeMounts"].as_array_mut() {
                 mounts.push(json!({"name": "jupyter-config", "mountPath": JUPYTER_CONFIG_DIR, "readOnly": true}));
             }
@@ -261,7 +261,7 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
     });
     if let (Kind::Notebook, Some(secret), Some(volumes)) = (spec.kind, &names.secret, pod["volumes"].as_array_mut()) {
         volumes.push(json!({"name": "jupyter-config", "secret": {"secretName": secret, "items": [
-            {"key": JUPYTER_CONFIG, "path": JUPYTER_CONFIG}]}}));
+            {"key": JUPYTER_CONFIG, "path": JUPYTER_CONFIG}, {"key": TOKEN_HASH, "path": TOKEN_HASH}]}}));
     }
     if !node_selector.is_empty() {
         pod["nodeSelector"] = json!(node_selector);
@@ -338,12 +338,26 @@ pub fn workload(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyho
     })
 }
 
-/// The Secret with the VNC password or the notebook token (interactive sessions).
+/// The Secret's key for what a notebook's server checks daas's token against (mounted,
+/// so a rotation reaches the running server when the kubelet next syncs the volume).
+pub const TOKEN_HASH: &str = "token.sha256";
+
+/// The Secret's data that holds a session's `secret`: a desktop's VNC password, or the
+/// hash of a notebook's token (`runtime::token_hash`).
+pub fn secret_data(kind: Kind, secret: &str) -> Value {
+    match kind {
+        Kind::Desktop => json!({"password": secret}),
+        _ => json!({TOKEN_HASH: crate::runtime::token_hash(secret)}),
+    }
+}
+
+/// The Secret with the VNC password, or the notebook's token hash and Jupyter settings
+/// (interactive sessions).
 pub fn secret(spec: &LaunchSpec, names: &KubeHandle, owner: &OwnerReference) -> anyhow::Result<Option<Secret>> {
-    let (Some(name), key) = (&names.secret, if spec.kind == Kind::Desktop { "password" } else { "token" }) else {
+    let Some(name) = &names.secret else {
         return Ok(None);
     };
-    let mut string_data = json!({key: spec.secret});
+    let mut string_data = secret_data(spec.kind, &spec.secret);
     if spec.kind == Kind::Notebook {
         string_data[JUPYTER_CONFIG] = json!(JUPYTER_SETTINGS);
     }

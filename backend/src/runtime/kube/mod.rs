@@ -41,7 +41,7 @@ pub const RBAC_RULES: &[(&str, &str, &[&str])] = &[
     ("", "persistentvolumeclaims", &["create"]),
     ("", "pods", &["create", "delete", "get", "list", "watch"]),
     ("", "pods/log", &["get"]),
-    ("", "secrets", &["create", "delete", "get"]),
+    ("", "secrets", &["create", "delete", "get", "patch"]),
     ("", "services", &["create", "delete", "get"]),
     ("batch", "jobs", &["create", "delete", "get"]),
     ("networking.k8s.io", "networkpolicies", &["create", "delete", "get"]),
@@ -334,6 +334,19 @@ impl Runtime for KubeRuntime {
             _ => self.delete::<Pod>(&names.workload).await?,
         }
         Ok(())
+    }
+
+    /// A notebook's token hash is patched into its Secret; the kubelet brings the mounted
+    /// file up to date at its next sync (about a minute). A desktop's VNC server took its
+    /// password from the environment at start, so it keeps it.
+    async fn rotate_secret(&self, _session_id: Uuid, handle: &Handle, kind: Kind, secret: &str) -> RuntimeResult<bool> {
+        let names = self.names(handle)?;
+        let (Kind::Notebook, Some(name)) = (kind, &names.secret) else { return Ok(false) };
+        let api = self.api::<k8s_openapi::api::core::v1::Secret>();
+        let patch = kube::api::Patch::Merge(serde_json::json!({"stringData": manifests::secret_data(kind, secret)}));
+        let params = kube::api::PatchParams::default();
+        self.call(&format!("patching Secret {name}"), || api.patch(name, &params, &patch)).await?;
+        Ok(true)
     }
 
     async fn list(&self) -> RuntimeResult<Vec<Found>> {

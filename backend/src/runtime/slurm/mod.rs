@@ -383,6 +383,12 @@ impl Runtime for SlurmRuntime {
         Some(&self.config.folders.homes_dir)
     }
 
+    /// The session's folder is on the filesystem daas shares with the nodes.
+    async fn rotate_secret(&self, session_id: Uuid, _handle: &Handle, kind: Kind, secret: &str) -> RuntimeResult<bool> {
+        super::local::rotate_secret_in(&self.dir(session_id), kind, secret)?;
+        Ok(true)
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> RuntimeResult<Handle> {
         let id = spec.session_id;
         let handle = |job_id| SlurmHandle { job_id, kind: spec.kind, base_url: spec.base_url.clone() };

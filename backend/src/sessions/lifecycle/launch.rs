@@ -108,7 +108,7 @@ pub async fn launch(
         .map(i64::from)
         .unwrap_or_else(|| (state.config.sessions.lifetime.as_secs() / 60).max(1) as i64);
 
-    let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let secret = new_secret();
     let id = db::insert(
         &mut tx,
         &NewSession {
@@ -365,4 +365,10 @@ async fn host_uid(state: &AppState, session: Uuid) -> anyhow::Result<u32> {
         Ok(uid) if uid <= range.last => Ok(uid),
         _ => anyhow::bail!("no host uid left in the configured range {}-{}", range.first, range.last),
     }
+}
+
+/// A fresh session secret: the VNC password daas logs in with (TigerVNC uses its first 8
+/// characters) or the Jupyter token daas adds to each request.
+pub fn new_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
 }

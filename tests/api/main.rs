@@ -8,6 +8,7 @@ mod admin_pages;
 mod beamlines;
 mod catalogue;
 mod cluster;
+mod collaboration;
 mod crash_windows;
 mod datasets;
 mod desktop;

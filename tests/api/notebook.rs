@@ -155,10 +155,10 @@ async fn idle_seconds(db: &PgPool, id: &str) -> f64 {
         .unwrap()
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A kernel's channels over the proxied WebSocket, as the session's own page opens them.
-async fn channels(addr: &str, host: &str, path: &str, cookie: &str) -> Socket {
+pub(crate) async fn channels(addr: &str, host: &str, path: &str, cookie: &str) -> Socket {
     let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     request.headers_mut().insert("host", host.parse().unwrap());
     request.headers_mut().insert("cookie", cookie.parse().unwrap());
@@ -181,7 +181,7 @@ async fn execute(socket: &mut Socket, code: &str) -> String {
 }
 
 /// Runs `code` in a kernel over the proxied WebSocket and returns its `text/plain` result.
-async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> String {
+pub(crate) async fn run(addr: &str, host: &str, path: &str, cookie: &str, code: &str) -> String {
     let mut socket = channels(addr, host, path, cookie).await;
     let msg_id = execute(&mut socket, code).await;
     let deadline = Instant::now() + Duration::from_secs(60);

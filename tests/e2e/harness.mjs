@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Provider from "oidc-provider";
 import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
 import { killSessions, killUnder } from "./processes.mjs";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -241,4 +242,53 @@ export async function strictPage(browser, origin) {
 
 export async function shot(page, name) {
   await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
+}
+
+/** Logs `user` in with their demo password and waits for the proposals page. */
+export async function logIn(page, daas, user) {
+  await page.goto(`${daas.url}/login`);
+  await page.fill("input[name=username]", user);
+  await page.fill("input[name=password]", daas.passwords[user]);
+  await page.getByRole("button", { name: "Log in", exact: true }).click();
+  await page.waitForURL(`${daas.url}/proposals`);
+}
+
+/**
+ * Launches a session through the API as the logged-in page, and waits until it runs; with
+ * `watch`, on the session's page, which must turn to running and offer Connect by itself
+ * (issue 14 item 1: no reload).
+ */
+export async function launchSession(page, daas, imageName, { watch = false } = {}) {
+  const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const images = await (await page.request.get(`${daas.url}/api/v1/images`)).json();
+  const flavours = await (await page.request.get(`${daas.url}/api/v1/flavours`)).json();
+  const proposal = await (await page.request.get(`${daas.url}/api/v1/proposals/20180101`)).json();
+  const image = images.find((i) => i.name === imageName);
+  const flavour = flavours.find((f) => f.name === "small");
+  const experiment = proposal.experiments.find((e) => e.code === "S0011");
+  const response = await page.request.post(`${daas.url}/api/v1/sessions`, {
+    headers: { "x-csrf-token": csrf, origin: daas.url },
+    data: { image: image.id, flavour: flavour.id, experiment: experiment.id },
+  });
+  assert.equal(response.status(), 201, await response.text());
+  const { id } = await response.json();
+  if (watch) {
+    await page.goto(`${daas.url}/sessions/${id}`);
+    let loads = 0;
+    page.on("load", () => loads++);
+    await page.locator("#live > p > .badge", { hasText: "running" }).waitFor({ timeout: 90_000 });
+    await page.getByRole("link", { name: "Connect" }).waitFor();
+    assert.equal(await page.getByRole("button", { name: "Cancel launch" }).count(), 0);
+    assert.equal(loads, 0, "the page was reloaded");
+    await shot(page, "12-session-page-followed-to-running");
+    return id;
+  }
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const session = await (await page.request.get(`${daas.url}/api/v1/sessions/${id}`)).json();
+    if (session.state === "running") return id;
+    assert.equal(session.state, "starting", JSON.stringify(session));
+    assert.ok(Date.now() < deadline, "the session did not start in time");
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

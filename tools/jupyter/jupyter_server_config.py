@@ -118,3 +118,7 @@ c.SQLiteYStore.document_ttl = 24 * 3600
 # JupyterLab's extension manager would search PyPI from the session; the venv (or image) is
 # read-only to it anyway, and only PyPI's listing would be fetched: list what is installed.
 c.LabApp.extension_manager = "readonly"
+# Nor does JupyterLab fetch its news feed or look for new releases on the internet: a session
+# has no network, and a user would be asked about it in every session.
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"

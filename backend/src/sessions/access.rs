@@ -116,13 +116,15 @@ pub async fn close_left_open(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
-/// Who is connected to the session's `kind` now, one entry per person, earliest first.
+/// Who is connected to the session's `kind` now, one entry per person, earliest first, with
+/// their role now (the log keeps the role they connected with).
 pub async fn connected(db: impl PgExecutor<'_>, session: Uuid, kind: &str) -> sqlx::Result<Vec<Viewer>> {
     sqlx::query_as(
-        "select u.username, u.display_name, min(a.role) as role, min(a.connected_at) as since
+        "select u.username, u.display_name, coalesce(m.role, a.role) as role, min(a.connected_at) as since
          from remote_access a join users u on u.id = a.user_id
+         left join session_members m on m.session_id = a.session_id and m.user_id = a.user_id
          where a.session_id = $1 and a.kind = $2 and a.disconnected_at is null
-         group by u.username, u.display_name order by since",
+         group by u.username, u.display_name, coalesce(m.role, a.role) order by since",
     )
     .bind(session)
     .bind(kind)

@@ -85,8 +85,9 @@ async fn a_hostile_session_reaches_no_other_session_nor_daas_nor_the_host(db: sq
     let alice_uid = host_uid(&app, "alice").await;
     std::os::unix::fs::chown(alice_home.join("secret.txt"), Some(alice_uid), Some(alice_uid)).unwrap();
 
-    // The attacker: bob, who knows everything a removed member of alice's sessions could
-    // have learnt (the notebook's token, the sockets' paths), and daas's own addresses.
+    // The attacker: bob, who knows more than a removed member of alice's sessions could
+    // have learnt (the notebook's token, which never enters the session; the sockets'
+    // paths), and daas's own addresses.
     let database = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
     let targets = json!({
         "me": "bob",

@@ -268,3 +268,27 @@ async fn stop_deletes_the_workload_and_succeeds_when_gone() {
     assert!(error.contains("namespace elsewhere"), "{error}");
     api.done().await;
 }
+
+#[tokio::test]
+async fn rotating_a_notebooks_secret_patches_its_token_hash_and_a_desktop_keeps_its_password() {
+    let (rt, mut api) = runtime(args(&[]));
+    let rt = std::sync::Arc::new(rt);
+    let spec = notebook();
+    let handle = KubeHandle::new(NS, spec.session_id, spec.kind, &spec.owner).to_handle();
+    let task = {
+        let (rt, handle) = (rt.clone(), handle.clone());
+        tokio::spawn(async move { rt.rotate_secret(spec.session_id, &handle, Kind::Notebook, "new-secret").await })
+    };
+    let patch = api.expect(Method::PATCH, &format!("{SECRETS}/daas-{}", spec.session_id)).await;
+    // Only the hash goes to the cluster, as a merge patch of the mounted key.
+    assert_eq!(patch.body, json!({"stringData": {"token.sha256": daas::runtime::token_hash("new-secret")}}));
+    assert!(!patch.body.to_string().contains("new-secret"));
+    patch.respond(200, json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "x"}}));
+    assert!(task.await.unwrap().unwrap(), "a notebook's secret is replaced");
+
+    // A desktop's VNC server read its password from its environment at start: no call.
+    let spec = desktop();
+    let handle = KubeHandle::new(NS, spec.session_id, spec.kind, &spec.owner).to_handle();
+    assert!(!rt.rotate_secret(spec.session_id, &handle, Kind::Desktop, "new").await.unwrap());
+    api.done().await;
+}

@@ -277,7 +277,7 @@ export async function launchSession(page, daas, imageName, { watch = false } = {
     let loads = 0;
     page.on("load", () => loads++);
     await page.locator("#live > p > .badge", { hasText: "running" }).waitFor({ timeout: 90_000 });
-    await page.getByRole("link", { name: "Connect" }).waitFor();
+    await page.getByRole("link", { name: "Connect", exact: true }).waitFor();
     assert.equal(await page.getByRole("button", { name: "Cancel launch" }).count(), 0);
     assert.equal(loads, 0, "the page was reloaded");
     await shot(page, "12-session-page-followed-to-running");

@@ -107,7 +107,9 @@ async fn a_conflict_adopts_what_is_ours_and_replaces_what_is_stale() {
     // Its secret too, owned by that pod: adopted.
     let secret = api.expect(Method::POST, SECRETS).await;
     assert_eq!(secret.body, want[2]);
-    assert_eq!(secret.body["stringData"]["token"], "test-secret-not-real");
+    // The notebook's token never goes to the cluster: only its hash.
+    assert_eq!(secret.body["stringData"]["token.sha256"], daas::runtime::token_hash("test-secret-not-real"));
+    assert!(!secret.body.to_string().contains("test-secret-not-real"));
     secret.status(409, "AlreadyExists");
     let mut owned = want[2].clone();
     owned["metadata"]["uid"] = json!("secret-uid");

@@ -151,8 +151,7 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
         insert_dataset(&mut *tx, experiment, name, &location, size, metadata).await?;
     }
 
-    let schema = recon_schema();
-    for (name, kind, reference, protocol, cpu, mem, gpus, description, schema, command) in [
+    for image in [
         (
             "Xfce desktop",
             "desktop",
@@ -186,27 +185,12 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
             32768,
             1,
             RECON_DESCRIPTION,
-            Some(schema.clone()),
+            Some(recon_schema()),
             recon_command(),
         ),
+        studio_image(),
     ] {
-        sqlx::query(
-            "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
-                                 default_disk_gib, description, parameter_schema, local_command)
-             values ($1, $2, $3, $4, $5, $6, $7, 10, $8, $9, $10)",
-        )
-        .bind(name)
-        .bind(kind)
-        .bind(reference)
-        .bind(protocol)
-        .bind(cpu)
-        .bind(mem)
-        .bind(gpus)
-        .bind(description)
-        .bind(schema)
-        .bind(command)
-        .execute(&mut *tx)
-        .await?;
+        insert_image(&mut *tx, image).await?;
     }
     for (name, cpu, mem, gpus, gpu_type, roles) in [
         ("small", 2000, 4096, 0, None, vec!["user", "scientist", "admin"]),
@@ -257,6 +241,71 @@ pub async fn load_into(db: &PgPool, data_root: &Path, storage: &StorageTemplate)
     Ok(Some(DemoLogins(logins)))
 }
 
+/// Adds a demo image (unless one of its name is there).
+const INSERT_IMAGE: &str =
+    "insert into images (name, kind, reference, protocol, default_cpu_millis, default_memory_mib, default_gpus,
+                         default_disk_gib, description, parameter_schema, local_command)
+     values ($1, $2, $3, $4, $5, $6, $7, 10, $8, $9, $10) on conflict (name) do nothing";
+
+/// `(name, kind, reference, protocol, CPU millicores, memory MiB, GPUs, description,
+/// parameter schema, local command)`.
+type DemoImage = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    i32,
+    i32,
+    i32,
+    &'static str,
+    Option<serde_json::Value>,
+    serde_json::Value,
+);
+
+async fn insert_image(db: impl sqlx::PgExecutor<'_>, image: DemoImage) -> sqlx::Result<()> {
+    let (name, kind, reference, protocol, cpu, mem, gpus, description, schema, command) = image;
+    sqlx::query(INSERT_IMAGE)
+        .bind(name)
+        .bind(kind)
+        .bind(reference)
+        .bind(protocol)
+        .bind(cpu)
+        .bind(mem)
+        .bind(gpus)
+        .bind(description)
+        .bind(schema)
+        .bind(command)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The reconstruction studio (a web app: `tools/recon/studio.py`), which holds one scan in
+/// memory and answers each centre, filter or ring-removal change with a new slice.
+fn studio_image() -> DemoImage {
+    let schema = serde_json::from_str(include_str!("../../tools/recon/studio_schema.json"))
+        .expect("tools/recon/studio_schema.json is JSON");
+    (
+        "Reconstruction studio",
+        "webapp",
+        "registry.facility.example/daas/recon-studio:1.0",
+        "http",
+        2000,
+        8192,
+        0,
+        "Tune a reconstruction interactively: the scan stays in memory, and each change of the centre of rotation, \
+         filter or ring removal shows a new slice at once. Then launch the full reconstruction with what you chose.",
+        Some(schema),
+        studio_command(),
+    )
+}
+
+/// The local runtime's reconstruction studio on its socket.
+pub fn studio_command() -> serde_json::Value {
+    json!({"argv": ["{venv}/bin/python", "{tools}/recon/studio.py", "--socket", "{socket}", "--base-url", "{base_url}",
+                    "--parameters", "/session/parameters.json", "--data", "/data"]})
+}
+
 /// What the demo's reconstruction image says of itself.
 const RECON_DESCRIPTION: &str = "Reconstructs a Data Exchange HDF5 scan with algotom: flat/dark correction, ring \
      removal, the centre of rotation (Vo's method, or a sweep of preview slices), FBP or DFI on the CPU; FBP and \
@@ -292,6 +341,15 @@ pub async fn refresh(db: &PgPool, data_root: &Path) -> anyhow::Result<()> {
     .bind(RECON_DESCRIPTION)
     .execute(db)
     .await?;
+    // The studio joins a demo catalogue made before it existed.
+    let demo_catalogue: bool = sqlx::query_scalar(
+        "select exists (select 1 from images where reference = 'registry.facility.example/daas/tomo-recon:1.0')",
+    )
+    .fetch_one(db)
+    .await?;
+    if demo_catalogue {
+        insert_image(db, studio_image()).await?;
+    }
     // Only in a database that has the demo's proposals (not a facility's own).
     let has_sam: bool =
         sqlx::query_scalar("select exists (select 1 from users where username = 'sam')").fetch_one(db).await?;

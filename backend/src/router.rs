@@ -73,6 +73,7 @@ fn pages() -> Router<AppState> {
         .merge(crate::beamlines::views::routes())
         .merge(crate::proxy::desktop::routes())
         .merge(crate::proxy::notebook::routes())
+        .merge(crate::proxy::webapp::routes())
 }
 
 /// Our CSS and JS, and the third-party browser code npm installed (never copied in).

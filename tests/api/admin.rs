@@ -486,7 +486,7 @@ async fn images_are_validated_and_disabled_ones_cannot_be_chosen(db: PgPool) {
     let r = post(desktop).await;
     assert_eq!((r.status.as_u16(), r.body["error"]["field"].as_str()), (400, Some("parameter_schema")), "{}", r.text);
     let count: i64 = sqlx::query_scalar("select count(*) from images").fetch_one(&app.db).await.unwrap();
-    assert_eq!(count, 3, "a refused image was written");
+    assert_eq!(count, 4, "a refused image was written");
 
     let created = post(image_body("Recon 2")).await;
     assert_eq!(created.status, 201, "{}", created.text);

@@ -13,12 +13,21 @@ async fn images_are_those_the_role_may_use(db: PgPool) {
     let app = TestApp::new(db).await;
     let images = app.get_as("alice", "/api/v1/images").await;
     assert_eq!(images.status, 200);
-    assert_eq!(names(&images.body), ["Xfce desktop", "Tomography reconstruction", "JupyterLab"]);
+    assert_eq!(
+        names(&images.body),
+        ["Xfce desktop", "Tomography reconstruction", "JupyterLab", "Reconstruction studio"],
+        "by kind (desktop, job, notebook, webapp), then name"
+    );
     let recon = &images.body[1];
+    assert_eq!(images.body[3]["kind"], "webapp");
+    assert_eq!(images.body[3]["protocol"], "http");
     assert_eq!(recon["kind"], "job");
     assert_eq!(recon["parameter_schema"]["required"], serde_json::json!(["dataset"]));
 
-    sqlx::query("update images set enabled = false where name = 'JupyterLab'").execute(&app.db).await.unwrap();
+    sqlx::query("update images set enabled = false where name in ('JupyterLab', 'Reconstruction studio')")
+        .execute(&app.db)
+        .await
+        .unwrap();
     sqlx::query("update images set allowed_roles = '{scientist,admin}' where name = 'Tomography reconstruction'")
         .execute(&app.db)
         .await

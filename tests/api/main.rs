@@ -33,3 +33,4 @@ mod slurm;
 mod time_limits;
 mod tokens;
 mod usage;
+mod webapp;

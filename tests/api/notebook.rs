@@ -31,7 +31,7 @@ pub(crate) async fn http(addr: &str, method: &str, host: &str, path: &str, cooki
 }
 
 /// `http` with more headers (`Origin`, `Sec-Fetch-Site`).
-async fn http_with(
+pub(crate) async fn http_with(
     addr: &str,
     method: &str,
     host: &str,
@@ -82,12 +82,12 @@ async fn send_request(
     stream
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
 }
 
 /// Follows the portal's `/sessions/{id}/open` as a logged-in browser; returns the ticket URL.
-async fn ticket_url(app: &TestApp, cookie: &str, id: &str) -> url::Url {
+pub(crate) async fn ticket_url(app: &TestApp, cookie: &str, id: &str) -> url::Url {
     let r = app.browse(Method::GET, &format!("/sessions/{id}/open"), Some(cookie), None, &[]).await;
     assert_eq!(r.status, 303, "{}", r.text);
     url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap()

@@ -295,6 +295,14 @@ pub fn notebook() -> LaunchSpec {
     spec(2, Kind::Notebook, "notebook", Resources { cpu_millis: 1000, memory_mib: 2048, ..Default::default() })
 }
 
+/// The reconstruction studio: a web app, serving HTTP under its base URL.
+pub fn webapp() -> LaunchSpec {
+    let mut s =
+        spec(4, Kind::WebApp, "recon-studio", Resources { cpu_millis: 2000, memory_mib: 8192, ..Default::default() });
+    s.parameters = Some(json!({"dataset": "tomo_scan_001"}));
+    s
+}
+
 pub fn gpu_job() -> LaunchSpec {
     let mut s = spec(
         3,

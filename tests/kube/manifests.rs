@@ -37,6 +37,23 @@ fn notebook_manifests() {
 }
 
 #[test]
+fn a_web_app_serves_http_under_its_base_url_with_its_parameters_and_no_secret() {
+    let objects = objects(&webapp(), &args(&[]));
+    let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["PersistentVolumeClaim", "Pod", "Service", "NetworkPolicy"], "no Secret: daas adds no token");
+    let container = &objects[1]["spec"]["containers"][0];
+    assert!(container.get("command").is_none(), "the image's own command runs");
+    assert_eq!(container["ports"][0], json!({"name": "http", "containerPort": 8080, "protocol": "TCP"}));
+    let env = |name: &str| {
+        container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone())
+    };
+    assert_eq!(env("DAAS_PORT"), Some(json!("8080")));
+    assert_eq!(env("DAAS_BASE_URL"), Some(json!(format!("/sessions/{}/", id(4)))));
+    assert_eq!(env("DAAS_PARAMETERS"), Some(json!(r#"{"dataset":"tomo_scan_001"}"#)));
+    assert_eq!(objects[2]["spec"]["ports"][0]["port"], 8080);
+}
+
+#[test]
 fn gpu_job_manifests() {
     let args = args(&[
         "--kube-data-source",
@@ -114,7 +131,7 @@ fn every_args() -> Vec<KubeArgs> {
 /// Every kind of session, of alice (the fixtures' uid) and of bob (another uid).
 fn every_spec() -> Vec<LaunchSpec> {
     let mut all = Vec::new();
-    for spec in [desktop(), notebook(), gpu_job()] {
+    for spec in [desktop(), notebook(), webapp(), gpu_job()] {
         let mut bob = spec.clone();
         bob.owner = "bob".into();
         bob.uid = 3_000_123;
@@ -207,7 +224,7 @@ fn two_users_sessions_never_share_an_identity() {
 #[test]
 fn every_session_network_policy_admits_only_the_portal_on_its_port_and_lets_nothing_out() {
     for args in every_args() {
-        for spec in [desktop(), notebook(), gpu_job()] {
+        for spec in [desktop(), notebook(), webapp(), gpu_job()] {
             let objects = objects(&spec, &args);
             let what = spec.kind.as_str();
             let policy = objects.last().unwrap();

@@ -27,9 +27,11 @@ fn check(mut input: ImageInput) -> Result<Checked> {
     input.name = check_name("name", &input.name)?;
     let protocol = match input.kind.as_str() {
         "desktop" => "vnc",
-        "notebook" => "http",
+        "notebook" | "webapp" => "http",
         "job" => "none",
-        other => return Err(AppError::invalid("kind", format!("unknown kind {other:?} (desktop, notebook or job)"))),
+        other => {
+            return Err(AppError::invalid("kind", format!("unknown kind {other:?} (desktop, notebook, job or webapp)")))
+        }
     };
     if let Some(given) = &input.protocol {
         if given != protocol {
@@ -56,8 +58,8 @@ fn check(mut input: ImageInput) -> Result<Checked> {
     input.flavours.sort();
     input.flavours.dedup();
     if let Some(schema) = &input.parameter_schema {
-        if input.kind != "job" {
-            return Err(AppError::invalid("parameter_schema", "only job images have a parameter schema"));
+        if input.kind != "job" && input.kind != "webapp" {
+            return Err(AppError::invalid("parameter_schema", "only job and web app images have a parameter schema"));
         }
         check_parameter_schema(schema).map_err(|m| AppError::invalid("parameter_schema", m))?;
     }

@@ -43,6 +43,15 @@ pub async fn images(db: impl PgExecutor<'_>, role: Role) -> sqlx::Result<Vec<Ima
     .await
 }
 
+/// The id of the enabled job image called `name` that `role` may launch.
+pub async fn job_image_named(db: impl PgExecutor<'_>, name: &str, role: Role) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("select id from images where name = $1 and kind = 'job' and enabled and $2 = any(allowed_roles)")
+        .bind(name)
+        .bind(role.as_str())
+        .fetch_optional(db)
+        .await
+}
+
 /// A flavour as a launcher sees it.
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Flavour {

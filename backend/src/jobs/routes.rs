@@ -90,7 +90,12 @@ pub async fn submit_job(
     actor: Actor,
     Json(request): Json<JobRequest>,
 ) -> Result<(StatusCode, Json<Job>)> {
-    let launch = LaunchRequest { image: request.image, flavour: request.flavour, experiment: request.experiment };
+    let launch = LaunchRequest {
+        image: request.image,
+        flavour: request.flavour,
+        experiment: request.experiment,
+        parameters: None,
+    };
     let id = launch::launch(&state, &user, &actor, &launch, Some(&request.parameters)).await?;
     tracing::Span::current().record("session.id", tracing::field::display(id));
     Ok((StatusCode::CREATED, Json(find_job(&state, &user, id).await?)))

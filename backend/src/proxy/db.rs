@@ -68,12 +68,12 @@ pub struct Visitor {
     pub role: String,
 }
 
-/// The user of a valid cookie of `session`, while they are an enabled, accepted member who
-/// is not a guest (Jupyter has no read-only mode).
+/// The user of a valid cookie of `session`, while they are an enabled, accepted member (the
+/// proxy keeps guests out of notebooks, and lets them only look at web apps).
 pub async fn cookie_user(db: impl PgExecutor<'_>, hash: &[u8], session: Uuid) -> sqlx::Result<Option<Visitor>> {
     sqlx::query_as(
         "select c.user_id, u.username, u.display_name, m.role from session_cookies c
-         join session_members m on m.session_id = c.session_id and m.user_id = c.user_id and m.role <> 'guest'
+         join session_members m on m.session_id = c.session_id and m.user_id = c.user_id
               and m.accepted_at is not null
          join users u on u.id = c.user_id and u.enabled
          where c.token_hash = $1 and c.session_id = $2 and c.expires_at > now()",
@@ -84,16 +84,23 @@ pub async fn cookie_user(db: impl PgExecutor<'_>, hash: &[u8], session: Uuid) ->
     .await
 }
 
-/// Where a running notebook answers, and its token: `(endpoint, secret)`.
-pub async fn notebook_route(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<(String, String)>> {
+/// Where a running notebook or web app answers, its kind and its secret: `(kind,
+/// endpoint, secret)`.
+pub async fn route(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<(String, String, String)>> {
     sqlx::query_as(
-        "select endpoint, secret from sessions
-         where id = $1 and kind = 'notebook' and state = $2 and endpoint is not null and secret is not null",
+        "select kind, endpoint, secret from sessions
+         where id = $1 and kind in ('notebook', 'webapp') and state = $2 and endpoint is not null
+           and secret is not null",
     )
     .bind(session)
     .bind(SessionState::Running)
     .fetch_optional(db)
     .await
+}
+
+/// The session's kind (`None`: no such session).
+pub async fn kind_of(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("select kind from sessions where id = $1").bind(session).fetch_optional(db).await
 }
 
 /// Whether `user` may still be in the notebook: it runs, and they are an enabled, accepted

@@ -7,3 +7,4 @@ pub mod jupyter;
 pub mod notebook;
 pub mod rfb;
 pub mod upstream;
+pub mod webapp;

@@ -49,6 +49,10 @@ pub const COOKIE_NAME: &str = "daas_notebook";
 /// the username, and the display name percent-encoded (UTF-8).
 const USER_HEADER: &str = "x-daas-user";
 const NAME_HEADER: &str = "x-daas-name";
+/// Their role in the session (`owner`, `user`, `guest`, `support`), and the portal's
+/// origin (where a web app sends a person back to daas).
+const ROLE_HEADER: &str = "x-daas-role";
+const PORTAL_HEADER: &str = "x-daas-portal";
 /// How long a ticket may wait to be used.
 const TICKET_TTL_S: i32 = 30;
 /// How long a session origin's cookie lasts.
@@ -182,7 +186,9 @@ struct Route {
     endpoint: String,
     /// What the pooled client's URIs carry for it (see `upstream::authority`), made once.
     authority: String,
-    authorization: HeaderValue,
+    /// Jupyter's token, added to every request to a notebook; `None` for a web app (daas
+    /// adds no token to what it forwards there).
+    authorization: Option<HeaderValue>,
 }
 
 impl Default for Proxy {
@@ -282,17 +288,19 @@ impl Notebooks {
 
     async fn last_work(&self, id: Uuid) -> anyhow::Result<Option<time::OffsetDateTime>> {
         let Some(route) = route(self, id).await? else { return Ok(None) };
+        let Some(token) = &route.authorization else { return Ok(None) };
         let base = crate::sessions::lifecycle::launch::base_url(id);
         let client = &self.proxy.client;
         let kernels: Vec<jupyter::Kernel> =
-            jupyter::get(client, &route.authority, &route.authorization, &format!("{base}api/kernels")).await?;
+            jupyter::get(client, &route.authority, token, &format!("{base}api/kernels")).await?;
         let terminals: Vec<jupyter::Terminal> =
-            jupyter::get(client, &route.authority, &route.authorization, &format!("{base}api/terminals")).await?;
+            jupyter::get(client, &route.authority, token, &format!("{base}api/terminals")).await?;
         Ok(jupyter::last_work(&kernels, &terminals, time::OffsetDateTime::now_utc()))
     }
 }
 
-/// The portal's side: `/sessions/{id}/open` sends a member to the notebook's origin.
+/// The portal's side: `/sessions/{id}/open` sends a member to the notebook's (or web app's)
+/// origin.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/sessions/{id}/open", get(open_notebook))
 }
@@ -303,16 +311,22 @@ pub fn session_origin(state: &AppState, id: Uuid) -> String {
 }
 
 /// Issues a one-time ticket and redirects to the session's origin, which takes it.
-/// Guests may not enter a notebook: Jupyter has no read-only mode.
+/// Guests may not enter a notebook (Jupyter has no read-only mode); they may look at a web
+/// app, where the proxy lets through only what does not change it.
 async fn open_notebook(state: AppState, PageUser { user, .. }: PageUser, Path(id): Path<Uuid>) -> PageResult {
     let session = crate::sessions::db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
-    if session.kind != "notebook" {
+    if session.kind != "notebook" && session.kind != "webapp" {
         return Err(AppError::NotFound.into());
     }
     if session.state != SessionState::Running {
-        return Err(AppError::Conflict("the notebook is not running".into()).into());
+        return Err(AppError::Conflict(format!("the {} is not running", session.kind)).into());
     }
-    if !matches!(session.role.as_deref(), Some("owner" | "user" | "support")) {
+    let may_enter = match session.role.as_deref() {
+        Some("owner" | "user" | "support") => true,
+        Some("guest") => session.kind == "webapp",
+        _ => false,
+    };
+    if !may_enter {
         return Err(AppError::Forbidden("only the session's owner and its users may open the notebook".into()).into());
     }
     let ticket = Alphanumeric.sample_string(&mut rand::rng(), 43);
@@ -409,6 +423,16 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
         Some(route) => route,
         None => return Ok(notice(&state, id, StatusCode::NOT_FOUND, "This notebook is not running (any more).")),
     };
+    // A guest may look at a web app, never change it; nor enter a notebook at all
+    // (Jupyter has no read-only mode).
+    if visitor.role == "guest" {
+        if route.authorization.is_some() {
+            return Ok(notice(&state, id, StatusCode::FORBIDDEN, "Guests cannot open notebooks."));
+        }
+        if is_unsafe(request.method()) || is_upgrade(&request) {
+            return Ok(plain(StatusCode::FORBIDDEN, "You are watching: only members who may control change this."));
+        }
+    }
     if jupyter::is_user_action(&request) {
         touch(&state, id);
     }
@@ -417,10 +441,16 @@ async fn serve(state: Notebooks, id: Uuid, mut request: Request) -> Result<Respo
     // What Jupyter sees: daas's token, who is asking (its identity provider reads it; what
     // the browser sent under those names is dropped), none of daas's cookies.
     let headers = request.headers_mut();
-    headers.insert(AUTHORIZATION, route.authorization.clone());
+    match &route.authorization {
+        Some(token) => headers.insert(AUTHORIZATION, token.clone()),
+        None => headers.remove(AUTHORIZATION),
+    };
     headers.insert(USER_HEADER, HeaderValue::from_str(&visitor.username).map_err(anyhow::Error::from)?);
     let name = percent_encoding::utf8_percent_encode(&visitor.display_name, percent_encoding::NON_ALPHANUMERIC);
     headers.insert(NAME_HEADER, HeaderValue::from_str(&name.to_string()).map_err(anyhow::Error::from)?);
+    headers.insert(ROLE_HEADER, HeaderValue::from_str(&visitor.role).map_err(anyhow::Error::from)?);
+    let portal = state.config.web.public_url.origin().ascii_serialization();
+    headers.insert(PORTAL_HEADER, HeaderValue::from_str(&portal).map_err(anyhow::Error::from)?);
     let cookies: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
@@ -513,6 +543,7 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
     };
     let value = Alphanumeric.sample_string(&mut rand::rng(), 43);
     db::create_cookie(&mut tx, &hash(&value), session, user, COOKIE_TTL_H).await?;
+    let webapp = db::kind_of(&mut *tx, session).await?.as_deref() == Some("webapp");
     tx.commit().await?;
     let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
     // `Strict`: no other site makes the browser send it. (Other session origins are this
@@ -522,7 +553,8 @@ async fn enter(state: &AppState, id: Uuid, query: &str) -> Result<Response, AppE
     // moves on to the lab, as a navigation of its own.
     let cookie =
         format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", COOKIE_TTL_H * 3600);
-    let lab = format!("/sessions/{id}/lab");
+    // JupyterLab, or the web app's own page.
+    let lab = if webapp { format!("/sessions/{id}/") } else { format!("/sessions/{id}/lab") };
     let page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"0; url={lab}\"><title>Opening the notebook</title></head>\
@@ -596,14 +628,19 @@ async fn route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
 
 /// Reads where a running notebook is reached from Postgres into the cache.
 async fn load_route(state: &Notebooks, id: Uuid) -> Result<Option<Route>, AppError> {
-    let row = db::notebook_route(&state.db, id).await?;
-    let Some((endpoint, secret)) = row else {
+    let row = db::route(&state.db, id).await?;
+    let Some((kind, endpoint, secret)) = row else {
         state.proxy.cache.lock().expect("cache lock").routes.remove(&id);
         return Ok(None);
     };
-    let mut authorization = HeaderValue::from_str(&format!("token {secret}"))
-        .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
-    authorization.set_sensitive(true);
+    let authorization = if kind == "notebook" {
+        let mut value = HeaderValue::from_str(&format!("token {secret}"))
+            .map_err(|_| anyhow::anyhow!("a session secret that is not a header"))?;
+        value.set_sensitive(true);
+        Some(value)
+    } else {
+        None
+    };
     let route = Route { authority: upstream::authority(&endpoint), endpoint, authorization };
     state.proxy.cache.lock().expect("cache lock").routes.insert(id, Entry::new(route.clone()));
     Ok(Some(route))

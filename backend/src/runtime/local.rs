@@ -445,6 +445,11 @@ impl LocalRuntime {
             env.push(("JUPYTER_CONFIG_PATH".into(), settings.display().to_string()));
             env.push(("DAAS_TOKEN_HASH_FILE".into(), format!("/session/{TOKEN_HASH}")));
         }
+        if spec.kind != Kind::Job {
+            // Where it may tell how far its start is (`LocalRuntime::observe` reads it).
+            let run = Path::new(SOCKET_IN).parent().expect("a folder");
+            env.push(("DAAS_PROGRESS_FILE".into(), run.join(PROGRESS).display().to_string()));
+        }
         let (script, args) = match spec.kind {
             Kind::Job => (
                 r#"mkdir -p "$1" && cd "$1" && shift && exec "$@""#.to_string(),
@@ -544,7 +549,7 @@ impl LocalRuntime {
                 let (name, contents) = secret_file(spec.kind, &spec.secret);
                 write(&share.join(name), contents)?;
             }
-            Kind::Job => write(
+            Kind::Job | Kind::WebApp => write(
                 &share.join("parameters.json"),
                 serde_json::to_vec_pretty(spec.parameters.as_ref().unwrap_or(&serde_json::json!({})))?,
             )?,
@@ -811,6 +816,27 @@ fn handle_in(dir: &Path) -> Option<LocalHandle> {
     Some(handle)
 }
 
+/// What a session starting may write to tell how far it is (`$DAAS_PROGRESS_FILE`, in
+/// `/run/daas`): one line, replaced as it goes.
+const PROGRESS: &str = "progress";
+/// A report older than this is not taken as progress any more (the session may be stuck).
+const PROGRESS_FRESH: Duration = Duration::from_secs(30);
+
+/// The line a starting session last wrote to its progress file, if it wrote one lately:
+/// its first line, printable characters only, at most 200 of them.
+fn reported_progress(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let fresh = std::fs::metadata(path).ok()?.modified().ok()?.elapsed().is_ok_and(|age| age < PROGRESS_FRESH);
+    if !fresh {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(path).ok()?.take(4096).read_to_string(&mut text).ok()?;
+    let line: String = text.lines().next()?.chars().filter(|c| !c.is_control()).take(200).collect();
+    let line = line.trim();
+    (!line.is_empty()).then(|| line.to_owned())
+}
+
 /// Where a desktop's or notebook's secret lies in its `share` folder (`/session` inside),
 /// and what it holds: the VNC password file, or the token's hash (`super::token_hash`).
 fn secret_file(kind: Kind, secret: &str) -> (&'static str, Vec<u8>) {
@@ -1015,7 +1041,7 @@ async fn probe(handle: &LocalHandle) -> bool {
 }
 
 /// Does the server on the other end of `stream` answer the way a session of `kind` should
-/// (a desktop: an RFB greeting; a notebook: any HTTP answer under its base URL)?
+/// (a desktop: an RFB greeting; a notebook or web app: any HTTP answer under its base URL)?
 pub(crate) async fn answers<S>(kind: Kind, base_url: &str, mut stream: S) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -1029,8 +1055,9 @@ where
         }
         // Any HTTP answer under the base URL means the server is up. Read the whole answer,
         // so the server does not log a broken pipe.
-        Kind::Notebook => {
-            let request = format!("GET {base_url}api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        Kind::Notebook | Kind::WebApp => {
+            let path = if kind == Kind::Notebook { "api" } else { "" };
+            let request = format!("GET {base_url}{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
             if stream.write_all(request.as_bytes()).await.is_err() {
                 return false;
             }
@@ -1110,9 +1137,13 @@ impl Runtime for LocalRuntime {
             let endpoint = handle.socket.as_ref().map(|s| format!("unix:{}", s.display())).unwrap_or_default();
             return Ok(Observed::Running { endpoint });
         }
+        if let Some(message) = reported_progress(&dir.join("run").join(PROGRESS)) {
+            return Ok(Observed::Loading { message });
+        }
         let message = match handle.kind {
             Kind::Desktop => "waiting for the desktop to answer",
             Kind::Notebook => "waiting for the notebook server to answer",
+            Kind::WebApp => "waiting for the web app to answer",
             Kind::Job => "the job is at work",
         };
         Ok(Observed::Pending { message: message.into() })

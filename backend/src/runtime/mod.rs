@@ -21,12 +21,17 @@ use uuid::Uuid;
 /// The label (local: a file; kubernetes: a label) carrying the session id.
 pub const SESSION_LABEL: &str = "daas.io/session-id";
 
+/// What a session is: a remote desktop (VNC), a Jupyter notebook, a batch job, or a web
+/// app (a browser tool such as the reconstruction studio: served over HTTP behind the
+/// notebook proxy on the session's own origin, with its base URL, but with none of
+/// Jupyter's assumptions: no token, and guests may look).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Desktop,
     Notebook,
     Job,
+    WebApp,
 }
 
 impl Kind {
@@ -35,6 +40,7 @@ impl Kind {
             Kind::Desktop => "desktop",
             Kind::Notebook => "notebook",
             Kind::Job => "job",
+            Kind::WebApp => "webapp",
         }
     }
 
@@ -43,6 +49,7 @@ impl Kind {
             "desktop" => Some(Kind::Desktop),
             "notebook" => Some(Kind::Notebook),
             "job" => Some(Kind::Job),
+            "webapp" => Some(Kind::WebApp),
             _ => None,
         }
     }
@@ -151,6 +158,10 @@ pub enum Observed {
     /// Waiting in a batch system's queue for its resources; the message says why ("waiting
     /// for resources"). Not yet started: the startup timeout counts from when it leaves.
     Queued { message: String },
+    /// Starting, and telling how far it is (a web app loading its data writes
+    /// `$DAAS_PROGRESS_FILE`): not stuck, so the startup timeout counts from its latest
+    /// report.
+    Loading { message: String },
     /// Ready: the proxy reaches it at `endpoint` (`host:port`).
     Running { endpoint: String },
     /// Ended by itself (a job finished, a process exited).

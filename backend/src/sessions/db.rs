@@ -238,13 +238,10 @@ pub async fn experiment_of_proposal(db: impl PgExecutor<'_>, experiment: Uuid, p
         .await
 }
 
-/// For a job image, `Some` of its parameter schema (itself optional); `None` for another
-/// kind or no such image.
-pub async fn job_parameter_schema(
-    db: impl PgExecutor<'_>,
-    image: Uuid,
-) -> sqlx::Result<Option<Option<serde_json::Value>>> {
-    sqlx::query_scalar("select parameter_schema from images where id = $1 and kind = 'job'")
+/// For an image that takes parameters (a job or a web app), `Some` of its parameter schema
+/// (itself optional); `None` for another kind or no such image.
+pub async fn parameter_schema(db: impl PgExecutor<'_>, image: Uuid) -> sqlx::Result<Option<Option<serde_json::Value>>> {
+    sqlx::query_scalar("select parameter_schema from images where id = $1 and kind in ('job', 'webapp')")
         .bind(image)
         .fetch_optional(db)
         .await
@@ -407,13 +404,14 @@ pub async fn insert(conn: &mut PgConnection, new: &NewSession<'_>) -> sqlx::Resu
     Ok(id)
 }
 
-/// Records what only a job has.
+/// Records a session's parameters (a job's, or a web app's), its input dataset, and for a
+/// job where its output goes (`None` for a web app, which writes none of its own).
 pub async fn insert_job(
     conn: &mut PgConnection,
     id: Uuid,
     parameters: &serde_json::Value,
     input_dataset: Option<Uuid>,
-    output_location: &str,
+    output_location: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "insert into jobs (session_id, parameters, input_dataset_id, output_location, log_location)
@@ -423,7 +421,7 @@ pub async fn insert_job(
     .bind(parameters)
     .bind(input_dataset)
     .bind(output_location)
-    .bind(format!("/api/v1/jobs/{id}/logs"))
+    .bind(output_location.map(|_| format!("/api/v1/jobs/{id}/logs")))
     .execute(conn)
     .await?;
     Ok(())

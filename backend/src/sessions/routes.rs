@@ -48,7 +48,7 @@ pub async fn launch_session(
     actor: Actor,
     Json(request): Json<LaunchRequest>,
 ) -> Result<(StatusCode, Json<Session>)> {
-    let id = launch::launch(&state, &user, &actor, &request, None).await?;
+    let id = launch::launch(&state, &user, &actor, &request, request.parameters.as_ref()).await?;
     tracing::Span::current().record("session.id", tracing::field::display(id));
     let session = db::find_visible(&state.db, &user, id).await?.ok_or(AppError::NotFound)?;
     Ok((StatusCode::CREATED, Json(session)))

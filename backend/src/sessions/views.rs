@@ -340,9 +340,10 @@ async fn launch_from_page(
         if !db::experiment_of_proposal(&state.db, experiment, proposal.id).await? {
             return Err(AppError::invalid("experiment", "not an experiment of this proposal"));
         }
-        let schema = db::job_parameter_schema(&state.db, image).await?;
+        let schema = db::parameter_schema(&state.db, image).await?;
         let params = schema.map(|s| parameters(&s.unwrap_or(Value::Null), &form)).transpose()?;
-        launch::launch(&state, &user, &actor, &LaunchRequest { image, flavour, experiment }, params.as_ref()).await
+        let request = LaunchRequest { image, flavour, experiment, parameters: None };
+        launch::launch(&state, &user, &actor, &request, params.as_ref()).await
     };
     match attempt.await {
         Ok(id) => Ok(see_other(&format!("/sessions/{id}"))),
@@ -376,7 +377,8 @@ pub struct Card {
     pub time_left: String,
     pub resources: String,
     pub can_stop: bool,
-    /// The caller may enter the notebook (Jupyter has no read-only mode: not a guest).
+    /// The caller may enter the notebook (Jupyter has no read-only mode: not a guest) or
+    /// the web app (a guest too).
     pub can_open: bool,
     /// Running: it can be connected to, and stopping it is a stop, not a cancel.
     pub running: bool,
@@ -438,7 +440,12 @@ pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
         time_left,
         resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
         can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != SessionState::Stopping,
-        can_open: matches!(s.role.as_deref(), Some("owner" | "user" | "support")),
+        can_open: match s.role.as_deref() {
+            Some("owner" | "user" | "support") => true,
+            // A guest may look at a web app (the proxy lets through only what changes nothing).
+            Some("guest") => s.kind == "webapp",
+            _ => false,
+        },
         running: s.state == SessionState::Running,
         ended,
         shared: s.owner != me.username,

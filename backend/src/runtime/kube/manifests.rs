@@ -35,14 +35,19 @@ const JUPYTER_SETTINGS: &str = include_str!("../../../../tools/jupyter/jupyter_s
 const JUPYTER_CONFIG: &str = "jupyter_server_config.py";
 const JUPYTER_CONFIG_DIR: &str = "/etc/daas/jupyter";
 
-/// The port a session serves on and its name: VNC for a desktop, HTTP for a notebook.
+/// The port a session serves on and its name: VNC for a desktop, HTTP for a notebook or a
+/// web app.
 pub fn port(kind: Kind) -> Option<(&'static str, u16)> {
     match kind {
         Kind::Desktop => Some(("vnc", 5901)),
         Kind::Notebook => Some(("http", 8888)),
+        Kind::WebApp => Some(("http", WEBAPP_PORT)),
         Kind::Job => None,
     }
 }
+
+/// Where a web app's image must serve HTTP (`DAAS_PORT`), under `DAAS_BASE_URL`.
+const WEBAPP_PORT: u16 = 8080;
 
 /// The session's Pod (desktop, notebook) or Job (job).
 #[derive(Clone, Debug)]
@@ -221,6 +226,14 @@ fn pod_spec(spec: &LaunchSpec, args: &KubeArgs, names: &KubeHandle) -> anyhow::R
                 "--ServerApp.port=8888",
                 format!("--ServerApp.base_url={}", spec.base_url),
             ]);
+        }
+        // The image's own command, told where to serve and on what.
+        Kind::WebApp => {
+            env.push(json!({"name": "DAAS_PORT", "value": WEBAPP_PORT.to_string()}));
+            env.push(json!({"name": "DAAS_BASE_URL", "value": spec.base_url}));
+            if let Some(parameters) = &spec.parameters {
+                env.push(json!({"name": "DAAS_PARAMETERS", "value": parameters.to_string()}));
+            }
         }
         Kind::Job => {
             if let Some(parameters) = &spec.parameters {

@@ -77,12 +77,14 @@ impl KubeHandle {
     pub fn new(namespace: &str, session_id: Uuid, kind: Kind, owner: &str) -> Self {
         let base = format!("daas-{session_id}");
         let interactive = kind != Kind::Job;
+        // A web app has no secret: daas adds no token to what it forwards.
+        let secret = matches!(kind, Kind::Desktop | Kind::Notebook);
         KubeHandle {
             namespace: namespace.to_owned(),
             kind,
             workload: base.clone(),
             service: interactive.then(|| base.clone()),
-            secret: interactive.then(|| base.clone()),
+            secret: secret.then(|| base.clone()),
             network_policy: base,
             home_claim: dns_label("daas-home-", owner),
         }

@@ -38,10 +38,15 @@ pub struct LaunchRequest {
     pub image: Uuid,
     pub flavour: Uuid,
     pub experiment: Uuid,
+    /// A web app's parameters, checked against its image's `parameter_schema` (e.g. the
+    /// reconstruction studio's `dataset`); jobs take theirs at `POST /api/v1/jobs`.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
 }
 
 /// Checks and records a launch, then starts it; returns the new session's id.
-/// `parameters` is `Some` for a job (and only then).
+/// `parameters`: a job's (required), a web app's (checked against its schema, `{}` when
+/// none are given), never a desktop's or notebook's.
 pub async fn launch(
     state: &AppState,
     user: &CurrentUser,
@@ -58,18 +63,24 @@ pub async fn launch(
     if !image.allowed_roles.iter().any(|r| r == role) {
         return Err(AppError::Forbidden(format!("the image {:?} is not available to the role {role}", image.name)));
     }
-    match (image.kind.as_str(), parameters.is_some()) {
-        ("job", false) => {
+    let empty = serde_json::json!({});
+    let parameters = match (image.kind.as_str(), parameters) {
+        ("job", None) => {
             return Err(AppError::invalid(
                 "image",
                 format!("{:?} is a job: launch it with POST /api/v1/jobs", image.name),
             ))
         }
-        (kind, true) if kind != "job" => {
-            return Err(AppError::invalid("image", format!("{:?} is a {kind}, not a job", image.name)))
+        ("webapp", given) => Some(given.unwrap_or(&empty)),
+        ("job", given) => given,
+        (kind, Some(_)) => {
+            return Err(AppError::invalid(
+                "parameters",
+                format!("{:?} is a {kind}: it takes no parameters", image.name),
+            ))
         }
-        _ => {}
-    }
+        (_, None) => None,
+    };
 
     let flavour = db::launchable_flavour(&mut tx, request.flavour)
         .await?
@@ -128,7 +139,8 @@ pub async fn launch(
     .await?;
     if let Some(parameters) = parameters {
         let output = format!("~{}/{}", user.username, crate::runtime::job_output(id));
-        db::insert_job(&mut tx, id, parameters, input_dataset, &output).await?;
+        let output = (image.kind == "job").then_some(output.as_str());
+        db::insert_job(&mut tx, id, parameters, input_dataset, output).await?;
     }
     let what = format!(
         "{} on {} ({}) for {}/{}",
@@ -143,7 +155,7 @@ pub async fn launch(
     crate::audit::record(
         &mut *tx,
         actor,
-        if parameters.is_some() { "job.submit" } else { "session.launch" },
+        if image.kind == "job" { "job.submit" } else { "session.launch" },
         "session",
         &id.to_string(),
         serde_json::json!({"image": image.name, "flavour": flavour.name, "proposal": experiment.proposal,

@@ -21,8 +21,8 @@ pub enum Step {
     Wait,
     /// A new progress message while it starts.
     Progress(String),
-    /// Still in a batch system's queue: its start has not begun (`message`, an event when
-    /// `new`).
+    /// Still in a batch system's queue, or loading and telling how far it is: the startup
+    /// timeout counts from now (`message`, an event when `new`).
     Queued { message: String, new: bool },
     /// A running job printed how far it is (`done/total unit`); `event`: a tenth more is
     /// done (or all), worth an event in its history.
@@ -48,11 +48,11 @@ pub fn decide(live: &Live, observed: Observed, now: OffsetDateTime, startup_time
             Step::Progress(message)
         }
         Observed::Pending { .. } => Step::Wait,
-        Observed::Queued { message } if starting => {
+        Observed::Queued { message } | Observed::Loading { message } if starting => {
             let new = live.progress.as_deref() != Some(message.as_str());
             Step::Queued { message, new }
         }
-        Observed::Queued { .. } => Step::Wait,
+        Observed::Queued { .. } | Observed::Loading { .. } => Step::Wait,
         Observed::Expired { message } => Step::End(Ending {
             from: SessionState::UNDER_WAY,
             to: SessionState::Stopped,

@@ -255,7 +255,8 @@ async fn acceptance_3_a_launch_on_a_full_node_waits_with_slurms_reason_and_can_b
     let app = TestApp::slurm(db, &cluster, |c| c.sessions.startup_timeout = Duration::from_secs(3)).await;
     app.start_reconciler();
     let alice = app.token("alice").await;
-    let blocker = cluster.run("sbatch", &["--parsable", "--cpus-per-task=4", "--wrap", "sleep 600"]);
+    let blocker =
+        cluster.run("sbatch", &["--parsable", "--output=/dev/null", "--cpus-per-task=4", "--wrap", "sleep 600"]);
     let blocker = blocker.trim().to_string();
     cluster.wait_until(Duration::from_secs(30), "the blocker to run", |c| {
         c.job(blocker.parse().unwrap()).is_some_and(|j| j.0 == "RUNNING")
@@ -410,7 +411,11 @@ async fn acceptance_4_a_daas_killed_with_sigkill_adopts_its_jobs_and_a_controlle
     // comment and no session appears (an orphan).
     first.kill();
     let orphan = format!("--comment=daas.io/session-id={}", Uuid::new_v4());
-    let orphan = cluster.run("sbatch", &["--parsable", &orphan, "--wrap", "sleep 600"]).trim().parse::<u64>().unwrap();
+    let orphan = cluster
+        .run("sbatch", &["--parsable", "--output=/dev/null", &orphan, "--wrap", "sleep 600"])
+        .trim()
+        .parse::<u64>()
+        .unwrap();
     let mut second = daas_serve(&app, &cluster, &db_url, &addr);
     wait_healthy(&addr).await;
     cluster

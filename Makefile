@@ -7,7 +7,7 @@ TEST_DEV_DIR := .daas/test
 # The fault drills' own PostgreSQL (drills stop it and fill disks: never the tests' or yours).
 DRILLS_DEV_DIR := .daas/drills
 
-.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies bench-recon bench-slurm drills
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies bench-recon bench-slurm bench-studio drills
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -34,7 +34,7 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 e2e: build ## only the browser end-to-end tests (screenshots in target/screenshots/)
 	cd tests/e2e && npm test
 
-bench: bench-launch bench-proxies bench-recon bench-slurm ## run every benchmark
+bench: bench-launch bench-proxies bench-recon bench-slurm bench-studio ## run every benchmark
 
 bench-launch: build ## launch and stop N trivial sessions through the API (N=$$BENCH_SESSIONS, default 50)
 	@set -euo pipefail; \
@@ -48,6 +48,9 @@ bench-proxies: build ## desktop relay vs websockify, notebook proxy vs configura
 
 bench-slurm: build ## Slurm runtime: launches/s vs bare sbatch, controller RPCs per pass vs batchspawner's poll (N=$$BENCH_SESSIONS, default 100)
 	$(CARGO) run --quiet --example bench_slurm
+
+bench-studio: deps ## reconstruction studio: ms from slider change to slice drawn in chromium (tooth; 2048 px x 1500 angles), p50/p95
+	.daas/venv/bin/python tools/recon/bench_studio.py
 
 bench-recon: deps ## reconstruction: s per 2048-px slice vs scikit-image iradon, peak memory of a volume 4x its limit
 	.daas/venv/bin/python tools/recon/bench.py

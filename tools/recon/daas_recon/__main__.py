@@ -18,7 +18,6 @@ each slice is written as soon as it is made, so the volume is never held.
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 import traceback
@@ -29,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from . import dataexchange as dx
-from . import outputs, workers
+from . import memory, outputs, workers
 
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema.json")
 MAX_CANDIDATES = 201
@@ -47,12 +46,13 @@ def _warning_to_log(message, category, filename, lineno, file=None, line=None):
     log(f"warning: {message}")
 
 
-def load_parameters(path):
+def load_parameters(path, schema_path=SCHEMA):
     """Reads and checks the parameters; returns the dict with defaults filled in.
 
     path: a JSON file, or None for the JSON text in $DAAS_PARAMETERS (how the Kubernetes
-    runtime passes them). Raises ParameterError (unreadable, not JSON, or not valid against
-    schema.json, with the first error's field and message).
+    runtime passes them). schema_path: the JSON Schema (default schema.json; the studio's is
+    studio_schema.json). Raises ParameterError (unreadable, not JSON, or not valid against
+    the schema, with the first error's field and message).
     """
     try:
         if path is None:
@@ -67,7 +67,7 @@ def load_parameters(path):
         raise ParameterError(f"{path}: cannot read the parameters ({e})") from None
     if not isinstance(params, dict):
         raise ParameterError(f"{path}: the parameters must be a JSON object")
-    with open(SCHEMA) as f:
+    with open(schema_path) as f:
         schema = json.load(f)
     try:
         import jsonschema
@@ -85,69 +85,10 @@ def load_parameters(path):
 
 
 def memory_limit_mib():
-    """The default memory bound (MiB): half of what is available.
-
-    "Available" is the smallest of the session's memory as daas gives it ($DAAS_MEMORY_MIB,
-    the flavour's; a sandbox may not show its cgroup), MemAvailable (/proc/meminfo) and the
-    cgroup's limit (memory.max, or the v1 limit_in_bytes), so a container's limit counts.
-    """
-    candidates = []
-    env = os.environ.get("DAAS_MEMORY_MIB", "")
-    if env.isdigit() and int(env) > 0:
-        candidates.append(int(env))
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) // 1024)
-    except OSError:
-        pass
-    for path in _cgroup_limit_files():
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-            if text.isdigit() and int(text) < 1 << 60:
-                candidates.append(int(text) // (1024 * 1024))
-        except OSError:
-            pass
-    return max(256, min(candidates) // 2) if candidates else 2048
-
-
-def _cgroup_limit_files():
-    """The memory limit files of this process's cgroup and of each cgroup above it (v2
-    memory.max, v1 memory.limit_in_bytes): a session's cgroup may sit below the root."""
-    files = []
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            base, name = "/sys/fs/cgroup", "memory.max"
-        elif "memory" in controllers.split(","):
-            base, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
-        else:
-            continue
-        parts = [p for p in path.split("/") if p]
-        for depth in range(len(parts), -1, -1):
-            files.append(os.path.join(base, *parts[:depth], name))
-    return files
-
-
-def rss_mib():
-    """This process's resident memory now (MiB), from /proc; 0 where there is no /proc."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except OSError:
-        return 0.0
-
-
-def peak_rss_mib():
-    """The peak resident memory of this process so far (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The default memory bound (MiB): half of what is available (`memory.available_mib`),
+    at least 256; 2048 where nothing says what is available."""
+    available = memory.available_mib()
+    return max(256, available // 2) if available is not None else 2048
 
 
 def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False, max_workers=None):
@@ -167,7 +108,7 @@ def plan(limit_mib, angles, columns, itemsize, slices, cores, gpu=False, max_wor
     mib = 1024 * 1024
     per_slice = angles * (columns * 1.3) * 40 + columns * columns * 16
     per_row = angles * columns * itemsize
-    budget = limit_mib * mib - rss_mib() * mib - 96 * mib
+    budget = limit_mib * mib - memory.rss_mib() * mib - 96 * mib
     use = 0
     if not gpu and cores > 1 and slices >= workers.MIN_SLICES:
         for w in range(min(cores, cores if max_workers is None else max_workers), 1, -1):
@@ -408,10 +349,10 @@ def run(args):
 
     seconds["total"] = time.monotonic() - started
     summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    summary["peak_rss_mib"] = round(memory.peak_rss_mib(), 1)
     if summary.get("workers"):
         # The largest worker's peak (each worker is one of these).
-        summary["worker_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+        summary["worker_peak_rss_mib"] = round(memory.children_peak_rss_mib(), 1)
     summary["versions"] = versions()
     summary["outputs"] = written + ["summary.json"]
     outputs.write_summary(args.output, summary)

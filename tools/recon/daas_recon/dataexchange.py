@@ -52,10 +52,24 @@ class Scan:
         dtype; flat and dark are (stop-first, columns) float32 means over the flats and
         darks. Memory: the projection slab dominates, angles * rows * columns * itemsize.
         """
-        proj = self.file[DATA][:, first:stop, :]
+        flat, dark = self.read_flat_dark(first, stop)
+        return self.read_projections(0, self.shape[0], first, stop), flat, dark
+
+    def read_flat_dark(self, first, stop):
+        """`(flat, dark)`: (stop-first, columns) float32 means of rows `first..stop-1`."""
         flat = np.mean(self.file[WHITE][:, first:stop, :], axis=0, dtype=np.float32)
         dark = np.mean(self.file[DARK][:, first:stop, :], axis=0, dtype=np.float32)
-        return proj, flat, dark
+        return flat, dark
+
+    def read_projections(self, start, end, first, stop):
+        """Projections `start..end-1` of rows `first..stop-1`: (end-start, stop-first,
+        columns) in the file's dtype."""
+        return self.file[DATA][start:end, first:stop, :]
+
+    @property
+    def chunks(self):
+        """The HDF5 chunk shape of /exchange/data (angles, rows, columns), None if contiguous."""
+        return self.file[DATA].chunks
 
     @property
     def itemsize(self):

@@ -24,10 +24,16 @@ def centre_label(centre):
     return text + "0" if text.endswith(".") else text
 
 
-def _png(path, image):
+def to_8bit(image):
+    """A slice as 8-bit grey (uint8, same shape), stretched between its 0.5th and 99.5th
+    percentiles: how every preview (and the studio's PNG) is windowed."""
     lo, hi = np.percentile(image, (0.5, 99.5))
     scaled = np.clip((image - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-    Image.fromarray(np.round(scaled * 255).astype(np.uint8), mode="L").save(path, optimize=True)
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def _png(path, image):
+    Image.fromarray(to_8bit(image), mode="L").save(path, optimize=True)
 
 
 def write_preview(folder, image):

@@ -25,6 +25,9 @@ import algotom.prep.correction as corr
 import algotom.prep.removal as remo
 import algotom.rec.reconstruction as rec
 
+#: The `filter` parameter's values (schema.json) and the `ring_removal` parameter's.
+FILTERS = ("hann", "hamming", "blackman", "bartlett", "parzen", "none")
+RING_REMOVALS = ("sorting", "filtering", "all", "none")
 # Window names of the `filter` parameter in algotom's and in ASTRA's spelling.
 _ALGOTOM_FILTER = {"none": None, "hann": "hann", "hamming": "hamming", "blackman": "blackman",
                    "bartlett": "bartlett", "parzen": "parzen"}
@@ -73,17 +76,25 @@ def have_astra():
         return False
 
 
-def correct(sinogram, flat, dark, ring_removal):
-    """Flat/dark correction and stripe removal of one sinogram.
+def flat_dark(proj, flat, dark):
+    """Flat/dark correction (`algotom.prep.correction.flat_field_correction`).
 
-    sinogram: (angles, columns) raw counts; flat, dark: (columns,) means. Returns the
-    transmission (angles, columns) float32, ~1 in the beam and < 1 in the sample; the `-log`
-    is taken by the reconstruction (`apply_log`). ring_removal: "sorting"
-    (`remove_stripe_based_sorting`, size 21), "filtering" (`remove_stripe_based_filtering`,
-    sigma 3, size 21), "all" (`remove_all_stripe`: large, partial and dead stripes) or
-    "none". Raises ValueError for another name.
+    proj: raw counts, a sinogram (angles, columns) or a block of projections (angles, rows,
+    columns); flat, dark: the matching means, (columns,) or (rows, columns). Returns the
+    transmission, float32, proj's shape: ~1 in the beam and < 1 in the sample.
     """
-    trans = corr.flat_field_correction(sinogram, flat, dark)
+    return np.asarray(corr.flat_field_correction(proj, flat, dark), dtype=np.float32)
+
+
+def remove_rings(transmission, ring_removal):
+    """Stripe (ring) removal on one transmission sinogram (angles, columns).
+
+    ring_removal: "sorting" (`remove_stripe_based_sorting`, size 21), "filtering"
+    (`remove_stripe_based_filtering`, sigma 3, size 21), "all" (`remove_all_stripe`: large,
+    partial and dead stripes) or "none" (the input is returned as it is). Returns float32
+    (angles, columns). Raises ValueError for another name.
+    """
+    trans = transmission
     if ring_removal == "sorting":
         trans = remo.remove_stripe_based_sorting(trans, size=21)
     elif ring_removal == "filtering":
@@ -93,6 +104,24 @@ def correct(sinogram, flat, dark, ring_removal):
     elif ring_removal != "none":
         raise ValueError(f"unknown ring removal {ring_removal!r}")
     return np.asarray(trans, dtype=np.float32)
+
+
+def correct(sinogram, flat, dark, ring_removal):
+    """Flat/dark correction and stripe removal of one sinogram (`flat_dark`, `remove_rings`).
+
+    sinogram: (angles, columns) raw counts; flat, dark: (columns,) means. Returns the
+    transmission (angles, columns) float32, ~1 in the beam and < 1 in the sample; the `-log`
+    is taken by the reconstruction (`apply_log`). Raises ValueError for an unknown
+    ring_removal.
+    """
+    return remove_rings(flat_dark(sinogram, flat, dark), ring_removal)
+
+
+def minus_log(transmission):
+    """`-log` of a transmission, float32, as algotom's reconstructors take it (`apply_log`):
+    values <= 0 (a dead pixel, a dark count above the flat) count as 1, so give 0."""
+    trans = np.asarray(transmission, dtype=np.float32)
+    return -np.log(np.where(trans > 0, trans, np.float32(1.0)))
 
 
 def find_centre(transmission, theta_deg):

@@ -37,7 +37,11 @@ function connect() {
     if (e.detail.clean) {
       // Closed by daas: the session ended, or this person's access did.
       const still = await fetch(`/api/v1/sessions/${id}/control`);
-      status.textContent = still.status === 404 ? "You no longer have access to this session" : "Disconnected";
+      if (still.status === 404) {
+        lostAccess();
+      } else {
+        status.textContent = "Disconnected";
+      }
     } else if (++failures <= TRIES) {
       status.textContent = `The desktop does not answer; trying again in ${RETRY_S} s (${failures} of ${TRIES})`;
       setTimeout(connect, RETRY_S * 1000);
@@ -58,8 +62,22 @@ const handover = el("handover");
 const handoverUser = el("handover-user");
 const ROLE_WORDS = { owner: "owner", user: "may control", guest: "watching", support: "beamline support", admin: "admin" };
 
+/** This person was removed (or lost their account): nothing on the page works any more. */
+function lostAccess() {
+  ended = true;
+  events.close();
+  status.textContent = "You no longer have access to this session";
+  for (const name of ["request-control", "request-waiting", "handover", "control-request", "view-only"]) {
+    el(name).hidden = true;
+  }
+  controller.textContent = "—";
+  el("connected").textContent = "—";
+}
+
 async function refreshControl() {
+  if (ended) return;
   const response = await fetch(`/api/v1/sessions/${id}/control`);
+  if (response.status === 404) return lostAccess();
   if (!response.ok) return;
   const control = await response.json();
   controller.textContent = control.controller + (control.you_control ? " (you)" : "");

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{launch_body, wait_state, TestApp};
+use crate::common::{events_of, launch_body, wait_state, TestApp};
 use crate::desktop::{handshake, launch, open};
 
 async fn post(app: &TestApp, user: &str, uri: &str, body: Value) -> crate::common::Response {
@@ -38,14 +38,6 @@ async fn join(app: &TestApp, id: &str, user: &str, role: &str) {
 
 async fn secret_of(db: &PgPool, id: &str) -> String {
     sqlx::query_scalar("select secret from sessions where id = $1::uuid").bind(id).fetch_one(db).await.unwrap()
-}
-
-async fn events_of(db: &PgPool, id: &str) -> Vec<String> {
-    sqlx::query_scalar("select message from session_events where session_id = $1::uuid order by id")
-        .bind(id)
-        .fetch_all(db)
-        .await
-        .unwrap()
 }
 
 #[sqlx::test(migrator = "daas::db::MIGRATOR")]
@@ -103,7 +95,7 @@ async fn the_share_dialog_invites_only_who_may_see_the_data_and_removal_replaces
     // She finds it under My sessions, accepts, and it is hers to open: "shared by alice".
     let carol_page = app.browser("carol").await;
     let cards = app.browse(Method::GET, "/sessions", Some(&carol_page.cookie), None, &[]).await;
-    assert!(cards.text.contains("alice invites you as <strong>user</strong>"), "{}", cards.text);
+    assert!(cards.text.contains("alice invites you: <strong>may control</strong>"), "{}", cards.text);
     assert_eq!(post(&app, "carol", &format!("/api/v1/invitations/{id}/accept"), json!({})).await.status, 200);
     let cards = app.browse(Method::GET, "/sessions", Some(&carol_page.cookie), None, &[]).await;
     assert!(cards.text.contains("shared by alice"), "{}", cards.text);
@@ -113,6 +105,15 @@ async fn the_share_dialog_invites_only_who_may_see_the_data_and_removal_replaces
     assert!(!r.text.contains("share-heading"));
     assert_eq!(app.get(&format!("/api/v1/sessions/{id}/access"), Some(&app.token("carol").await)).await.status, 403);
     assert_eq!(app.get(&format!("/api/v1/sessions/{id}/access"), Some(&app.token("bob").await)).await.status, 404);
+
+    // A person is found by their name too (any case), as the list shows it.
+    assert_eq!(share("sam keller", "guest").await.status, 303);
+    let r = app
+        .request(Method::DELETE, &format!("/api/v1/sessions/{id}/members/sam"), Some(&app.token("alice").await), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let r = share("Nobody Atall", "guest").await;
+    assert!(r.text.contains("nobody has the username or name Nobody Atall"), "{}", r.text);
 
     // A role changes in place.
     assert_eq!(share("carol", "guest").await.status, 303);
@@ -323,6 +324,13 @@ async fn removal_on_a_real_desktop(db: PgPool) {
     assert_eq!(all, log);
     let carols = app.get("/api/v1/admin/access?user=carol", Some(&admin)).await.body;
     assert_eq!(carols.as_array().unwrap().len(), 1);
+    assert_eq!(carols[0]["image"], "Xfce desktop");
+    // By a part of the name, and from a day.
+    let today = time::OffsetDateTime::now_utc().date();
+    let by_name = app.get(&format!("/api/v1/admin/access?user=okafor&from={today}"), Some(&admin)).await.body;
+    assert_eq!(by_name, carols);
+    let tomorrow = today.next_day().unwrap();
+    assert_eq!(app.get(&format!("/api/v1/admin/access?from={tomorrow}"), Some(&admin)).await.body, json!([]));
     assert_eq!(app.get("/api/v1/admin/access.csv?user=carol", Some(&admin)).await.text.lines().count(), 2);
     assert_eq!(app.get("/api/v1/admin/access", Some(&alice)).await.status, 403);
     assert_eq!(app.get("/api/v1/admin/access?from=yesterday", Some(&admin)).await.status, 400);

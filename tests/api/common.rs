@@ -402,6 +402,15 @@ pub async fn launch_body(app: &TestApp, image: &str, flavour: &str, experiment: 
     })
 }
 
+/// The messages of a session's events, oldest first.
+pub async fn events_of(db: &PgPool, id: &str) -> Vec<String> {
+    sqlx::query_scalar("select message from session_events where session_id = $1::uuid order by id")
+        .bind(id)
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
 /// Polls the session as `user` until `done` holds; panics after `secs`.
 pub async fn wait_state(app: &TestApp, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();

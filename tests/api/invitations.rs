@@ -102,7 +102,7 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
     assert_eq!(r.body["status"], "accepted", "{}", r.text);
 
     let events: Vec<String> = sqlx::query_scalar(
-        "select message from session_events where session_id = $1::uuid and message like 'carol %' order by id",
+        "select message from session_events where session_id = $1::uuid and message like 'carol%' order by id",
     )
     .bind(&id)
     .fetch_all(&app.db)
@@ -111,10 +111,10 @@ async fn an_invitee_gets_nothing_of_the_session_until_accepting(db: PgPool) {
     assert_eq!(
         events,
         [
-            "carol invited as user",
-            "carol accepted and joined as user",
+            "carol invited: may control",
+            "carol accepted and joined: may control",
             "carol controls the desktop",
-            "carol is now guest"
+            "carol's role is now: may only watch"
         ]
     );
     app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&app.token("alice").await), None).await;
@@ -164,7 +164,7 @@ async fn declining_removes_the_invitation_and_strangers_have_none(db: PgPool) {
     let page = app.browse(Method::GET, "/sessions", Some(&carol.cookie), None, &[]).await;
     assert_eq!(page.status, 200);
     assert!(
-        page.text.contains("Invitations") && page.text.contains("invites you as <strong>user</strong>"),
+        page.text.contains("Invitations") && page.text.contains("invites you: <strong>may control</strong>"),
         "{}",
         page.text
     );

@@ -9,7 +9,7 @@ use axum::http::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::common::{add_shell_image, id_of, TestApp};
+use crate::common::{add_shell_image, events_of, id_of, TestApp};
 use crate::notebook::{header, http, http_with, ticket_url};
 
 /// A web app that tells its progress, then answers every GET with what it was sent (path
@@ -80,12 +80,7 @@ async fn a_web_app_tells_its_progress_gets_no_token_lets_guests_only_look_and_ha
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen, "the web app's progress never showed");
-    let events: Vec<String> =
-        sqlx::query_scalar("select message from session_events where session_id = $1::uuid order by id")
-            .bind(&id)
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let events = events_of(&app.db, &id).await;
     assert!(events.iter().any(|e| e == LOADING), "{events:?}");
 
     // On its own origin, as its owner: who is asking, the portal, and no token.
@@ -168,12 +163,7 @@ async fn a_web_app_tells_its_progress_gets_no_token_lets_guests_only_look_and_ha
     let r =
         app.browse(Method::GET, &format!("/sessions/{id}/use-parameters"), Some(&carol_portal.cookie), None, &[]).await;
     assert_eq!(r.status, 403);
-    let events: Vec<String> =
-        sqlx::query_scalar("select message from session_events where session_id = $1::uuid order by id")
-            .bind(&id)
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let events = events_of(&app.db, &id).await;
     let took =
         "alice took these parameters to Tomography reconstruction: centre given, centre_value 296.25, dataset tooth";
     assert!(events.iter().any(|e| e == took), "{events:?}");

@@ -47,8 +47,13 @@ test("alice tunes the centre on the tooth in the studio and launches the reconst
   const images = (await api(alice, "GET", "/api/v1/images")).body;
   const flavours = (await api(alice, "GET", "/api/v1/flavours")).body;
   const proposal = (await api(alice, "GET", "/api/v1/proposals/20180101")).body;
+  const studio = images.find((i) => i.name === "Reconstruction studio").id;
+  // Its Launch dialog asks which dataset, from the image's schema.
+  await alice.goto(`${daas.url}/proposals/20180101/launch?image=${studio}`);
+  await alice.locator("select[name='param.dataset']").waitFor();
+  assert.ok(await alice.getByRole("button", { name: "Launch web app" }).isVisible());
   const launched = await api(alice, "POST", "/api/v1/sessions", {
-    image: images.find((i) => i.name === "Reconstruction studio").id,
+    image: studio,
     flavour: flavours.find((f) => f.name === "small").id,
     experiment: proposal.experiments.find((e) => e.code === "S0011").id,
     parameters: { dataset: "tooth" },

@@ -36,6 +36,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct Access {
     pub id: i64,
     pub session: Uuid,
+    /// The session's image.
+    pub image: String,
     pub username: String,
     pub display_name: String,
     /// The role they connected with (`owner`, `user`, `guest`, `support`, or `admin`).
@@ -158,11 +160,11 @@ pub fn duration(seconds: f64) -> String {
 pub struct AccessFilter {
     /// One session's connections (its id).
     pub session: Option<String>,
-    /// One person's (a username).
+    /// One person's: their username, or a part of their name (any case).
     pub user: Option<String>,
-    /// Connected from this time on (RFC 3339).
+    /// Connected from this time on (RFC 3339, or a day: `2026-12-01`, from its start, UTC).
     pub from: Option<String>,
-    /// Connected before this time (RFC 3339).
+    /// Connected before this time (RFC 3339, or a day: before its start, UTC).
     pub to: Option<String>,
 }
 
@@ -190,10 +192,13 @@ impl AccessFilter {
     }
 
     fn times(&self) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+        let day = time::macros::format_description!("[year]-[month]-[day]");
         let parse = |field: &str, s: &Option<String>| {
             crate::admin::filter(s)
                 .map(|s| {
-                    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| AppError::invalid(field, "must be an RFC 3339 time"))
+                    OffsetDateTime::parse(s, &Rfc3339)
+                        .or_else(|_| time::Date::parse(s, day).map(|d| d.midnight().assume_utc()))
+                        .map_err(|_| AppError::invalid(field, "must be a day (2026-12-01) or an RFC 3339 time"))
                 })
                 .transpose()
         };
@@ -210,12 +215,15 @@ pub async fn search(db: &PgPool, f: &AccessFilter, newest_first: bool, limit: i6
     let (from, to) = f.times()?;
     let order = if newest_first { "desc" } else { "asc" };
     let rows = sqlx::query_as(&format!(
-        "select a.id, a.session_id as session, u.username, u.display_name, a.role, a.kind, a.remote_addr,
+        "select a.id, a.session_id as session, i.name as image, u.username, u.display_name, a.role, a.kind,
+                a.remote_addr,
                 a.connected_at, a.disconnected_at,
                 extract(epoch from coalesce(a.disconnected_at, now()) - a.connected_at)::float8 as seconds,
                 a.bytes_in, a.bytes_out
          from remote_access a join users u on u.id = a.user_id
-         where ($1::uuid is null or a.session_id = $1) and ($2::text is null or u.username = $2)
+         join sessions s on s.id = a.session_id join images i on i.id = s.image_id
+         where ($1::uuid is null or a.session_id = $1)
+           and ($2::text is null or u.username = lower($2) or strpos(lower(u.display_name), lower($2)) > 0)
            and ($3::timestamptz is null or a.connected_at >= $3) and ($4::timestamptz is null or a.connected_at < $4)
          order by a.connected_at {order}, a.id {order} limit $5"
     ))

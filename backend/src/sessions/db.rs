@@ -865,6 +865,13 @@ pub async fn set_controller(conn: &mut PgConnection, id: Uuid, controller: Optio
     Ok(())
 }
 
+impl Invitation {
+    /// The role offered, as people read it.
+    pub fn role_words(&self) -> &str {
+        super::sharing::role_words(&self.role)
+    }
+}
+
 /// An invitation to someone else's session, waiting for the invitee's answer.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Invitation {
@@ -981,6 +988,16 @@ pub async fn enabled_by_email(conn: &mut PgConnection, email: &str) -> sqlx::Res
         .bind(email)
         .fetch_all(conn)
         .await
+}
+
+/// The enabled users with this name (case-insensitive, spaces around it ignored).
+pub async fn enabled_by_name(conn: &mut PgConnection, name: &str) -> sqlx::Result<Vec<CurrentUser>> {
+    sqlx::query_as(
+        "select id, username, display_name, role from users where lower(display_name) = lower(btrim($1)) and enabled",
+    )
+    .bind(name)
+    .fetch_all(conn)
+    .await
 }
 
 /// A session's kind, runtime and handle, when it has a secret its runtime could replace

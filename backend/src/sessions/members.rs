@@ -116,11 +116,9 @@ pub async fn add(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uuid, 
         db::release_control(&mut tx, id, member_id).await?;
         db::clear_control_request(&mut tx, id, Some(member_id)).await?;
     }
-    let message = if accepted {
-        format!("{username} is now {}", body.role)
-    } else {
-        format!("{username} invited as {}", body.role)
-    };
+    let words = super::sharing::role_words(&body.role);
+    let message =
+        if accepted { format!("{username}'s role is now: {words}") } else { format!("{username} invited: {words}") };
     super::events::add(&mut tx, id, session_state, &message).await?;
     crate::audit::record(
         &mut *tx,
@@ -179,19 +177,30 @@ pub async fn remove(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uui
     Ok(())
 }
 
-/// The enabled user called `who`, or the one enabled user with that e-mail address
-/// (case-insensitive); 400 on the `user` field otherwise.
+/// The enabled user whose username is `who`, or the one enabled user with that e-mail
+/// address or that name (both case-insensitive); 400 on the `user` field otherwise.
 async fn find_person(conn: &mut PgConnection, who: &str) -> Result<CurrentUser> {
-    if !who.contains('@') {
-        return crate::auth::users::enabled(&mut *conn, who)
-            .await?
-            .ok_or_else(|| AppError::invalid("user", format!("nobody is called {who}")));
+    if who.contains('@') {
+        let mut found = db::enabled_by_email(conn, who).await?;
+        return match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(AppError::invalid("user", format!("nobody has the e-mail address {who}"))),
+            _ => {
+                Err(AppError::invalid("user", format!("several people have the e-mail address {who}: give a username")))
+            }
+        };
     }
-    let mut found = db::enabled_by_email(conn, who).await?;
+    if let Some(user) = crate::auth::users::enabled(&mut *conn, who).await? {
+        return Ok(user);
+    }
+    let mut found = db::enabled_by_name(conn, who).await?;
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(AppError::invalid("user", format!("nobody has the e-mail address {who}"))),
-        _ => Err(AppError::invalid("user", format!("several people have the e-mail address {who}: give a username"))),
+        0 => Err(AppError::invalid("user", format!("nobody has the username or name {who}"))),
+        _ => Err(AppError::invalid(
+            "user",
+            format!("several people are called {who}: give a username or an e-mail address"),
+        )),
     }
 }
 
@@ -271,7 +280,7 @@ pub async fn accept(state: &AppState, user: &CurrentUser, actor: &Actor, id: Uui
             return Err(AppError::Conflict("the session has ended".into()));
         }
         db::mark_accepted(&mut tx, id, user.id).await?;
-        let message = format!("{} accepted and joined as {role}", user.username);
+        let message = format!("{} accepted and joined: {}", user.username, super::sharing::role_words(&role));
         super::events::add(&mut tx, id, session_state, &message).await?;
         crate::audit::record(
             &mut *tx,

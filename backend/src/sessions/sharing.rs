@@ -5,7 +5,6 @@
 
 use axum::routing::post;
 use axum::Router;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::access::{self, Access, AccessFilter};
@@ -28,6 +27,11 @@ pub fn routes() -> Router<AppState> {
 pub const ROLES: [(&str, &str); 3] =
     [("user", "may control"), ("guest", "may only watch"), ("support", "beamline support")];
 
+/// A member's role as people read it (`may only watch` for `guest`).
+pub fn role_words(role: &str) -> &str {
+    ROLES.iter().find(|(r, _)| *r == role).map_or(role, |(_, words)| words)
+}
+
 /// What the owner (or an admin) sees of a session's sharing.
 pub struct Sharing {
     pub members: Vec<Member>,
@@ -42,6 +46,8 @@ pub struct Sharing {
 
 /// One row of "who connected".
 pub struct AccessLine {
+    /// The session's image and the start of its id ("Xfce desktop 4a1a6538").
+    pub session: String,
     pub who: String,
     pub role: String,
     pub kind: String,
@@ -77,6 +83,7 @@ impl Sharing {
 pub fn line(a: Access) -> AccessLine {
     let at = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     AccessLine {
+        session: format!("{} {}", a.image, &a.session.to_string()[..8]),
         who: format!("{} ({})", a.display_name, a.username),
         role: a.role,
         kind: a.kind,
@@ -91,22 +98,15 @@ pub fn line(a: Access) -> AccessLine {
     }
 }
 
-#[derive(Deserialize)]
-struct AddForm {
-    user: String,
-    role: String,
-}
-
 /// "Share" on the session page; a refusal comes back on the page, as typed, by its field.
 async fn add_from_page(
     state: AppState,
     PageUser { user, ctx }: PageUser,
     actor: Actor,
     Path(id): Path<Uuid>,
-    Form(form): Form<AddForm>,
+    Form(form): Form<AddMember>,
 ) -> PageResult {
-    let body = AddMember { user: form.user.clone(), role: form.role.clone() };
-    match members::add(&state, &user, &actor, id, &body).await {
+    match members::add(&state, &user, &actor, id, &form).await {
         Ok(_) => Ok(see_other(&format!("/sessions/{id}#share"))),
         Err(err @ (AppError::Invalid { .. } | AppError::Conflict(_) | AppError::Forbidden(_))) => {
             let status = err.status();

@@ -131,10 +131,11 @@ async fn launch_form(
             id: e.id,
             label: e.code,
             detail: format!(
-                "{} to {}, {} datasets",
+                "{} to {}, {} dataset{}",
                 e.starts_at.format(WHEN).unwrap_or_default(),
                 e.ends_at.format(WHEN).unwrap_or_default(),
-                e.datasets.len()
+                e.datasets.len(),
+                if e.datasets.len() == 1 { "" } else { "s" }
             ),
         })
         .collect();

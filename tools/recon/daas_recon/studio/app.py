@@ -225,7 +225,8 @@ class Studio:
             params.update({"rows": "range", "first_row": rows[0], "last_row": rows[1]})
         notes = []
         lo, hi = float(self.scan.theta_deg.min()), float(self.scan.theta_deg.max())
-        if view.angle_from > lo + 1e-6 or view.angle_to < hi - 1e-6:
+        # The page shows angles to two decimals: a range within 0.01 degree of the scan's is all of it.
+        if view.angle_from > lo + 0.01 or view.angle_to < hi - 0.01:
             notes.append(f"the view uses angles {view.angle_from:g} to {view.angle_to:g} degrees; "
                          "the reconstruction job uses every angle")
         answer = {"image": JOB_IMAGE, "parameters": params}

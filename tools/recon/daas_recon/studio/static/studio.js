@@ -574,7 +574,10 @@
   }
 
   function showTries() {
-    const best = tries.reduce((m, t) => Math.max(m, t.sharpness), -Infinity);
+    // Sharpness compares centres, not filters or rows: the best is among the tries made
+    // like the current view but for the centre.
+    const like = (t) => viewKey({ ...t.view, centre: 0 }) === viewKey({ ...view, centre: 0 });
+    const best = tries.filter(like).reduce((m, t) => Math.max(m, t.sharpness), -Infinity);
     $("tries").replaceChildren(...tries.map((t) => {
       const li = document.createElement("li");
       const button = document.createElement("button");
@@ -588,7 +591,7 @@
       const caption = document.createElement("span");
       caption.textContent = `centre ${fmt(t.view.centre)}`;
       const figure = document.createElement("span");
-      figure.textContent = `sharpness ${t.sharpness.toFixed(4)}${t.sharpness === best && tries.length > 1 ? " (best)" : ""}`;
+      figure.textContent = `sharpness ${t.sharpness.toFixed(4)}${like(t) && t.sharpness === best && tries.filter(like).length > 1 ? " (best)" : ""}`;
       const extra = document.createElement("span");
       extra.className = "muted";
       extra.textContent = others.join(", ");

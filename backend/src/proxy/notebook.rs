@@ -310,6 +310,17 @@ pub fn session_origin(state: &AppState, id: Uuid) -> String {
     format!("{}://{id}.{}", state.config.web.public_url.scheme(), state.config.web.sessions_domain)
 }
 
+/// Whether a member with `role` may open a notebook or web app (`kind`): not a guest into a
+/// notebook (Jupyter has no read-only mode); anyone into a web app, where the proxy lets a
+/// guest through only what changes nothing.
+pub fn may_open(kind: &str, role: Option<&str>) -> bool {
+    match role {
+        Some("owner" | "user" | "support") => true,
+        Some("guest") => kind == "webapp",
+        _ => false,
+    }
+}
+
 /// Issues a one-time ticket and redirects to the session's origin, which takes it.
 /// Guests may not enter a notebook (Jupyter has no read-only mode); they may look at a web
 /// app, where the proxy lets through only what does not change it.
@@ -321,12 +332,7 @@ async fn open_notebook(state: AppState, PageUser { user, .. }: PageUser, Path(id
     if session.state != SessionState::Running {
         return Err(AppError::Conflict(format!("the {} is not running", session.kind)).into());
     }
-    let may_enter = match session.role.as_deref() {
-        Some("owner" | "user" | "support") => true,
-        Some("guest") => session.kind == "webapp",
-        _ => false,
-    };
-    if !may_enter {
+    if !may_open(&session.kind, session.role.as_deref()) {
         return Err(AppError::Forbidden("only the session's owner and its users may open the notebook".into()).into());
     }
     let ticket = Alphanumeric.sample_string(&mut rand::rng(), 43);

@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct AddMember {
-    /// The username or e-mail address of the person to add.
+    /// The person to add: their username, e-mail address or name (one enabled account).
     pub user: String,
     /// `user` (may control when handed control), `guest` (watches) or `support`
     /// (beamline staff who help).

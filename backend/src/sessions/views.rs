@@ -441,12 +441,7 @@ pub(crate) fn card(s: Session, me: &CurrentUser) -> Card {
         time_left,
         resources: resources(s.cpu_millis, s.memory_mib, s.gpus, None),
         can_stop: !ended && matches!(s.role.as_deref(), Some("owner" | "user")) && s.state != SessionState::Stopping,
-        can_open: match s.role.as_deref() {
-            Some("owner" | "user" | "support") => true,
-            // A guest may look at a web app (the proxy lets through only what changes nothing).
-            Some("guest") => s.kind == "webapp",
-            _ => false,
-        },
+        can_open: crate::proxy::notebook::may_open(&s.kind, s.role.as_deref()),
         running: s.state == SessionState::Running,
         ended,
         shared: s.owner != me.username,

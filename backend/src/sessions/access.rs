@@ -134,13 +134,12 @@ pub async fn connected(db: impl PgExecutor<'_>, session: Uuid, kind: &str) -> sq
     .await
 }
 
-fn role_words(role: &str) -> &'static str {
+/// A role as a connection's event says it: a guest is watching, the others as the share
+/// dialog says them (`owner` and `admin` as they are).
+fn role_words(role: &str) -> &str {
     match role {
-        "owner" => "owner",
-        "user" => "may control",
         "guest" => "watching",
-        "support" => "beamline support",
-        _ => "admin",
+        other => super::sharing::role_words(other),
     }
 }
 

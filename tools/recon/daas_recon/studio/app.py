@@ -288,11 +288,14 @@ def make_app(studio, base_url):
                 return None
             return body
 
-        def refuse_guest(self, who):
+        def change_request(self):
+            """Who asks and the JSON body of a request that changes the studio; `(who, None)`
+            after answering 403 to a guest or 400 to a body that is not a JSON object."""
+            who = self.who()
             if who["role"] == "guest":
                 self.fail(403, "forbidden", "guests watch: only members who may control change the studio")
-                return True
-            return False
+                return who, None
+            return who, self.json_body()
 
         def send_json(self, value, status=200):
             self.set_status(status)
@@ -381,10 +384,7 @@ def make_app(studio, base_url):
         {view, view_version, view_by}. 403 for a guest."""
 
         def post(self):
-            who = self.who()
-            if self.refuse_guest(who):
-                return
-            body = self.json_body()
+            who, body = self.change_request()
             if body is None:
                 return
             with studio.lock:
@@ -407,10 +407,7 @@ def make_app(studio, base_url):
         scan or more than fit, 409 while loading, 403 for a guest."""
 
         def post(self):
-            who = self.who()
-            if self.refuse_guest(who):
-                return
-            body = self.json_body()
+            who, body = self.change_request()
             if body is None:
                 return
             nrows = studio.scan.shape[1]

@@ -6,14 +6,15 @@
 use std::time::{Duration, Instant};
 
 use super::upstream::{self, Stream};
+use super::ws::{self, Incoming, Outgoing, ServerSocket};
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::Request;
 use axum::http::header::ORIGIN;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
@@ -101,17 +102,17 @@ async fn desktop_page(state: AppState, PageUser { user, ctx }: PageUser, Path(id
 /// The WebSocket noVNC connects to. Refused before the upgrade when the caller is not
 /// logged in (401), not a member (404), comes from a page of another origin (`Origin`, or
 /// `Sec-Fetch-Site` without it: 403), or the desktop is not running or does not accept
-/// daas's password (409, 503).
+/// daas's password (409, 503), or is no WebSocket handshake (400).
 #[tracing::instrument(skip_all, fields(user.id = %user.id, session.id = %id))]
 async fn desktop_ws(
     state: AppState,
     user: CurrentUser,
     RemoteAddr(from): RemoteAddr,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Result<Response> {
-    if !from_origin(&headers, &state.config.web.public_url.origin()) {
+    let headers = request.headers();
+    if !from_origin(headers, &state.config.web.public_url.origin()) {
         tracing::debug!(origin = ?headers.get(ORIGIN), "desktop WebSocket from another site refused");
         return Err(AppError::Forbidden("this WebSocket comes from another site".into()));
     }
@@ -123,6 +124,8 @@ async fn desktop_ws(
     else {
         return Err(AppError::Conflict("the desktop is not running".into()));
     };
+    // Checked before the login, which a request that is no handshake must not cost.
+    let (response, upgrade) = ws::accept(&mut request)?;
     let server = match tokio::time::timeout(LOGIN_WITHIN, login(endpoint, secret)).await {
         Ok(Ok(server)) => server,
         // Never a 101 without a desktop behind it: the browser retries after a 503.
@@ -135,7 +138,9 @@ async fn desktop_ws(
             return Ok(busy());
         }
     };
-    Ok(ws.on_upgrade(move |socket| async move {
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let socket = ServerSocket::new(TokioIo::new(upgraded));
         let role = t.role.clone().unwrap_or_else(|| "admin".into());
         let record =
             match access::connect(&state.db, id, (user.id, &user.username), &role, "desktop", from.as_deref()).await {
@@ -154,64 +159,62 @@ async fn desktop_ws(
                 tracing::warn!(error = %err, "cannot record the end of the connection");
             }
         }
-    }))
+    });
+    Ok(response)
 }
 
 /// The browser's WebSocket, with what it sent but the handshake did not use yet.
 struct Browser {
-    socket: WebSocket,
+    socket: ServerSocket,
     pending: Vec<u8>,
 }
 
 impl Browser {
-    /// The next WebSocket data, or `None` when the browser is gone.
-    async fn next(&mut self) -> Option<Bytes> {
+    /// The next message, or `None` when the browser is gone (a ping is answered here).
+    async fn next(&mut self) -> std::io::Result<Option<Bytes>> {
         loop {
             match self.socket.recv().await? {
-                Ok(Message::Binary(bytes)) => return Some(bytes),
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
+                Incoming::Message(bytes) => return Ok(Some(bytes)),
+                Incoming::Ping(payload) => self.socket.pong(&payload).await?,
+                Incoming::Close => return Ok(None),
             }
         }
     }
 
-    async fn send(&mut self, bytes: Bytes) -> Result<(), axum::Error> {
-        self.socket.send(Message::Binary(bytes)).await
-    }
-
     async fn take(&mut self, n: usize) -> anyhow::Result<Vec<u8>> {
         while self.pending.len() < n {
-            let bytes = self.next().await.ok_or_else(|| anyhow::anyhow!("the browser left during the handshake"))?;
+            let bytes = self.next().await?.ok_or_else(|| anyhow::anyhow!("the browser left during the handshake"))?;
             self.pending.extend_from_slice(&bytes);
         }
         Ok(self.pending.drain(..n).collect())
     }
 }
 
-/// One task per connection owns both sockets and moves whatever is ready: updates from
-/// the VNC server to the browser, the browser's messages (filtered) to the VNC server,
-/// and session changes (control, membership, stop).
 /// The bytes a connection carried: `(from the browser, to the browser)`.
 #[derive(Default)]
 struct Carried(u64, u64);
 
+/// One task per connection owns both sockets and moves whatever is ready: updates from
+/// the VNC server to the browser (read into the frame's own buffer and written with their
+/// header in one write: no copy), the browser's messages (filtered) to the VNC server,
+/// and session changes (control, membership, stop).
 async fn relay(
     state: &AppState,
     user: &CurrentUser,
     id: Uuid,
     target: RelayTarget,
     mut server: Stream,
-    socket: WebSocket,
+    socket: ServerSocket,
     carried: &mut Carried,
 ) -> anyhow::Result<()> {
     let mut browser = Browser { socket, pending: Vec::new() };
     // daas is the server to the browser: version 3.8, security type None only.
-    browser.send(Bytes::from_static(rfb::VERSION)).await?;
+    browser.socket.send(rfb::VERSION).await?;
     let version = browser.take(12).await?;
     anyhow::ensure!(version == rfb::VERSION, "the browser does not speak RFB 3.8");
-    browser.send(Bytes::from_static(&[1, 1])).await?;
+    browser.socket.send(&[1, 1]).await?;
     anyhow::ensure!(browser.take(1).await? == [1], "the browser chose another security type");
-    browser.send(Bytes::from_static(&[0, 0, 0, 0])).await?;
+    browser.socket.send(&[0, 0, 0, 0]).await?;
     browser.take(1).await?;
     // ClientInit: always shared, so one viewer never disconnects the others.
     server.write_u8(1).await?;
@@ -221,7 +224,7 @@ async fn relay(
     let mut messages = ClientStream::default();
     let mut last_activity: Option<Instant> = None;
     let mut first = std::mem::take(&mut browser.pending);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = Outgoing::new();
     // At shutdown the relay ends; noVNC reconnects to the next daas.
     let closed = state.events.closed();
     tokio::pin!(closed);
@@ -230,21 +233,26 @@ async fn relay(
             Bytes::from(std::mem::take(&mut first))
         } else {
             tokio::select! {
-                read = server.read(&mut buf) => {
+                read = server.read(out.payload_mut()) => {
                     let n = read?;
                     if n == 0 {
                         return Ok(());
                     }
                     carried.1 += n as u64;
-                    browser.send(Bytes::copy_from_slice(&buf[..n])).await?;
+                    browser.socket.send_outgoing(&mut out, n).await?;
                     continue;
                 }
-                bytes = browser.next() => match bytes {
-                    Some(bytes) => {
+                // Answered here, after the `select!`: a write it cancelled would cut a frame.
+                incoming = browser.socket.recv() => match incoming? {
+                    Incoming::Message(bytes) => {
                         carried.0 += bytes.len() as u64;
                         bytes
                     }
-                    None => return Ok(()),
+                    Incoming::Ping(payload) => {
+                        browser.socket.pong(&payload).await?;
+                        continue;
+                    }
+                    Incoming::Close => return Ok(()),
                 },
                 _ = &mut closed => return Ok(()),
                 note = notes.recv() => {
@@ -260,7 +268,7 @@ async fn relay(
                             // Stopped, or no longer theirs: a clean close, so noVNC does not
                             // try again.
                             Ok(_) => {
-                                let _ = browser.socket.send(Message::Close(None)).await;
+                                let _ = browser.socket.close().await;
                                 return Ok(());
                             }
                             Err(err) => tracing::warn!(error = %err, "cannot re-read the session"),

@@ -8,3 +8,4 @@ pub mod notebook;
 pub mod rfb;
 pub mod upstream;
 pub mod webapp;
+pub mod ws;

@@ -718,13 +718,11 @@ async fn websocket(
     tokio::spawn(async move {
         let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else { return };
         let carried = open_visit(&state, id, &visitor, from).await;
-        let (client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
-        let (server_rx, mut server_tx) = tokio::io::split(TokioIo::new(server));
-        // Not activity: kernels at work are read from Jupyter (`read_jupyter`).
-        let mut client_rx = Counting { inner: client_rx, carried: carried.clone(), up: true };
-        let mut server_rx = Counting { inner: server_rx, carried, up: false };
-        let up = tokio::io::copy(&mut client_rx, &mut server_tx);
-        let down = tokio::io::copy(&mut server_rx, &mut client_tx);
+        // Not activity: kernels at work are read from Jupyter (`read_jupyter`). Both
+        // directions in one future: no task pair, no split's lock on each read and write.
+        let mut client = Counting { inner: TokioIo::new(client), carried };
+        let mut server = TokioIo::new(server);
+        let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, COPY_BUFFER, COPY_BUFFER);
         // Ends when the session stops or the visitor may no longer be in it (removed,
         // made a guest, disabled): at once, not at their next request.
         let mut notes = state.events.subscribe();
@@ -745,8 +743,7 @@ async fn websocket(
         };
         // At shutdown too: the browser reconnects to the next daas.
         tokio::select! {
-            _ = up => {}
-            _ = down => {}
+            _ = copy => {}
             _ = sent_away => {}
             _ = state.events.closed() => {}
         }
@@ -755,15 +752,18 @@ async fn websocket(
     Ok(response.body(Body::empty()).map_err(anyhow::Error::from)?)
 }
 
-/// Counts a WebSocket's bytes into its visit as they are read.
-struct Counting<R> {
-    inner: R,
+/// Each direction's buffer of a WebSocket's copy: Jupyter's messages are mostly small, and
+/// a larger read gains nothing once a message fits.
+const COPY_BUFFER: usize = 16 << 10;
+
+/// The browser's side of a WebSocket, counting its bytes into the visit: what is read came
+/// from the browser, what is written goes to it.
+struct Counting<S> {
+    inner: S,
     carried: Arc<Carried>,
-    /// From the browser (else to it).
-    up: bool,
 }
 
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<R> {
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -772,9 +772,36 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<R> {
         let before = buf.filled().len();
         let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
-        let counter = if self.up { &self.carried.to_session } else { &self.carried.to_browser };
-        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.carried.to_session.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         poll
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = poll {
+            self.carried.to_browser.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -128,14 +128,24 @@ fn failed(message: String) -> Ending {
 }
 
 /// Observes a session that has a handle, decides its step and carries it out.
-pub async fn observe(state: &AppState, live: &Live, handle: &Handle) -> anyhow::Result<()> {
+pub async fn observe(state: &AppState, live: &Live, handle: &Handle) -> anyhow::Result<Seen> {
     let observed = state.runtime.observe(live.id, handle).await?;
     let mut step = decide(live, observed, OffsetDateTime::now_utc(), state.config.sessions.startup_timeout);
     if step == Step::Wait && live.kind == Kind::Job && live.state == SessionState::Running {
         let output = state.runtime.logs(live.id, handle, 20).await.unwrap_or_default();
         step = job_step(live, &output);
     }
-    apply(state, live, handle, step).await
+    let seen = if matches!(step, Step::Run { .. }) { Seen::Answers } else { Seen::Other };
+    apply(state, live, handle, step).await?;
+    Ok(seen)
+}
+
+/// What an observation found, for a launch watching its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// The session answers now (it runs, or ran already).
+    Answers,
+    Other,
 }
 
 /// Carries out `step` for the session.

@@ -24,6 +24,10 @@ pub async fn url(args: &DbArgs) -> anyhow::Result<String> {
 pub async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
     let url = url(args).await?;
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    // No JIT: daas's queries are short, and at a facility's size (1,000,000 sessions) the
+    // planner's cost estimates start JIT compiles of 300-500 ms on list pages that run in
+    // tens of milliseconds without them (tools/bench/facility.sql, `make bench-db`).
+    let options = options.options([("jit", "off")]);
     let host = options.get_host().to_string();
     let port = options.get_port();
     // One direct connection first: its error says why ("connection refused", "password

@@ -38,6 +38,33 @@ pub fn push_visible(query: &mut QueryBuilder<'_, Postgres>, user: &CurrentUser) 
     }
 }
 
+/// `push_visible` for queries over many proposals (lists, counts): the same rule, written
+/// as the set of the proposals the caller sees, which Postgres builds once from the
+/// indexes (memberships, the proposals and experiments on the caller's beamlines) rather
+/// than testing the rule on every proposal (at 100,000 proposals, a scientist's list took
+/// a second). A lookup of one proposal keeps `push_visible`, whose tests stop at that row.
+fn push_visible_set(query: &mut QueryBuilder<'_, Postgres>, user: &CurrentUser) {
+    match user.role {
+        Role::Admin | Role::User => push_visible(query, user),
+        Role::Scientist => {
+            query
+                .push("p.id in (select m.proposal_id from proposal_members m where m.user_id = ")
+                .push_bind(user.id)
+                .push(
+                    " union all select bp.id from proposals bp join beamline_staff b on b.beamline = bp.beamline
+                       where b.user_id = ",
+                )
+                .push_bind(user.id)
+                .push(
+                    " union all select e.proposal_id from experiments e join beamline_staff b on b.beamline = e.beamline
+                       where b.user_id = ",
+                )
+                .push_bind(user.id)
+                .push(")");
+        }
+    }
+}
+
 /// Pushes the columns that depend on the caller, for a proposal `p`: `role` (theirs in the
 /// proposal, if any) and `favourite` (starred by them).
 fn push_caller_columns(query: &mut QueryBuilder<'_, Postgres>, user: &CurrentUser) {
@@ -95,7 +122,7 @@ pub async fn list(
 
 /// Pushes what `list` matches: visible to `user`, and the filter's search and beamline.
 fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, user: &CurrentUser, filter: &ListFilter<'a>) {
-    push_visible(query, user);
+    push_visible_set(query, user);
     if let Some(search) = filter.search {
         let pattern = format!("%{}%", escape_like(search));
         query.push(" and (p.identifier ilike ").push_bind(pattern.clone());
@@ -258,8 +285,22 @@ pub async fn members(db: impl PgExecutor<'_>, proposal_id: Uuid) -> sqlx::Result
 
 /// The beamlines of the proposals the caller may see (for the search filter).
 pub async fn visible_beamlines(db: impl PgExecutor<'_>, user: &CurrentUser) -> sqlx::Result<Vec<String>> {
+    if user.role == Role::Admin {
+        // Every beamline: from one to the next along the index, a dozen reads rather than
+        // a pass over every proposal.
+        return sqlx::query_scalar(
+            "with recursive b as (
+                 select min(beamline) as beamline from proposals
+                 union all
+                 select (select min(p.beamline) from proposals p where p.beamline > b.beamline) from b
+                 where b.beamline is not null)
+             select beamline from b where beamline is not null order by 1",
+        )
+        .fetch_all(db)
+        .await;
+    }
     let mut query = QueryBuilder::new("select distinct p.beamline from proposals p where ");
-    push_visible(&mut query, user);
+    push_visible_set(&mut query, user);
     query.push(" order by 1");
     query.build_query_scalar().fetch_all(db).await
 }

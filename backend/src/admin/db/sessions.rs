@@ -62,6 +62,27 @@ fn select<'a>(columns: &'static str) -> QueryBuilder<'a, Postgres> {
     q
 }
 
+/// `select count(*)` of the sessions, joined only to the tables the filter reads: each
+/// join is on a non-null foreign key, so it changes no count, and a million sessions
+/// joined to five tables took seconds to count.
+fn select_count<'a>(beamline: Option<&str>, f: &Filter) -> QueryBuilder<'a, Postgres> {
+    let mut q = QueryBuilder::new("select count(*) from sessions s");
+    if f.user.is_some() {
+        q.push(" join users u on u.id = s.owner_id");
+    }
+    if f.image.is_some() {
+        q.push(" join images i on i.id = s.image_id");
+    }
+    if f.proposal.is_some() || f.beamline.is_some() || beamline.is_some() {
+        q.push(" join experiments e on e.id = s.experiment_id");
+    }
+    if f.proposal.is_some() {
+        q.push(" join proposals p on p.id = e.proposal_id");
+    }
+    q.push(" where true");
+    q
+}
+
 const COLUMNS: &str = "s.id, s.kind, s.state, u.username as owner, i.name as image, f.name as flavour,
     p.identifier as proposal, e.code as experiment, e.beamline, s.cpu_millis, s.memory_mib, s.gpus, s.runtime,
     s.failure_reason, s.created_at, s.started_at, s.stopped_at, s.last_activity_at, s.expires_at,
@@ -107,7 +128,7 @@ pub async fn list<'a>(
     push_filter(&mut q, beamline, f, states);
     q.push(" order by s.created_at desc, s.id limit ").push_bind(limit).push(" offset ").push_bind(offset);
     let items = q.build_query_as().fetch_all(db).await?;
-    let mut q = select("count(*)");
+    let mut q = select_count(beamline, f);
     push_filter(&mut q, beamline, f, states);
     let total = q.build_query_scalar().fetch_one(db).await?;
     Ok((items, total))

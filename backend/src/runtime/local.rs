@@ -1132,8 +1132,11 @@ impl Runtime for LocalRuntime {
         // Probe until it first answers; after that the process being alive is enough (a
         // probe every pass would fill the session's log with connections).
         let ready = dir.join("ready");
-        if ready.exists() || probe(&handle).await {
-            let _ = std::fs::write(&ready, b"");
+        let answered = ready.exists();
+        if answered || probe(&handle).await {
+            if !answered {
+                let _ = std::fs::write(&ready, b"");
+            }
             let endpoint = handle.socket.as_ref().map(|s| format!("unix:{}", s.display())).unwrap_or_default();
             return Ok(Observed::Running { endpoint });
         }

@@ -7,7 +7,7 @@ TEST_DEV_DIR := .daas/test
 # The fault drills' own PostgreSQL (drills stop it and fill disks: never the tests' or yours).
 DRILLS_DEV_DIR := .daas/drills
 
-.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-proxies bench-recon bench-slurm bench-studio drills
+.PHONY: dev test e2e deps build lint fmt stop help bench bench-launch bench-restart bench-db bench-proxies bench-recon bench-slurm bench-studio drills
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -34,12 +34,21 @@ test: build ## run every test against a private PostgreSQL (or $$DATABASE_URL)
 e2e: build ## only the browser end-to-end tests (screenshots in target/screenshots/)
 	cd tests/e2e && npm test
 
-bench: bench-launch bench-proxies bench-recon bench-slurm bench-studio ## run every benchmark
+bench: bench-launch bench-restart bench-db bench-proxies bench-recon bench-slurm bench-studio ## run every benchmark
 
-bench-launch: build ## launch and stop N trivial sessions through the API (N=$$BENCH_SESSIONS, default 50)
-	@set -euo pipefail; \
+# The control-plane benchmarks run `daas serve` from a release build, as a facility would.
+BENCH_API = @set -euo pipefail; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(DAAS) --dev-dir $(TEST_DEV_DIR) dev-db)"; fi; \
-	$(CARGO) run --quiet --example bench_launch
+	$(CARGO) build --quiet --release --bin daas && $(CARGO) run --quiet --release --example bench_launch --
+
+bench-launch: build ## launches vs JupyterHub 5 (real processes, then control planes alone): launches/s at BENCH_SESSIONS at once (100,500), one launch p50/p99, list p99, CPU per launch
+	$(BENCH_API) launch
+
+bench-restart: build ## daas restarted with BENCH_SESSIONS (1000) sessions running: s until ready and until all answer through the proxy
+	$(BENCH_API) restart
+
+bench-db: build ## the API on a facility's worth of rows (100,000 proposals, 1,000,000 sessions): p50/p99 per route at BENCH_RATE (1000) requests/s
+	$(BENCH_API) db
 
 bench-proxies: build ## desktop relay vs websockify, notebook proxy vs configurable-http-proxy, vs direct (release build)
 	@set -euo pipefail; \

@@ -21,7 +21,13 @@ use crate::{free_port, wait_port, Bench, Latencies, Process, Table, ROOT};
 const PASSWORD: &str = "b3nchPwd";
 /// Connections of the "many" figures.
 const MANY: usize = 200;
-/// Round trips per connection at `MANY` connections, and at one.
+/// Connections of the "1,000 desktops" figures (websockify is not run there: it forks a
+/// Python process per connection), each sending an input every `TYPING`: 1,000 people at
+/// work, 10,000 inputs a second in all.
+const THOUSAND: usize = 1000;
+const TYPING: Duration = Duration::from_millis(100);
+/// Round trips per connection at `THOUSAND`, at `MANY` connections, and at one.
+const TRIPS_THOUSAND: usize = 20;
 const TRIPS_MANY: usize = 100;
 const TRIPS_ONE: usize = 2000;
 
@@ -59,9 +65,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<()> {
     for target in &targets {
         let one_stream = stream(target, 1, bench.seconds).await?;
         let many_stream = stream(target, MANY, bench.seconds).await?;
-        let mut one = round_trips(target, 1, TRIPS_ONE, || {}).await?;
+        let mut one = round_trips(target, 1, TRIPS_ONE, None, || {}).await?;
         let mut memory = f64::NAN;
-        let mut many = round_trips(target, MANY, TRIPS_MANY, || {
+        let mut many = round_trips(target, MANY, TRIPS_MANY, None, || {
             memory = match target {
                 Target::Direct(_) => f64::NAN,
                 Target::Websockify(_) => websockify.memory_mib(),
@@ -79,6 +85,22 @@ pub async fn run(bench: &Bench) -> anyhow::Result<()> {
             memory,
         ]);
     }
+    // 1,000 desktops at once: their input round trips and what each costs daas.
+    let mut thousand = [[f64::NAN; 3]; 3];
+    for (i, target) in targets.iter().enumerate() {
+        if let Target::Websockify(_) = target {
+            continue;
+        }
+        let mut memory = f64::NAN;
+        let mut trips = round_trips(target, THOUSAND, TRIPS_THOUSAND, Some(TYPING), || {
+            if let Target::Daas { .. } = target {
+                memory = bench.daas.memory_mib();
+            }
+        })
+        .await?;
+        thousand[i] =
+            [trips.percentile_ms(50.0), trips.percentile_ms(99.0), (memory - idle[i]) * 1024.0 / THOUSAND as f64];
+    }
     println!("## Desktop: daas's relay against websockify 0.13 (forks per connection) and direct TCP\n");
     let mut table = Table::new(["direct", "websockify", "daas"]);
     let names = [
@@ -94,6 +116,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<()> {
         table.row(name, [results[0][i], results[1][i], results[2][i]]);
     }
     table.row("memory MiB (PSS), idle", idle);
+    table.row(format!("100 B round trip p50 ms, {THOUSAND} x 10/s"), thousand.map(|t| t[0]));
+    table.row(format!("100 B round trip p99 ms, {THOUSAND} x 10/s"), thousand.map(|t| t[1]));
+    table.row(format!("KiB per connection (PSS), {THOUSAND} conns"), thousand.map(|t| t[2]));
     table.print();
     Ok(())
 }
@@ -170,18 +195,22 @@ impl Client {
         Ok(())
     }
 
-    /// Whatever arrives next (appended to `pending`); its length.
-    async fn receive(&mut self) -> anyhow::Result<usize> {
+    /// Whatever arrives next (appended to `pending` if `keep`); its length.
+    async fn receive(&mut self, keep: bool) -> anyhow::Result<usize> {
         let n = match &mut self.link {
             Link::Tcp(s) => {
                 let n = s.read(&mut self.buffer).await?;
-                self.pending.extend_from_slice(&self.buffer[..n]);
+                if keep {
+                    self.pending.extend_from_slice(&self.buffer[..n]);
+                }
                 n
             }
             Link::Ws(ws) => loop {
                 match ws.next().await.ok_or_else(|| anyhow::anyhow!("closed"))?? {
                     Message::Binary(data) => {
-                        self.pending.extend_from_slice(&data);
+                        if keep {
+                            self.pending.extend_from_slice(&data);
+                        }
                         break data.len();
                     }
                     Message::Close(_) => anyhow::bail!("closed"),
@@ -195,7 +224,7 @@ impl Client {
 
     async fn take(&mut self, n: usize) -> anyhow::Result<Vec<u8>> {
         while self.pending.len() < n {
-            self.receive().await?;
+            self.receive(true).await?;
         }
         Ok(self.pending.drain(..n).collect())
     }
@@ -216,8 +245,8 @@ async fn stream(target: &Target, connections: usize, seconds: Duration) -> anyho
                 client.send(&[3, 0, 0, 0, 0, 0, 4, 0, 3, 0]).await?; // FramebufferUpdateRequest
                 let mut bytes = 0u64;
                 loop {
-                    let n = client.receive().await?;
-                    client.pending.clear();
+                    // Counted, not kept: the client's copies would weigh on the figure.
+                    let n = client.receive(false).await?;
                     let now = Instant::now();
                     if now >= end {
                         return anyhow::Ok(bytes);
@@ -237,12 +266,14 @@ async fn stream(target: &Target, connections: usize, seconds: Duration) -> anyho
 }
 
 /// Latencies of 100-byte round trips (ClientCutText out, ServerCutText back), `trips` per
-/// connection on `connections` at once; `while_open` runs once all have finished, before
-/// any connection closes.
+/// connection on `connections` at once, each connection's next sent at once (`every`
+/// `None`: the relay saturated) or this long after the last was sent (a person typing);
+/// `while_open` runs once all have finished, before any connection closes.
 async fn round_trips(
     target: &Target,
     connections: usize,
     trips: usize,
+    every: Option<Duration>,
     while_open: impl FnOnce(),
 ) -> anyhow::Result<Latencies> {
     let mut clients = Vec::new();
@@ -257,6 +288,10 @@ async fn round_trips(
             let message = message.clone();
             tokio::spawn(async move {
                 let mut latencies = Latencies::default();
+                // Spread over the period, as people's keys are.
+                if let Some(every) = every {
+                    tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
+                }
                 for i in 0..trips + 10 {
                     let sent = Instant::now();
                     client.send(&message).await?;
@@ -265,6 +300,9 @@ async fn round_trips(
                     // The first ten warm the path up.
                     if i >= 10 {
                         latencies.push(sent.elapsed());
+                    }
+                    if let Some(every) = every {
+                        tokio::time::sleep_until((sent + every).into()).await;
                     }
                 }
                 anyhow::Ok((latencies, client))

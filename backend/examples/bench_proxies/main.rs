@@ -6,7 +6,7 @@
 //! `make bench-proxies` (`DATABASE_URL` names the server: a database of its own is created
 //! and dropped; websockify comes from `.daas/venv`, configurable-http-proxy from
 //! `tests/bench`, both installed by `make deps`). `BENCH_SECONDS` sets how long each
-//! measurement runs (default 3).
+//! measurement runs (default 3); `BENCH_ONLY=desktop` or `notebook` runs one of the two.
 //!
 //! daas runs in a process of its own (this program started again with `serve`): the router
 //! of `daas serve`, without the reconciler, since the sessions here are rows pointing at
@@ -52,8 +52,14 @@ async fn run(url: &str, work: &Path) -> anyhow::Result<()> {
     let bench = Bench::start(url, work, Duration::from_secs_f64(seconds)).await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("Proxy benchmarks on {cores} cores; client, backend and proxy share them; {seconds} s per figure.\n");
-    desktop::run(&bench).await?;
-    notebook::run(&bench).await?;
+    // `BENCH_ONLY=desktop` or `notebook`: one of the two.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "notebook" {
+        desktop::run(&bench).await?;
+    }
+    if only != "desktop" {
+        notebook::run(&bench).await?;
+    }
     Ok(())
 }
 
@@ -166,8 +172,12 @@ impl Drop for Process {
     fn drop(&mut self) {
         // websockify's forked children belong to its process group. Not reaped yet, the
         // child still holds its pid, so the group is still its own.
+        // (Never `kill -9 -PGID`: procps-ng 4.0.2's kill turns it into kill(-1), every
+        // process of the machine.)
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").args(["-9", &format!("-{}", self.child.id())]).status();
+            if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
         }
         let _ = self.child.kill();
         if self.child.wait().is_err() {
@@ -268,7 +278,7 @@ impl Table {
     pub fn print(&self) {
         let [direct, other, daas] = self.columns;
         println!(
-            "| {:<34} | {:>10} | {:>10} | {:>10} | {:>12} | {:>12} |",
+            "| {:<40} | {:>10} | {:>10} | {:>10} | {:>12} | {:>12} |",
             "",
             direct,
             other,
@@ -276,10 +286,10 @@ impl Table {
             format!("daas/{other}"),
             format!("daas/{direct}")
         );
-        println!("|{:-<36}|{:->12}|{:->12}|{:->12}|{:->14}|{:->14}|", "", "", "", "", "", "");
+        println!("|{:-<42}|{:->12}|{:->12}|{:->12}|{:->14}|{:->14}|", "", "", "", "", "", "");
         for (name, [d, o, s]) in &self.rows {
             let [d, o, s, vs_other, vs_direct] = [*d, *o, *s, s / o, s / d].map(cell);
-            println!("| {name:<34} | {d:>10} | {o:>10} | {s:>10} | {vs_other:>12} | {vs_direct:>12} |");
+            println!("| {name:<40} | {d:>10} | {o:>10} | {s:>10} | {vs_other:>12} | {vs_direct:>12} |");
         }
         println!(
             "(ratios: daas's figure over the other's; for rates higher is better, for latencies and memory lower)\n"
